@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from cloudmart.contracts.failures import BusinessFailure
 
@@ -27,7 +27,11 @@ def business_failures_are_final(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except BusinessFailure as failure:
             raise ApplicationError(
-                str(failure), type=failure.type_name(), non_retryable=True
+                str(failure),
+                type=failure.type_name(),
+                non_retryable=True,
+                # An expected outcome, not an incident: no warning with a traceback in the logs.
+                category=ApplicationErrorCategory.BENIGN,
             ) from failure
 
     return wrapper

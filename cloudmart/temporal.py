@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
+from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
 from cloudmart.settings import Settings
 
 
@@ -25,3 +27,13 @@ def is_unreachable(err: BaseException) -> bool:
     if isinstance(err, RPCError):
         return err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
     return isinstance(err, RuntimeError) and str(err).startswith("Failed client connect")
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Register the saga's search attributes (for servers not started with them, e.g. in tests)."""
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={key.name: key.indexed_value_type.value for key in SEARCH_ATTRIBUTES},
+        )
+    )

@@ -170,3 +170,21 @@ class OrderSummary(BaseModel):
 class OrderPage(BaseModel):
     items: list[OrderSummary]
     next_page_token: str | None
+
+
+def saga_input(
+    order_id: str,
+    order: PlaceOrder,
+    *,
+    payment_review_timeout: timedelta,
+    task_queues: TaskQueues,
+) -> OrderSagaInput:
+    return OrderSagaInput(
+        order_id=order_id,
+        customer_id=order.customer_id,
+        items=order.items,
+        payment_token=order.payment_token,
+        shipping_address=order.shipping_address,
+        payment_review_timeout=payment_review_timeout,
+        task_queues=task_queues,
+    )

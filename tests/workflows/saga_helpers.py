@@ -1,0 +1,86 @@
+"""Driving the saga in tests: start it, pause a service call, read its history."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+
+from cloudmart.contracts.orders import OrderSagaInput, OrderState, OrderStatus, StepRecord
+from cloudmart.contracts.saga import workflow_id
+from tests.support import Gate
+from workflows.order_saga import OrderSaga
+
+
+async def start(client: Client, saga: OrderSagaInput) -> WorkflowHandle[OrderSaga, OrderState]:
+    return await client.start_workflow(
+        OrderSaga.run, saga, id=workflow_id(saga.order_id), task_queue=saga.task_queues.orders
+    )
+
+
+def hold(monkeypatch: pytest.MonkeyPatch, service: object, method: str) -> Gate:
+    """Make ``service.method`` wait at its start until the returned gate is opened."""
+    gate = Gate()
+    original: Callable[..., Any] = getattr(service, method)
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        gate.pass_()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(service, method, held)
+    return gate
+
+
+def fail_first(
+    monkeypatch: pytest.MonkeyPatch, service: object, method: str, times: int
+) -> list[int]:
+    """Make ``service.method`` raise a transient error on its first ``times`` calls.
+
+    Returns a list that grows by one per call, to count attempts.
+    """
+    calls: list[int] = []
+    original: Callable[..., Any] = getattr(service, method)
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(len(calls) + 1)
+        if len(calls) <= times:
+            raise ConnectionError(f"database unavailable (call {len(calls)})")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(service, method, flaky)
+    return calls
+
+
+def outline(records: list[StepRecord]) -> list[tuple[str, str]]:
+    return [(r.name, r.status.value) for r in records]
+
+
+async def activity_attempts(handle: WorkflowHandle[Any, Any], activity_name: str) -> list[int]:
+    """The attempt number of each start of ``activity_name`` recorded in the history."""
+    scheduled: dict[int, str] = {}
+    attempts: list[int] = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled[event.event_id] = (
+                event.activity_task_scheduled_event_attributes.activity_type.name
+            )
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started = event.activity_task_started_event_attributes
+            if scheduled.get(started.scheduled_event_id) == activity_name:
+                attempts.append(started.attempt)
+    return attempts
+
+
+async def wait_for_status(
+    handle: WorkflowHandle[OrderSaga, OrderState], status: OrderStatus, attempts: int = 200
+) -> None:
+    """Poll the saga's state query until it reports ``status`` (queries never skip time)."""
+    for _ in range(attempts):
+        if (await handle.query(OrderSaga.state)).status is status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"saga never reached {status}")

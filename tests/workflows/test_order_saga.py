@@ -1,0 +1,376 @@
+"""OrderSaga in Temporal's time-skipping server, with the real activities on real databases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import CancelledError
+
+from cloudmart.contracts.orders import CancelOrder, OrderStatus, PaymentReviewDecision
+from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL
+from cloudmart.settings import Settings
+from services.factory import Services
+from tests.support import INITIAL_STOCK, assert_books_balance, new_saga_input, stock
+from tests.workflows.saga_helpers import (
+    activity_attempts,
+    fail_first,
+    hold,
+    outline,
+    start,
+    wait_for_status,
+)
+from workflows.order_saga import OrderSaga
+
+ALL_DONE = "COMPLETED"
+
+
+async def test_happy_path_reserves_charges_ships_and_commits(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    saga = new_saga_input(settings, (("SKU-A", 2), ("SKU-B", 1)))
+    handle = await start(client, saga)
+    state = await handle.result()
+
+    assert state.status is OrderStatus.COMPLETED
+    assert state.total_cents == 2 * 1000 + 2500
+    assert state.failure is None
+    assert state.tracking_number and state.tracking_number.startswith("CM")
+    assert outline(state.steps) == [
+        ("inventory.reserve", ALL_DONE),
+        ("payment.charge", ALL_DONE),
+        ("shipping.create", ALL_DONE),
+        ("inventory.commit", ALL_DONE),
+    ]
+    assert state.compensations == []
+    assert stock(workers)["SKU-A"] == (98, 0)
+    assert_books_balance(workers, [4500])
+
+    description = await handle.describe()
+    attributes = description.typed_search_attributes
+    assert attributes.get(ORDER_STATUS) == "COMPLETED"
+    assert attributes.get(CUSTOMER_ID) == "c-42"
+    assert attributes.get(ORDER_TOTAL) == 4500
+
+
+@pytest.mark.parametrize(
+    ("items", "failure_type"),
+    [((("SKU-A", 101),), "OutOfStock"), ((("NO-SUCH-SKU", 1),), "UnknownSku")],
+)
+async def test_inventory_failure_fails_the_order_without_charging(
+    client: Client, settings: Settings, workers: Services, items, failure_type
+) -> None:
+    state = await (await start(client, new_saga_input(settings, items))).result()
+
+    assert state.status is OrderStatus.FAILED
+    assert state.failure is not None and state.failure.type == failure_type
+    assert outline(state.compensations) == [("inventory.release", ALL_DONE)]
+    assert "NOTHING_TO_UNDO" in (state.compensations[0].detail or "")
+    assert stock(workers) == {sku: (n, 0) for sku, n in INITIAL_STOCK.items()}
+    assert_books_balance(workers, [])
+
+
+async def test_declined_payment_releases_the_inventory(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    state = await (await start(client, new_saga_input(settings, token="tok_decline"))).result()
+
+    assert state.status is OrderStatus.FAILED
+    assert state.failure is not None and state.failure.type == "PaymentDeclined"
+    assert outline(state.compensations) == [
+        ("payment.refund", ALL_DONE),
+        ("inventory.release", ALL_DONE),
+    ]
+    assert state.compensations[1].detail == "UNDONE: released 2 unit(s)"
+    assert stock(workers)["SKU-A"] == (100, 0)
+    assert_books_balance(workers, [])
+
+
+async def test_shipping_failure_refunds_then_releases(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    state = await (await start(client, new_saga_input(settings, country="JP"))).result()
+
+    assert state.status is OrderStatus.FAILED
+    assert state.failure is not None and state.failure.type == "Undeliverable"
+    assert outline(state.compensations) == [
+        ("shipping.cancel", ALL_DONE),
+        ("payment.refund", ALL_DONE),
+        ("inventory.release", ALL_DONE),
+    ]
+    refund, release = state.compensations[1], state.compensations[2]
+    assert refund.detail == "UNDONE: refunded 2000 cents"
+    assert refund.at <= release.at
+    totals = workers.payment.totals()  # type: ignore[union-attr]
+    assert (totals.charged_cents, totals.refunded_cents) == (2000, 2000)
+    assert_books_balance(workers, [])
+
+
+async def test_transient_failures_are_retried_to_success(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    saga_workers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reserve_calls = fail_first(monkeypatch, services.inventory, "reserve", times=1)
+    async with saga_workers(services):
+        handle = await start(client, new_saga_input(settings, token="tok_flaky"))
+        state = await handle.result()
+
+    assert state.status is OrderStatus.COMPLETED
+    assert len(reserve_calls) == 2
+    assert await activity_attempts(handle, "payment.charge") == [3]
+    assert_books_balance(services, [2000])
+
+
+async def test_a_compensation_that_fails_twice_is_retried_to_the_end(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    saga_workers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refund_calls = fail_first(monkeypatch, services.payment, "refund", times=2)
+    async with saga_workers(services):
+        handle = await start(client, new_saga_input(settings, country="JP"))
+        state = await handle.result()
+
+    assert state.status is OrderStatus.FAILED
+    assert outline(state.compensations) == [
+        ("shipping.cancel", ALL_DONE),
+        ("payment.refund", ALL_DONE),
+        ("inventory.release", ALL_DONE),
+    ]
+    assert len(refund_calls) == 3
+    assert await activity_attempts(handle, "payment.refund") == [3]
+    assert_books_balance(services, [])
+
+
+# --- payment review ---------------------------------------------------------------------------
+
+
+async def test_review_approved_completes_the_order(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    handle = await start(client, new_saga_input(settings, token="tok_review"))
+    await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+    accepted = await handle.execute_update(
+        OrderSaga.review_payment, PaymentReviewDecision(approved=True)
+    )
+    assert accepted.status is OrderStatus.AWAITING_PAYMENT_REVIEW
+    state = await handle.result()
+
+    assert state.status is OrderStatus.COMPLETED
+    assert ("payment.review", ALL_DONE) in outline(state.steps)
+    assert_books_balance(workers, [2000])
+
+
+async def test_review_rejected_fails_the_order_and_moves_no_money(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    handle = await start(client, new_saga_input(settings, token="tok_review"))
+    await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+    await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=False))
+    state = await handle.result()
+
+    assert state.status is OrderStatus.FAILED
+    assert state.failure is not None and state.failure.type == "PaymentReviewRejected"
+    assert workers.payment.totals().charged_cents == 0  # type: ignore[union-attr]
+    assert_books_balance(workers, [])
+
+
+async def test_review_times_out_after_24_hours_of_workflow_time(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    handle = await start(client, new_saga_input(settings, token="tok_review"))
+    state = await handle.result()  # the time-skipping server jumps over the day
+
+    assert state.status is OrderStatus.FAILED
+    assert state.failure is not None
+    assert state.failure.type == "PaymentReviewTimedOut"
+    assert state.failure.message == "no payment review decision within 24h"
+    assert state.updated_at - state.created_at >= timedelta(hours=24)
+    assert workers.payment.totals().charges_by_status == {"VOIDED": 1}  # type: ignore[union-attr]
+    assert_books_balance(workers, [])
+
+
+async def test_review_decision_is_refused_unless_awaiting_review(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    handle = await start(client, new_saga_input(settings, token="tok_review"))
+    await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+    await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=False))
+    assert "not awaiting a payment review" in str(refused.value.cause)
+    assert (await handle.result()).status is OrderStatus.COMPLETED
+
+
+# --- cancellation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "status", "undone"),
+    [
+        ("inventory", "reserve", OrderStatus.RESERVING_INVENTORY, []),
+        ("payment", "charge", OrderStatus.CHARGING_PAYMENT, ["inventory.release"]),
+        (
+            "shipping",
+            "create",
+            OrderStatus.CREATING_SHIPMENT,
+            ["payment.refund", "inventory.release"],
+        ),
+    ],
+)
+async def test_customer_cancel_during_a_step_compensates_and_refuses_the_late_step(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    saga_workers,
+    monkeypatch: pytest.MonkeyPatch,
+    service: str,
+    method: str,
+    status: OrderStatus,
+    undone: list[str],
+) -> None:
+    gate = hold(monkeypatch, getattr(services, service), method)
+    async with saga_workers(services):
+        handle = await start(client, new_saga_input(settings))
+        await gate.entered()
+        accepted = await handle.execute_update(
+            OrderSaga.cancel, CancelOrder(reason="changed my mind")
+        )
+        assert accepted.status is status
+        state = await handle.result()
+        gate.open()  # the held step now runs, late, and must be refused
+    # The workers have shut down: the late step has finished.
+
+    assert state.status is OrderStatus.CANCELLED
+    assert state.cancel_reason == "changed my mind"
+    assert state.failure is None
+    assert state.steps[-1].status.value == "CANCELLED"
+    undo_details = {c.name: c.detail or "" for c in state.compensations}
+    assert all(c.status.value == ALL_DONE for c in state.compensations)
+    assert [name for name, detail in undo_details.items() if detail.startswith("UNDONE")] == undone
+    assert stock(services)["SKU-A"] == (100, 0)
+    assert_books_balance(services, [])
+    shipped = services.shipping.engine.connect().exec_driver_sql(  # type: ignore[union-attr]
+        "SELECT count(*) FROM shipments WHERE status = 'CREATED'"
+    )
+    assert shipped.scalar() == 0
+
+
+async def test_customer_cancel_while_awaiting_review_voids_the_payment(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    handle = await start(client, new_saga_input(settings, token="tok_review"))
+    await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+    await handle.execute_update(OrderSaga.cancel, CancelOrder())
+    state = await handle.result()
+
+    assert state.status is OrderStatus.CANCELLED
+    assert ("payment.review", "CANCELLED") in outline(state.steps)
+    assert workers.payment.totals().charges_by_status == {"VOIDED": 1}  # type: ignore[union-attr]
+    assert_books_balance(workers, [])
+
+
+async def test_cancel_is_refused_once_the_shipment_exists(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    saga_workers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = hold(monkeypatch, services.inventory, "commit")
+    async with saga_workers(services):
+        handle = await start(client, new_saga_input(settings))
+        await gate.entered()
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(OrderSaga.cancel, CancelOrder())
+        gate.open()
+        state = await handle.result()
+
+    assert "already created; too late to cancel" in str(refused.value.cause)
+    assert state.status is OrderStatus.COMPLETED
+    assert_books_balance(services, [2000])
+
+
+async def test_cancel_from_temporal_compensates_and_ends_cancelled(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    handle = await start(client, new_saga_input(settings, token="tok_review"))
+    await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+    await handle.cancel()  # what the Web UI's and `temporal workflow cancel`'s button does
+    with pytest.raises(WorkflowFailureError) as ended:
+        await handle.result()
+    assert isinstance(ended.value.cause, CancelledError)
+
+    description = await handle.describe()
+    assert description.status is WorkflowExecutionStatus.CANCELED
+    assert description.typed_search_attributes.get(ORDER_STATUS) == "CANCELLED"
+    state = await handle.query(OrderSaga.state)
+    assert state.status is OrderStatus.CANCELLED
+    assert state.cancel_reason == "cancel requested through Temporal"
+    assert outline(state.compensations) == [
+        ("payment.refund", ALL_DONE),
+        ("inventory.release", ALL_DONE),
+    ]
+    assert_books_balance(workers, [])
+
+
+async def test_cancel_from_temporal_during_a_step_refuses_the_late_step(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    saga_workers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = hold(monkeypatch, services.shipping, "create")
+    async with saga_workers(services):
+        handle = await start(client, new_saga_input(settings))
+        await gate.entered()
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        state = await handle.query(OrderSaga.state)
+        gate.open()  # the held shipment now runs, late, and must be refused
+
+    assert state.status is OrderStatus.CANCELLED
+    assert outline(state.compensations) == [
+        ("shipping.cancel", ALL_DONE),
+        ("payment.refund", ALL_DONE),
+        ("inventory.release", ALL_DONE),
+    ]
+    assert stock(services)["SKU-A"] == (100, 0)
+    assert_books_balance(services, [])
+    shipped = services.shipping.engine.connect().exec_driver_sql(  # type: ignore[union-attr]
+        "SELECT status FROM shipments"
+    )
+    assert [row[0] for row in shipped] == ["TOMBSTONE"]
+
+
+async def test_cancel_from_temporal_after_the_shipment_lets_the_order_complete(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    saga_workers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = hold(monkeypatch, services.inventory, "commit")
+    async with saga_workers(services):
+        handle = await start(client, new_saga_input(settings))
+        await gate.entered()
+        await handle.cancel()
+        gate.open()
+        state = await handle.result()
+
+    assert state.status is OrderStatus.COMPLETED
+    assert (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED
+    assert_books_balance(services, [2000])
