@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
+    """The dev server's Web UI (``make up``); 0 runs the dev server headless."""
     task_queue_prefix: str = Field(default="cloudmart", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
     """Task queues are ``<prefix>-orders``, ``<prefix>-inventory``, ... (one per service)."""
 

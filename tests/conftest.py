@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from cloudmart.binaries import find_binary
+from cloudmart.devstack import DevStack, free_port, settings_env
 from cloudmart.process import exit_now
 from cloudmart.settings import SERVICES, Settings
 from cloudmart.temporal import register_search_attributes
@@ -112,3 +113,34 @@ async def workers(saga_workers: SagaWorkers, services: Services) -> AsyncIterato
     """The saga's workers on the test's databases; yields the services to inspect them."""
     async with saga_workers(services):
         yield services
+
+
+# --- the real dev stack -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    hermetic = {f"{service}_db_url": "" for service in SERVICES}
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("stack"),
+        temporal_address=f"127.0.0.1:{free_port()}",
+        temporal_ui_port=0,
+        api_port=free_port(),
+        task_queue_prefix=f"api-{uuid.uuid4().hex[:8]}",
+        activity_threads=8,
+        **hermetic,
+    )
+
+
+@pytest.fixture(scope="session")
+def dev_stack(stack_settings: Settings) -> Iterator[DevStack]:
+    """What `make up` runs (dev server with the same flags, `python -m worker`,
+    `python -m api`) on free ports and temporary databases; Temporal in memory."""
+    stack = DevStack(stack_settings, settings_env(stack_settings), output=None, persist=False)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        statuses = stack.stop()
+    # A clean stop of every process is part of what the stack promises.
+    assert statuses == {"api": 0, "worker": 0, "temporal": 0}, statuses

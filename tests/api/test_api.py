@@ -1,0 +1,358 @@
+"""The API over real HTTP, against the real dev stack: Temporal dev server, worker, API process."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from cloudmart.devstack import DevStack
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+@pytest.fixture(scope="module")
+def api(dev_stack: DevStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=dev_stack.api_url, timeout=15) as client:
+        yield client
+
+
+def order_body(
+    *,
+    customer: str | None = None,
+    items: list[tuple[str, int]] | None = None,
+    token: str = "tok_ok",
+    country: str = "DE",
+) -> dict[str, Any]:
+    return {
+        "customer_id": customer or f"c-{uuid.uuid4().hex[:10]}",
+        "items": [{"sku": s, "quantity": q} for s, q in (items or [("MOUSE-ERGO-01", 1)])],
+        "payment_token": token,
+        "shipping_address": {
+            "name": "Ada Lovelace",
+            "line1": "Hauptstr. 1",
+            "city": "Berlin",
+            "postal_code": "10115",
+            "country": country,
+        },
+    }
+
+
+def place(api: httpx.Client, body: dict[str, Any], key: str | None = None) -> str:
+    headers = {"Idempotency-Key": key} if key else {}
+    response = api.post("/orders", json=body, headers=headers)
+    assert response.status_code == 202, response.text
+    return response.json()["order_id"]
+
+
+def wait_for(api: httpx.Client, order_id: str, statuses: set[str] = TERMINAL) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = api.get(f"/orders/{order_id}").json()
+        if state["status"] in statuses:
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"order {order_id} never reached {statuses}: {state}")
+
+
+def product(api: httpx.Client, sku: str) -> dict[str, Any]:
+    return next(p for p in api.get("/products").json() if p["sku"] == sku)
+
+
+# --- the scenarios of the README's walk-through ----------------------------------------------
+
+
+def test_an_order_completes_and_its_stock_is_sold(api: httpx.Client) -> None:
+    before = product(api, "KB-MECH-01")
+    response = api.post("/orders", json=order_body(items=[("KB-MECH-01", 2)]))
+    assert response.status_code == 202
+    accepted = response.json()
+    assert accepted["status"] == "PENDING"
+    assert response.headers["Location"] == f"/orders/{accepted['order_id']}"
+
+    state = wait_for(api, accepted["order_id"])
+    assert state["status"] == "COMPLETED"
+    assert state["total_cents"] == 2 * before["price_cents"]
+    assert state["failure"] is None
+    assert [(s["name"], s["status"]) for s in state["steps"]] == [
+        ("inventory.reserve", "COMPLETED"),
+        ("payment.charge", "COMPLETED"),
+        ("shipping.create", "COMPLETED"),
+        ("inventory.commit", "COMPLETED"),
+    ]
+    assert all(set(s) >= {"name", "status", "at"} for s in state["steps"])
+    assert state["compensations"] == []
+    after = product(api, "KB-MECH-01")
+    assert (after["stock_on_hand"], after["reserved"]) == (before["stock_on_hand"] - 2, 0)
+
+
+def test_the_last_unit_goes_to_one_order_only(api: httpx.Client) -> None:
+    first = place(api, order_body(items=[("CAM-VINTAGE-01", 1)]))
+    assert wait_for(api, first)["status"] == "COMPLETED"
+    second = wait_for(api, place(api, order_body(items=[("CAM-VINTAGE-01", 1)])))
+    assert second["status"] == "FAILED"
+    assert second["failure"]["type"] == "OutOfStock"
+    assert [c["name"] for c in second["compensations"]] == ["inventory.release"]
+    assert product(api, "CAM-VINTAGE-01")["stock_on_hand"] == 0
+
+
+def test_a_declined_payment_fails_the_order_and_releases_stock(api: httpx.Client) -> None:
+    before = product(api, "LAMP-LED-01")["stock_on_hand"]
+    state = wait_for(api, place(api, order_body(items=[("LAMP-LED-01", 3)], token="tok_decline")))
+    assert state["status"] == "FAILED"
+    assert state["failure"] == {
+        "type": "PaymentDeclined",
+        "message": "payment declined: card declined by the issuer",
+    }
+    assert [c["name"] for c in state["compensations"]] == ["payment.refund", "inventory.release"]
+    assert product(api, "LAMP-LED-01")["stock_on_hand"] == before
+
+
+def test_an_undeliverable_order_is_refunded_then_released(api: httpx.Client) -> None:
+    state = wait_for(api, place(api, order_body(country="JP")))
+    assert state["status"] == "FAILED"
+    assert state["failure"]["type"] == "Undeliverable"
+    assert [c["name"] for c in state["compensations"]] == [
+        "shipping.cancel",
+        "payment.refund",
+        "inventory.release",
+    ]
+
+
+def test_a_payment_review_is_approved_through_the_api(api: httpx.Client) -> None:
+    order_id = place(api, order_body(token="tok_review"))
+    wait_for(api, order_id, {"AWAITING_PAYMENT_REVIEW"})
+    response = api.post(f"/orders/{order_id}/payment-review", json={"approved": True})
+    assert response.status_code == 202, response.text
+    assert wait_for(api, order_id)["status"] == "COMPLETED"
+
+    again = api.post(f"/orders/{order_id}/payment-review", json={"approved": False})
+    assert again.status_code == 409
+    assert again.json() == {"detail": "order is already COMPLETED"}
+
+
+def test_a_rejected_payment_review_fails_the_order(api: httpx.Client) -> None:
+    order_id = place(api, order_body(token="tok_review"))
+    wait_for(api, order_id, {"AWAITING_PAYMENT_REVIEW"})
+    response = api.post(f"/orders/{order_id}/payment-review", json={"approved": False})
+    assert response.status_code == 202
+    state = wait_for(api, order_id)
+    assert state["status"] == "FAILED"
+    assert state["failure"]["type"] == "PaymentReviewRejected"
+
+
+def test_a_payment_review_is_refused_for_an_order_that_never_needed_one(
+    api: httpx.Client,
+) -> None:
+    order_id = place(api, order_body(token="tok_ok"))
+    wait_for(api, order_id)
+    response = api.post(f"/orders/{order_id}/payment-review", json={"approved": True})
+    assert response.status_code == 409
+    assert response.json() == {"detail": "order is already COMPLETED"}
+
+
+def test_a_cancel_compensates_and_a_late_cancel_is_refused(api: httpx.Client) -> None:
+    order_id = place(api, order_body(token="tok_review"))
+    wait_for(api, order_id, {"AWAITING_PAYMENT_REVIEW"})
+    response = api.post(f"/orders/{order_id}/cancel", json={"reason": "found it cheaper"})
+    assert response.status_code == 202, response.text
+    state = wait_for(api, order_id)
+    assert state["status"] == "CANCELLED"
+    assert state["cancel_reason"] == "found it cheaper"
+    assert [c["name"] for c in state["compensations"]] == ["payment.refund", "inventory.release"]
+
+    completed = place(api, order_body())
+    wait_for(api, completed)
+    late = api.post(f"/orders/{completed}/cancel")
+    assert late.status_code == 409
+    assert late.json() == {"detail": "order is already COMPLETED"}
+
+
+# --- idempotency --------------------------------------------------------------------------
+
+
+def test_an_idempotency_key_returns_the_same_order_and_starts_one_saga(api: httpx.Client) -> None:
+    body = order_body()
+    key = f"key-{uuid.uuid4()}"
+    first = place(api, body, key)
+    wait_for(api, first)
+    replay = api.post("/orders", json=body, headers={"Idempotency-Key": key})
+    assert replay.status_code == 202
+    assert replay.json() == {"order_id": first, "status": "COMPLETED"}
+    listed = wait_until_listed(api, body["customer_id"], 1)
+    assert [o["order_id"] for o in listed] == [first]
+
+
+def test_an_idempotency_key_reused_with_another_body_is_refused(api: httpx.Client) -> None:
+    key = f"key-{uuid.uuid4()}"
+    place(api, order_body(), key)
+    conflict = api.post("/orders", json=order_body(), headers={"Idempotency-Key": key})
+    assert conflict.status_code == 422
+    [error] = conflict.json()["detail"]
+    assert error["loc"] == ["header", "Idempotency-Key"]
+    assert error["type"] == "idempotency_conflict"
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+def wait_until_listed(api: httpx.Client, customer: str, count: int) -> list[dict[str, Any]]:
+    """Visibility is eventually consistent: wait until ``count`` closed orders of ``customer``
+    are listed."""
+    deadline = time.monotonic() + 10
+    while True:
+        items = api.get("/orders", params={"customer_id": customer}).json()["items"]
+        closed = [o for o in items if o["closed_at"]]
+        if len(closed) >= count or time.monotonic() > deadline:
+            return items
+        time.sleep(0.1)
+
+
+def test_orders_are_listed_by_customer_and_status_newest_first_in_pages(
+    api: httpx.Client,
+) -> None:
+    customer = f"c-{uuid.uuid4().hex[:10]}"
+    # One after the other, so that creation order and completion order agree.
+    ok = [wait_for(api, place(api, order_body(customer=customer)))["order_id"] for _ in range(2)]
+    failed = wait_for(api, place(api, order_body(customer=customer, token="tok_decline")))
+    failed = failed["order_id"]
+    listed = wait_until_listed(api, customer, 3)
+    assert {o["order_id"] for o in listed} == {*ok, failed}
+    assert all(o["customer_id"] == customer and o["closed_at"] for o in listed)
+    assert [o["order_id"] for o in listed] == [failed, ok[1], ok[0]]
+
+    only_failed = api.get("/orders", params={"customer_id": customer, "status": "FAILED"})
+    assert [o["order_id"] for o in only_failed.json()["items"]] == [failed]
+
+    page = api.get("/orders", params={"customer_id": customer, "page_size": 2}).json()
+    assert len(page["items"]) == 2 and page["next_page_token"]
+    rest = api.get(
+        "/orders",
+        params={"customer_id": customer, "page_size": 2, "page_token": page["next_page_token"]},
+    ).json()
+    assert [o["order_id"] for o in page["items"] + rest["items"]] == [failed, ok[1], ok[0]]
+    assert rest["next_page_token"] is None
+
+
+def test_products_show_the_catalog_with_stock(api: httpx.Client) -> None:
+    products = api.get("/products").json()
+    assert len(products) == 12
+    assert set(products[0]) == {
+        "sku",
+        "name",
+        "category",
+        "price_cents",
+        "stock_on_hand",
+        "reserved",
+    }
+    assert sum(p["stock_on_hand"] + p["reserved"] <= 1 for p in products) == 1
+
+
+def test_health_reports_every_dependency(api: httpx.Client) -> None:
+    response = api.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "checks": {
+            "temporal": "ok",
+            "inventory_db": "ok",
+            "payment_db": "ok",
+            "shipping_db": "ok",
+        },
+    }
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+UNKNOWN = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", f"/orders/{UNKNOWN}", None),
+        ("POST", f"/orders/{UNKNOWN}/cancel", None),
+        ("POST", f"/orders/{UNKNOWN}/payment-review", {"approved": True}),
+    ],
+)
+def test_an_unknown_order_is_404(api: httpx.Client, method: str, path: str, body: Any) -> None:
+    response = api.request(method, path, json=body)
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"order {UNKNOWN} not found"}
+
+
+def with_changes(**changes: Any) -> dict[str, Any]:
+    body = order_body()
+    for dotted, value in changes.items():
+        target = body
+        *path, last = dotted.split("__")
+        for part in path:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target[last] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (with_changes(items=[]), ["body", "items"]),
+        (with_changes(items__0__quantity=0), ["body", "items", 0, "quantity"]),
+        (with_changes(items__0__quantity=-3), ["body", "items", 0, "quantity"]),
+        (with_changes(items__0__quantity=10**12), ["body", "items", 0, "quantity"]),
+        (with_changes(items__0__quantity="2"), ["body", "items", 0, "quantity"]),
+        (
+            with_changes(items=[{"sku": f"SKU-{n}", "quantity": 1} for n in range(51)]),
+            ["body", "items"],
+        ),
+        (
+            with_changes(items=[{"sku": "KB-MECH-01", "quantity": 1}] * 2),
+            ["body", "items"],
+        ),
+        (with_changes(shipping_address__country="DEU"), ["body", "shipping_address", "country"]),
+        (with_changes(shipping_address__country="D1"), ["body", "shipping_address", "country"]),
+        (with_changes(shipping_address__name="x" * 201), ["body", "shipping_address", "name"]),
+        (with_changes(shipping_address__city="Ber\x00lin"), ["body", "shipping_address", "city"]),
+        (with_changes(customer_id='c-1" OR 1=1'), ["body", "customer_id"]),
+        (with_changes(payment_token="4242424242424242"), ["body", "payment_token"]),
+        (with_changes(total_cents=1), ["body", "total_cents"]),
+        (with_changes(items__0__price_cents=1), ["body", "items", 0, "price_cents"]),
+    ],
+)
+def test_invalid_orders_are_422_naming_the_field(
+    api: httpx.Client, body: dict[str, Any], field: list[Any]
+) -> None:
+    response = api.post("/orders", json=body)
+    assert response.status_code == 422, response.text
+    assert field in [error["loc"] for error in response.json()["detail"]]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/orders", {"status": "SHIPPED"}, ["query", "status"]),
+        ("/orders", {"customer_id": 'x" OR "1"="1'}, ["query", "customer_id"]),
+        ("/orders", {"page_size": 0}, ["query", "page_size"]),
+        ("/orders", {"page_token": "%%%not-base64"}, ["query", "page_token"]),
+        ("/orders/not-a-uuid", {}, ["path", "order_id"]),
+    ],
+)
+def test_invalid_reads_are_422_naming_the_field(
+    api: httpx.Client, path: str, params: dict[str, Any], field: list[str]
+) -> None:
+    response = api.get(path, params=params)
+    assert response.status_code == 422, response.text
+    assert field in [error["loc"] for error in response.json()["detail"]]
+
+
+def test_malformed_json_is_422_and_an_oversized_body_413(api: httpx.Client) -> None:
+    malformed = api.post(
+        "/orders", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert malformed.status_code == 422
+    oversized = api.post("/orders", json={**order_body(), "padding": "x" * 70_000})
+    assert oversized.status_code == 413
+    assert oversized.json() == {"detail": "request body too large (limit 65536 bytes)"}

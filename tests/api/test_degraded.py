@@ -1,0 +1,77 @@
+"""The API with its dependencies down: clear 503s in JSON, never a 500 or a stack trace."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from cloudmart.devstack import ManagedProcess, free_port, settings_env
+from cloudmart.settings import Settings
+from tests.api.test_api import order_body
+
+
+@pytest.fixture(scope="module")
+def degraded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
+    """An API whose Temporal is not running and whose payment database cannot be opened."""
+    data = tmp_path_factory.mktemp("degraded")
+    unopenable = data / "payment.db"
+    unopenable.mkdir()  # a directory where the database file should be
+    dead_temporal = f"127.0.0.1:{free_port()}"
+    settings = Settings(
+        data_dir=data,
+        temporal_address=dead_temporal,
+        api_port=free_port(),
+        inventory_db_url="",
+        payment_db_url=f"sqlite:///{unopenable}",
+        shipping_db_url="",
+    )
+    api = ManagedProcess.start(
+        "api",
+        [sys.executable, "-m", "api"],
+        env=settings_env(settings),
+        output=None,
+        ready_marker="Application startup complete",
+    )
+    try:
+        api.wait_ready(30)
+        with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=20) as client:
+            yield client, dead_temporal
+    finally:
+        assert api.stop() == 0, api.failure("did not exit cleanly")
+
+
+def test_placing_an_order_while_temporal_is_down_is_a_clear_503(degraded_api) -> None:
+    api, address = degraded_api
+    response = api.post("/orders", json=order_body())
+    assert response.status_code == 503
+    assert response.json() == {"detail": f"Temporal is unreachable at {address}; try again shortly"}
+
+
+@pytest.mark.parametrize("path", ["/orders", "/orders/00000000-0000-4000-8000-000000000000"])
+def test_reads_while_temporal_is_down_are_503(degraded_api, path: str) -> None:
+    api, address = degraded_api
+    response = api.get(path)
+    assert response.status_code == 503
+    assert address in response.json()["detail"]
+
+
+def test_health_names_what_is_down(degraded_api) -> None:
+    api, address = degraded_api
+    response = api.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["temporal"].startswith(f"unreachable at {address}")
+    assert body["checks"]["payment_db"].startswith("unreachable: ")
+    assert body["checks"]["inventory_db"] == "ok"
+    assert body["checks"]["shipping_db"] == "ok"
+
+
+def test_products_without_an_initialised_inventory_are_503(degraded_api) -> None:
+    api, _ = degraded_api  # nothing created inventory's tables: no worker ever ran here
+    response = api.get("/products")
+    assert response.status_code == 503
+    assert response.json() == {"detail": "a service database is unavailable; see /healthz"}

@@ -1,0 +1,103 @@
+"""Exit statuses stay what the program chose, despite temporalio/sdk-python#300.
+
+Every process that uses a Temporal client or worker ends through ``cloudmart.process.exit_now``;
+these tests repeat each kind of process and check every run's status.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloudmart.devstack import DevStack, ManagedProcess, free_port, settings_env
+from cloudmart.settings import Settings
+
+ROOT = Path(__file__).parent.parent
+RUNS = 6
+
+
+def test_a_client_script_exits_0_every_time() -> None:
+    statuses = [
+        subprocess.run(
+            [sys.executable, "-m", "tests.exit_probe.client_probe"], cwd=ROOT, capture_output=True
+        ).returncode
+        for _ in range(RUNS)
+    ]
+    assert statuses == [0] * RUNS
+
+
+@pytest.mark.parametrize(("fail", "expected"), [(False, 0), (True, 1)])
+def test_pytest_keeps_its_exit_status(fail: bool, expected: int) -> None:
+    env = {**os.environ, "PROBE_FAIL": "1" if fail else "0"}
+    runs = RUNS // 2 if not fail else 1
+    statuses = [
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "tests/exit_probe/probe_saga.py",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+        ).returncode
+        for _ in range(runs)
+    ]
+    assert statuses == [expected] * runs
+
+
+@pytest.mark.parametrize("role", ["all", "payment"])
+def test_the_worker_exits_0_on_sigterm_every_time(
+    dev_stack: DevStack, tmp_path: Path, role: str
+) -> None:
+    # Its own task queues: it must not take the shared stack's work while being stopped.
+    settings = Settings(
+        data_dir=tmp_path,
+        temporal_address=dev_stack.settings.temporal_address,
+        task_queue_prefix=f"exit-{role}",
+        inventory_db_url="",
+        payment_db_url="",
+        shipping_db_url="",
+    )
+    for _ in range(RUNS // 2):
+        worker = ManagedProcess.start(
+            "worker",
+            [sys.executable, "-m", "worker", "--service", role],
+            env=settings_env(settings),
+            output=None,
+            ready_marker="worker ready",
+        )
+        worker.wait_ready(30)
+        worker.popen.send_signal(signal.SIGTERM)
+        assert worker.popen.wait(30) == 0, worker.failure("did not exit 0")
+
+
+def test_the_api_exits_0_on_sigterm_every_time(dev_stack: DevStack, tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        temporal_address=dev_stack.settings.temporal_address,
+        api_port=free_port(),
+        inventory_db_url="",
+        payment_db_url="",
+        shipping_db_url="",
+    )
+    for _ in range(RUNS // 2):
+        api = ManagedProcess.start(
+            "api",
+            [sys.executable, "-m", "api"],
+            env=settings_env(settings),
+            output=None,
+            ready_marker="Application startup complete",
+        )
+        api.wait_ready(30)
+        api.popen.send_signal(signal.SIGTERM)
+        assert api.popen.wait(30) == 0, api.failure("did not exit 0")
