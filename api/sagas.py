@@ -15,6 +15,7 @@ from temporalio.client import (
     WorkflowExecution,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -177,15 +178,21 @@ class Sagas:
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
             raise OrderConflict(message) from err
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            raise self._no_worker(order_id, kind) from err
         except RPCError as err:
             if err.status is RPCStatusCode.NOT_FOUND:
                 raise await self._not_running(order_id) from err
-            if err.status is RPCStatusCode.DEADLINE_EXCEEDED:
-                raise Unavailable(
-                    f"no worker answered the {kind} for order {order_id} within "
-                    f"{WORKER_DEADLINE.seconds}s; is the worker running?"
-                ) from err
+            if _deadline_passed(err):
+                raise self._no_worker(order_id, kind) from err
             raise
+
+    @staticmethod
+    def _no_worker(order_id: str, kind: str) -> Unavailable:
+        return Unavailable(
+            f"no worker answered the {kind} for order {order_id} within "
+            f"{WORKER_DEADLINE.seconds}s; is the worker running?"
+        )
 
     async def _not_running(self, order_id: str) -> Exception:
         """Why a request found no running saga: it never existed (404) or it has ended (409)."""
@@ -197,6 +204,13 @@ class Sagas:
             raise
         status = description.typed_search_attributes.get(ORDER_STATUS)
         return OrderConflict(f"order is already {status or description.status}")
+
+
+def _deadline_passed(err: RPCError) -> bool:
+    # The SDK reports its own client-side deadline as CANCELLED "Timeout expired".
+    return err.status is RPCStatusCode.DEADLINE_EXCEEDED or (
+        err.status is RPCStatusCode.CANCELLED and "timeout" in err.message.lower()
+    )
 
 
 def _summary(execution: WorkflowExecution) -> OrderSummary:

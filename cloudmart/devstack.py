@@ -181,7 +181,7 @@ class DevStack:
     persist: bool = True
     """Keep Temporal's state in ``<data_dir>/temporal.db`` (False: in memory, for tests)."""
     worker_args: tuple[str, ...] = ()
-    processes: list[ManagedProcess] = field(default_factory=list)
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
     _temporal_log: IO[str] | None = None
 
     @property
@@ -193,33 +193,50 @@ class DevStack:
         return f"http://localhost:{self.settings.temporal_ui_port}"
 
     def start(self) -> None:
-        data_dir = self.settings.data_dir.resolve()
-        (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         self._check_ports()
-        temporal_port = _port_of(self.settings.temporal_address)
-        self._temporal_log = (data_dir / "logs" / "temporal.log").open("a")
+        for name in ("temporal", "worker", "api"):
+            self.start_process(name)
+
+    def start_process(self, name: str) -> None:
+        """Start (or restart) one of the stack's processes and wait until it is ready."""
+        if name == "temporal":
+            self._start_temporal()
+        elif name == "worker":
+            worker = self._python("worker", ["-m", "worker", *self.worker_args], "worker ready")
+            worker.wait_ready(60)
+        else:
+            self._python("api", ["-m", "api"], "Application startup complete").wait_ready(30)
+
+    def kill(self, name: str) -> int:
+        """SIGKILL one process (as a crash would) and return its status."""
+        process = self.processes.pop(name)
+        process.signal(signal.SIGKILL)
+        return process.popen.wait()
+
+    def _start_temporal(self) -> None:
+        data_dir = self.settings.data_dir.resolve()
+        if self._temporal_log is None:
+            self._temporal_log = (data_dir / "logs" / "temporal.log").open("a")
+        port = _port_of(self.settings.temporal_address)
         temporal = ManagedProcess.start(
             "temporal",
             temporal_server_command(
-                port=temporal_port,
+                port=port,
                 ui_port=self.settings.temporal_ui_port or None,
                 db_file=data_dir / "temporal.db" if self.persist else None,
             ),
             env=self.env,
             output=self._temporal_log,
         )
-        self.processes.append(temporal)
-        self._wait_for_temporal(temporal, f"127.0.0.1:{temporal_port}")
-        worker = self._python("worker", ["-m", "worker", *self.worker_args], "worker ready")
-        worker.wait_ready(60)
-        api = self._python("api", ["-m", "api"], "Application startup complete")
-        api.wait_ready(30)
+        self.processes["temporal"] = temporal
+        self._wait_for_temporal(temporal, f"127.0.0.1:{port}")
 
     def _python(self, name: str, args: list[str], ready: str) -> ManagedProcess:
         process = ManagedProcess.start(
             name, [sys.executable, *args], env=self.env, output=self.output, ready_marker=ready
         )
-        self.processes.append(process)
+        self.processes[name] = process
         return process
 
     def _check_ports(self) -> None:
@@ -262,14 +279,15 @@ class DevStack:
 
     def stop(self) -> dict[str, int]:
         """Stop in reverse order of start; returns each process's exit status."""
-        statuses = {p.name: p.stop() for p in reversed(self.processes)}
+        statuses = {p.name: p.stop() for p in reversed(self.processes.values())}
         self.processes.clear()
         if self._temporal_log is not None:
             self._temporal_log.close()
+            self._temporal_log = None
         return statuses
 
     def first_dead(self) -> ManagedProcess | None:
-        return next((p for p in self.processes if not p.running), None)
+        return next((p for p in self.processes.values() if not p.running), None)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from datetime import timedelta
 from cloudmart.contracts.orders import (
     OrderItem,
     OrderSagaInput,
+    OrderState,
     PlaceOrder,
     ShippingAddress,
     saga_input,
@@ -17,6 +18,7 @@ from cloudmart.contracts.orders import (
 from cloudmart.settings import Settings
 from services.factory import Services
 from services.inventory.catalog import ProductSeed
+from services.reconcile import Books, reconcile
 
 CATALOG = (
     ProductSeed(sku="SKU-A", name="Widget A", category="widgets", price_cents=1000, stock=100),
@@ -105,3 +107,17 @@ def assert_books_balance(services: Services, completed_totals: list[int]) -> Non
     for sku, (on_hand, reserved) in stock(services).items():
         assert on_hand >= 0, sku
         assert reserved == 0, f"{sku}: {reserved} unit(s) still reserved after every saga ended"
+
+
+def assert_reconciled(services: Services, orders: list[OrderState]) -> Books:
+    """Every unit and every cent of these orders accounted for across the three services."""
+    assert services.inventory and services.payment and services.shipping
+    books, problems = reconcile(
+        orders,
+        inventory=services.inventory.engine,
+        payment=services.payment.engine,
+        shipping=services.shipping.engine,
+        initial_stock=INITIAL_STOCK,
+    )
+    assert problems == []
+    return books

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from cloudmart.devstack import ManagedProcess, free_port, settings_env
+from cloudmart.devstack import DevStack, ManagedProcess, free_port, settings_env
 from cloudmart.settings import Settings
 from tests.api.test_api import order_body
 
@@ -75,3 +75,37 @@ def test_products_without_an_initialised_inventory_are_503(degraded_api) -> None
     response = api.get("/products")
     assert response.status_code == 503
     assert response.json() == {"detail": "a service database is unavailable; see /healthz"}
+
+
+def test_an_order_whose_worker_is_down_is_a_clear_503(
+    dev_stack: DevStack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Temporal is up, but no worker polls this deployment's task queues."""
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("no-worker"),
+        temporal_address=dev_stack.settings.temporal_address,
+        api_port=free_port(),
+        task_queue_prefix="nobody-polls-this",
+        inventory_db_url="",
+        payment_db_url="",
+        shipping_db_url="",
+    )
+    api = ManagedProcess.start(
+        "api",
+        [sys.executable, "-m", "api"],
+        env=settings_env(settings),
+        output=None,
+        ready_marker="Application startup complete",
+    )
+    try:
+        api.wait_ready(30)
+        with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=20) as client:
+            placed = client.post("/orders", json=order_body())
+            assert placed.status_code == 202  # accepted: the saga waits for a worker
+            order_id = placed.json()["order_id"]
+            for path in (f"/orders/{order_id}", f"/orders/{order_id}/cancel"):
+                response = client.request("GET" if path.endswith(order_id) else "POST", path)
+                assert response.status_code == 503
+                assert response.json()["detail"].endswith("is the worker running?")
+    finally:
+        assert api.stop() == 0

@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from cloudmart.contracts.orders import OrderStatus
 from cloudmart.settings import Settings
 from services.factory import Services
-from tests.support import assert_books_balance, new_saga_input, stock
+from tests.support import assert_books_balance, assert_reconciled, new_saga_input, stock
 from tests.workflows.saga_helpers import start
 
 
@@ -56,6 +56,8 @@ async def test_fifty_orders_race_for_ten_units(
     assert_books_balance(
         workers, [s.total_cents or 0 for s in states if s.status is OrderStatus.COMPLETED]
     )
+    books = assert_reconciled(workers, states)
+    assert books.units_sold == 10
 
 
 async def test_racing_orders_with_mixed_outcomes_keep_the_books_balanced(
@@ -78,3 +80,4 @@ async def test_racing_orders_with_mixed_outcomes_keep_the_books_balanced(
     on_hand, reserved = stock(workers)["RACE-10"]
     assert on_hand == 10 - len(completed) and reserved == 0
     assert_books_balance(workers, [s.total_cents or 0 for s in completed])
+    assert_reconciled(workers, states)
