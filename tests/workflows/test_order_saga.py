@@ -7,14 +7,16 @@ from datetime import timedelta
 import pytest
 from temporalio.client import (
     Client,
+    WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowUpdateFailedError,
 )
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import CancelledError
 
 from cloudmart.contracts.orders import CancelOrder, OrderStatus, PaymentReviewDecision
-from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL
+from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL, workflow_id
 from cloudmart.settings import Settings
 from services.factory import Services
 from tests.support import INITIAL_STOCK, assert_books_balance, new_saga_input, stock
@@ -374,3 +376,26 @@ async def test_cancel_from_temporal_after_the_shipment_lets_the_order_complete(
     assert state.status is OrderStatus.COMPLETED
     assert (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED
     assert_books_balance(services, [2000])
+
+
+async def test_cancel_before_the_first_step_ends_cancelled_with_nothing_to_undo(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    saga = new_saga_input(settings)
+    start = WithStartWorkflowOperation(
+        OrderSaga.run,
+        saga,
+        id=workflow_id(saga.order_id),
+        task_queue=saga.task_queues.orders,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+    )
+    # The cancel arrives with the start, in the saga's very first workflow task.
+    accepted = await client.execute_update_with_start_workflow(
+        OrderSaga.cancel, CancelOrder(reason="clicked twice"), start_workflow_operation=start
+    )
+    assert accepted.status is OrderStatus.PENDING
+    state = await (await start.workflow_handle()).result()
+
+    assert state.status is OrderStatus.CANCELLED
+    assert state.steps == [] and state.compensations == []
+    assert stock(workers)["SKU-A"] == (100, 0)
