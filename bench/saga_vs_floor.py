@@ -32,9 +32,8 @@ from temporalio.client import Client
 
 from bench.floor import Floor
 from bench.stats import Run, table
-from cloudmart.devstack import DevStack, ManagedProcess, free_port, settings_env
+from cloudmart.devstack import DevStack, ManagedProcess, settings_env, throwaway_settings
 from cloudmart.process import exit_now
-from cloudmart.settings import SERVICES, Settings
 from services.inventory.catalog import DEMO_CATALOG
 
 STEPS = 4
@@ -140,13 +139,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cloudmart-bench-") as data:
-        settings = Settings(
-            data_dir=Path(data),
-            temporal_address=f"127.0.0.1:{free_port()}",
-            temporal_ui_port=0,
-            api_port=free_port(),
-            **{f"{service}_db_url": "" for service in SERVICES},
-        )
+        settings = throwaway_settings(Path(data))
         env = settings_env(settings)
         stack = DevStack(settings, env, output=None, persist=True)
         floor_worker: ManagedProcess | None = None

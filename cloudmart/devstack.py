@@ -14,15 +14,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from cloudmart.binaries import find_binary
 from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
-from cloudmart.settings import Settings, get_settings
+from cloudmart.settings import SERVICES, Settings, get_settings
 
 RETENTION = "720h"
 """Closed sagas stay visible (and their Idempotency-Keys binding) for 30 days, not the dev
@@ -149,6 +148,19 @@ def settings_env(settings: Settings, base: Mapping[str, str] = os.environ) -> di
             value = ",".join(value)
         env[f"CLOUDMART_{name.upper()}"] = str(value)
     return env
+
+
+def throwaway_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings for a stack of its own (tests, benchmarks): free ports, no Web UI, and SQLite
+    databases under ``data_dir`` whatever ``CLOUDMART_*_DB_URL`` says."""
+    defaults: dict[str, object] = {
+        "data_dir": data_dir,
+        "temporal_address": f"127.0.0.1:{free_port()}",
+        "temporal_ui_port": 0,
+        "api_port": free_port(),
+        **{f"{service}_db_url": "" for service in SERVICES},
+    }
+    return Settings(**{**defaults, **overrides})  # type: ignore[arg-type]
 
 
 def free_port() -> int:
@@ -288,16 +300,6 @@ class DevStack:
 
     def first_dead(self) -> ManagedProcess | None:
         return next((p for p in self.processes.values() if not p.running), None)
-
-
-@contextmanager
-def running_stack(settings: Settings, env: dict[str, str], **options: object) -> Iterator[DevStack]:
-    stack = DevStack(settings, env, **options)  # type: ignore[arg-type]
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
 
 
 def main() -> None:

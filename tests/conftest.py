@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from cloudmart.binaries import find_binary
-from cloudmart.devstack import DevStack, free_port, settings_env
+from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.process import exit_now
 from cloudmart.settings import SERVICES, Settings
 from cloudmart.temporal import register_search_attributes
@@ -120,15 +120,10 @@ async def workers(saga_workers: SagaWorkers, services: Services) -> AsyncIterato
 
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    hermetic = {f"{service}_db_url": "" for service in SERVICES}
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("stack"),
-        temporal_address=f"127.0.0.1:{free_port()}",
-        temporal_ui_port=0,
-        api_port=free_port(),
+    return throwaway_settings(
+        tmp_path_factory.mktemp("stack"),
         task_queue_prefix=f"api-{uuid.uuid4().hex[:8]}",
         activity_threads=8,
-        **hermetic,
     )
 
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+
+import httpx
 
 from cloudmart.contracts.orders import (
     OrderItem,
@@ -15,6 +20,7 @@ from cloudmart.contracts.orders import (
     ShippingAddress,
     saga_input,
 )
+from cloudmart.devstack import ManagedProcess, settings_env
 from cloudmart.settings import Settings
 from services.factory import Services
 from services.inventory.catalog import ProductSeed
@@ -109,15 +115,37 @@ def assert_books_balance(services: Services, completed_totals: list[int]) -> Non
         assert reserved == 0, f"{sku}: {reserved} unit(s) still reserved after every saga ended"
 
 
-def assert_reconciled(services: Services, orders: list[OrderState]) -> Books:
-    """Every unit and every cent of these orders accounted for across the three services."""
+def reconcile_services(services: Services, orders: list[OrderState]) -> tuple[Books, list[str]]:
     assert services.inventory and services.payment and services.shipping
-    books, problems = reconcile(
+    return reconcile(
         orders,
         inventory=services.inventory.engine,
         payment=services.payment.engine,
         shipping=services.shipping.engine,
         initial_stock=INITIAL_STOCK,
     )
+
+
+def assert_reconciled(services: Services, orders: list[OrderState]) -> Books:
+    """Every unit and every cent of these orders accounted for across the three services."""
+    books, problems = reconcile_services(services, orders)
     assert problems == []
     return books
+
+
+@contextmanager
+def api_process(settings: Settings) -> Iterator[httpx.Client]:
+    """``python -m api`` with ``settings``, and an HTTP client for it; it must stop with 0."""
+    api = ManagedProcess.start(
+        "api",
+        [sys.executable, "-m", "api"],
+        env=settings_env(settings),
+        output=None,
+        ready_marker="Application startup complete",
+    )
+    try:
+        api.wait_ready(30)
+        with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=20) as client:
+            yield client
+    finally:
+        assert api.stop() == 0, api.failure("did not exit 0")

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 
 from cloudmart.contracts.orders import OrderState
-from cloudmart.devstack import DevStack, free_port, settings_env
-from cloudmart.settings import SERVICES, Settings
+from cloudmart.devstack import DevStack, settings_env, throwaway_settings
+from cloudmart.settings import SERVICES
 from services.database import create_db_engine
 from services.inventory.catalog import DEMO_CATALOG
 from services.reconcile import reconcile
@@ -72,14 +72,7 @@ def states_when_all_ended(
 
 
 def test_sagas_end_and_books_balance_after_worker_and_server_crashes(tmp_path: Path) -> None:
-    settings = Settings(
-        data_dir=tmp_path,
-        temporal_address=f"127.0.0.1:{free_port()}",
-        temporal_ui_port=0,
-        api_port=free_port(),
-        task_queue_prefix=f"crash-{uuid.uuid4().hex[:6]}",
-        **{f"{service}_db_url": "" for service in SERVICES},
-    )
+    settings = throwaway_settings(tmp_path, task_queue_prefix=f"crash-{uuid.uuid4().hex[:6]}")
     stack = DevStack(settings, settings_env(settings), output=None, persist=True)
     stack.start()
     try:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from cloudmart.devstack import DevStack, ManagedProcess, free_port, settings_env
-from cloudmart.settings import Settings
+from cloudmart.devstack import DevStack, free_port, throwaway_settings
 from tests.api.test_api import order_body
+from tests.support import api_process
 
 
 @pytest.fixture(scope="module")
@@ -20,27 +19,11 @@ def degraded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[htt
     unopenable = data / "payment.db"
     unopenable.mkdir()  # a directory where the database file should be
     dead_temporal = f"127.0.0.1:{free_port()}"
-    settings = Settings(
-        data_dir=data,
-        temporal_address=dead_temporal,
-        api_port=free_port(),
-        inventory_db_url="",
-        payment_db_url=f"sqlite:///{unopenable}",
-        shipping_db_url="",
+    settings = throwaway_settings(
+        data, temporal_address=dead_temporal, payment_db_url=f"sqlite:///{unopenable}"
     )
-    api = ManagedProcess.start(
-        "api",
-        [sys.executable, "-m", "api"],
-        env=settings_env(settings),
-        output=None,
-        ready_marker="Application startup complete",
-    )
-    try:
-        api.wait_ready(30)
-        with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=20) as client:
-            yield client, dead_temporal
-    finally:
-        assert api.stop() == 0, api.failure("did not exit cleanly")
+    with api_process(settings) as api:
+        yield api, dead_temporal
 
 
 def test_placing_an_order_while_temporal_is_down_is_a_clear_503(degraded_api) -> None:
@@ -81,31 +64,19 @@ def test_an_order_whose_worker_is_down_is_a_clear_503(
     dev_stack: DevStack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Temporal is up, but no worker polls this deployment's task queues."""
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("no-worker"),
+    settings = throwaway_settings(
+        tmp_path_factory.mktemp("no-worker"),
         temporal_address=dev_stack.settings.temporal_address,
-        api_port=free_port(),
         task_queue_prefix="nobody-polls-this",
-        inventory_db_url="",
-        payment_db_url="",
-        shipping_db_url="",
     )
-    api = ManagedProcess.start(
-        "api",
-        [sys.executable, "-m", "api"],
-        env=settings_env(settings),
-        output=None,
-        ready_marker="Application startup complete",
-    )
-    try:
-        api.wait_ready(30)
-        with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=20) as client:
-            placed = client.post("/orders", json=order_body())
-            assert placed.status_code == 202  # accepted: the saga waits for a worker
-            order_id = placed.json()["order_id"]
-            for path in (f"/orders/{order_id}", f"/orders/{order_id}/cancel"):
-                response = client.request("GET" if path.endswith(order_id) else "POST", path)
-                assert response.status_code == 503
-                assert response.json()["detail"].endswith("is the worker running?")
-    finally:
-        assert api.stop() == 0
+    with api_process(settings) as api:
+        placed = api.post("/orders", json=order_body())
+        assert placed.status_code == 202  # accepted: the saga waits for a worker
+        order_id = placed.json()["order_id"]
+        for method, path in (
+            ("GET", f"/orders/{order_id}"),
+            ("POST", f"/orders/{order_id}/cancel"),
+        ):
+            response = api.request(method, path)
+            assert response.status_code == 503
+            assert response.json()["detail"].endswith("is the worker running?")

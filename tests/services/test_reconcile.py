@@ -9,8 +9,7 @@ from sqlalchemy import text
 
 from cloudmart.contracts.orders import OrderItem, OrderState, OrderStatus
 from services.factory import Services
-from services.reconcile import reconcile
-from tests.support import INITIAL_STOCK, address
+from tests.support import address, reconcile_services
 
 NOW = datetime.now(UTC)
 
@@ -37,13 +36,7 @@ def complete(services: Services, order_id: str) -> OrderState:
 
 
 def problems(services: Services, orders: list[OrderState]) -> list[str]:
-    return reconcile(
-        orders,
-        inventory=services.inventory.engine,
-        payment=services.payment.engine,
-        shipping=services.shipping.engine,
-        initial_stock=INITIAL_STOCK,
-    )[1]
+    return reconcile_services(services, orders)[1]
 
 
 def sql(engine, statement: str) -> None:
@@ -53,13 +46,7 @@ def sql(engine, statement: str) -> None:
 
 def test_consistent_books_reconcile(services: Services) -> None:
     orders = [complete(services, "o-1"), complete(services, "o-2")]
-    books, found = reconcile(
-        orders,
-        inventory=services.inventory.engine,
-        payment=services.payment.engine,
-        shipping=services.shipping.engine,
-        initial_stock=INITIAL_STOCK,
-    )
+    books, found = reconcile_services(services, orders)
     assert found == []
     assert (books.charged_cents, books.refunded_cents, books.units_sold) == (4000, 0, 4)
 
