@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.service import RPCError
@@ -61,6 +64,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 def install_error_handlers(app: FastAPI, temporal_address: str) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, err: RequestValidationError) -> Response:
+        # FastAPI's shape, but ASCII-escaped: the errors echo the rejected input, which may hold
+        # a lone surrogate ("\ud800" is valid JSON) that cannot be encoded as UTF-8.
+        body = json.dumps(jsonable_encoder({"detail": err.errors()}), ensure_ascii=True)
+        return Response(
+            body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, media_type="application/json"
+        )
+
     @app.exception_handler(UnprocessableField)
     async def _unprocessable(_: Request, err: UnprocessableField) -> JSONResponse:
         body = {"detail": [{"loc": list(err.loc), "msg": err.detail, "type": err.error_type}]}

@@ -348,6 +348,19 @@ def test_invalid_reads_are_422_naming_the_field(
     assert field in [error["loc"] for error in response.json()["detail"]]
 
 
+def test_a_lone_surrogate_is_422_and_real_unicode_is_welcome(api: httpx.Client) -> None:
+    body = order_body()
+    raw = httpx.Request("POST", "/", json=body).content.decode()
+    surrogate = raw.replace('"Ada Lovelace"', '"Ada \\ud800"')  # valid JSON, not valid UTF-8
+    refused = api.post("/orders", content=surrogate, headers={"content-type": "application/json"})
+    assert refused.status_code == 422
+    assert ["body", "shipping_address", "name"] in [e["loc"] for e in refused.json()["detail"]]
+
+    body["shipping_address"] |= {"name": "Zoë Ålund-李", "city": "Zürich", "country": "nl"}
+    state = wait_for(api, place(api, body))
+    assert state["status"] == "COMPLETED"  # the country code was normalised to NL
+
+
 def test_malformed_json_is_422_and_an_oversized_body_413(api: httpx.Client) -> None:
     malformed = api.post(
         "/orders", content=b"{not json", headers={"content-type": "application/json"}
