@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
 
 with workflow.unsafe.imports_passed_through():
     from cloudmart.contracts import activities as act
@@ -98,9 +98,17 @@ class OrderSaga:
             self._set_status(OrderStatus.COMPLETED)
         except SAGA_ABORTS as abort:
             await uninterruptible(self._compensate(undo, abort))
+        # How the execution ends, in Temporal's terms (the state query has the details):
+        if self._state.failure is not None:
+            raise ApplicationError(
+                self._state.failure.message,
+                type=self._state.failure.type,
+                non_retryable=True,
+                # A business outcome, not an incident: no warning logs or failure metrics.
+                category=ApplicationErrorCategory.BENIGN,
+            )
         if self._cancel_requested_in_temporal and self._state.status is OrderStatus.CANCELLED:
-            # Acknowledge the request, so Temporal records the execution as Canceled.
-            raise asyncio.CancelledError("order cancelled")
+            raise asyncio.CancelledError("order cancelled")  # acknowledged: ends as Canceled
         return self._state
 
     async def _place_order(self, order: OrderSagaInput, undo: CompensationStack) -> None:
@@ -176,17 +184,17 @@ class OrderSaga:
     async def _compensate(self, undo: CompensationStack, abort: BaseException) -> None:
         cancelled = self._state.cancel_reason is not None
         if self._state.cancel_reason is not None:
-            reason = self._state.cancel_reason
+            reason, cause = self._state.cancel_reason, "cancel"
         else:
             failure = _failure_of(abort)
             self._state.failure = failure
-            reason = f"{failure.type}: {failure.message}"
+            reason, cause = f"{failure.type}: {failure.message}", failure.type
         self._set_status(OrderStatus.COMPENSATING)
         for compensation in undo.in_undo_order():
-            await self._undo(compensation, reason)
+            await self._undo(compensation, reason, summary=f"undo after {cause}")
         self._set_status(OrderStatus.CANCELLED if cancelled else OrderStatus.FAILED)
 
-    async def _undo(self, compensation: Compensation, reason: str) -> None:
+    async def _undo(self, compensation: Compensation, reason: str, *, summary: str) -> None:
         record = self._begin(self._state.compensations, compensation.name)
         try:
             result = await workflow.execute_activity(
@@ -196,7 +204,7 @@ class OrderSaga:
                 task_queue=self._order.task_queues.for_service(compensation.service),
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=UNDO_RETRY,
-                summary=f"undo: {reason}"[:200],
+                summary=summary,
             )
         except ActivityError as err:
             # Only a non-retryable error ends up here; the remaining compensations still run.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from cloudmart.contracts.orders import OrderSagaInput, OrderState, OrderStatus, StepRecord
 from cloudmart.contracts.saga import workflow_id
@@ -84,3 +84,11 @@ async def wait_for_status(
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"saga never reached {status}")
+
+
+async def outcome(handle: WorkflowHandle[OrderSaga, OrderState]) -> OrderState:
+    """The saga's final state, however its execution ended (a FAILED order ends it as Failed)."""
+    try:
+        return await handle.result()
+    except WorkflowFailureError:
+        return await handle.query(OrderSaga.state)

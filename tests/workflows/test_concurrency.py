@@ -14,7 +14,7 @@ from cloudmart.contracts.orders import OrderStatus
 from cloudmart.settings import Settings
 from services.factory import Services
 from tests.support import assert_books_balance, assert_reconciled, new_saga_input, stock
-from tests.workflows.saga_helpers import start
+from tests.workflows.saga_helpers import outcome, start
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +42,7 @@ async def test_fifty_orders_race_for_ten_units(
     watcher = asyncio.create_task(watch_stock())
     sagas = [new_saga_input(settings, (("RACE-10", 1),)) for _ in range(50)]
     handles = await asyncio.gather(*(start(client, saga) for saga in sagas))
-    states = await asyncio.gather(*(handle.result() for handle in handles))
+    states = await asyncio.gather(*(outcome(handle) for handle in handles))
     done.set()
     await watcher
 
@@ -72,7 +72,7 @@ async def test_racing_orders_with_mixed_outcomes_keep_the_books_balanced(
         for i in range(30)
     ]
     handles = await asyncio.gather(*(start(client, saga) for saga in sagas))
-    states = await asyncio.gather(*(handle.result() for handle in handles))
+    states = await asyncio.gather(*(outcome(handle) for handle in handles))
 
     completed = [s for s in states if s.status is OrderStatus.COMPLETED]
     assert 0 < len(completed) <= 10

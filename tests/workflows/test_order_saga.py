@@ -13,7 +13,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from cloudmart.contracts.orders import CancelOrder, OrderStatus, PaymentReviewDecision
 from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL, workflow_id
@@ -24,6 +24,7 @@ from tests.workflows.saga_helpers import (
     activity_attempts,
     fail_first,
     hold,
+    outcome,
     outline,
     start,
     wait_for_status,
@@ -38,7 +39,7 @@ async def test_happy_path_reserves_charges_ships_and_commits(
 ) -> None:
     saga = new_saga_input(settings, (("SKU-A", 2), ("SKU-B", 1)))
     handle = await start(client, saga)
-    state = await handle.result()
+    state = await outcome(handle)
 
     assert state.status is OrderStatus.COMPLETED
     assert state.total_cents == 2 * 1000 + 2500
@@ -68,7 +69,7 @@ async def test_happy_path_reserves_charges_ships_and_commits(
 async def test_inventory_failure_fails_the_order_without_charging(
     client: Client, settings: Settings, workers: Services, items, failure_type
 ) -> None:
-    state = await (await start(client, new_saga_input(settings, items))).result()
+    state = await outcome(await start(client, new_saga_input(settings, items)))
 
     assert state.status is OrderStatus.FAILED
     assert state.failure is not None and state.failure.type == failure_type
@@ -81,7 +82,14 @@ async def test_inventory_failure_fails_the_order_without_charging(
 async def test_declined_payment_releases_the_inventory(
     client: Client, settings: Settings, workers: Services
 ) -> None:
-    state = await (await start(client, new_saga_input(settings, token="tok_decline"))).result()
+    handle = await start(client, new_saga_input(settings, token="tok_decline"))
+    with pytest.raises(WorkflowFailureError) as ended:
+        await handle.result()
+    # The execution ends Failed, with the order's failure: what the Web UI shows in red.
+    assert isinstance(ended.value.cause, ApplicationError)
+    assert ended.value.cause.type == "PaymentDeclined"
+    assert ended.value.cause.non_retryable
+    state = await handle.query(OrderSaga.state)
 
     assert state.status is OrderStatus.FAILED
     assert state.failure is not None and state.failure.type == "PaymentDeclined"
@@ -97,7 +105,7 @@ async def test_declined_payment_releases_the_inventory(
 async def test_shipping_failure_refunds_then_releases(
     client: Client, settings: Settings, workers: Services
 ) -> None:
-    state = await (await start(client, new_saga_input(settings, country="JP"))).result()
+    state = await outcome(await start(client, new_saga_input(settings, country="JP")))
 
     assert state.status is OrderStatus.FAILED
     assert state.failure is not None and state.failure.type == "Undeliverable"
@@ -124,7 +132,7 @@ async def test_transient_failures_are_retried_to_success(
     reserve_calls = fail_first(monkeypatch, services.inventory, "reserve", times=1)
     async with saga_workers(services):
         handle = await start(client, new_saga_input(settings, token="tok_flaky"))
-        state = await handle.result()
+        state = await outcome(handle)
 
     assert state.status is OrderStatus.COMPLETED
     assert len(reserve_calls) == 2
@@ -142,7 +150,7 @@ async def test_a_compensation_that_fails_twice_is_retried_to_the_end(
     refund_calls = fail_first(monkeypatch, services.payment, "refund", times=2)
     async with saga_workers(services):
         handle = await start(client, new_saga_input(settings, country="JP"))
-        state = await handle.result()
+        state = await outcome(handle)
 
     assert state.status is OrderStatus.FAILED
     assert outline(state.compensations) == [
@@ -167,7 +175,7 @@ async def test_review_approved_completes_the_order(
         OrderSaga.review_payment, PaymentReviewDecision(approved=True)
     )
     assert accepted.status is OrderStatus.AWAITING_PAYMENT_REVIEW
-    state = await handle.result()
+    state = await outcome(handle)
 
     assert state.status is OrderStatus.COMPLETED
     assert ("payment.review", ALL_DONE) in outline(state.steps)
@@ -180,7 +188,7 @@ async def test_review_rejected_fails_the_order_and_moves_no_money(
     handle = await start(client, new_saga_input(settings, token="tok_review"))
     await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
     await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=False))
-    state = await handle.result()
+    state = await outcome(handle)
 
     assert state.status is OrderStatus.FAILED
     assert state.failure is not None and state.failure.type == "PaymentReviewRejected"
@@ -192,7 +200,7 @@ async def test_review_times_out_after_24_hours_of_workflow_time(
     client: Client, settings: Settings, workers: Services
 ) -> None:
     handle = await start(client, new_saga_input(settings, token="tok_review"))
-    state = await handle.result()  # the time-skipping server jumps over the day
+    state = await outcome(handle)  # the time-skipping server jumps over the day
 
     assert state.status is OrderStatus.FAILED
     assert state.failure is not None
@@ -250,7 +258,7 @@ async def test_customer_cancel_during_a_step_compensates_and_refuses_the_late_st
             OrderSaga.cancel, CancelOrder(reason="changed my mind")
         )
         assert accepted.status is status
-        state = await handle.result()
+        state = await outcome(handle)
         gate.open()  # the held step now runs, late, and must be refused
     # The workers have shut down: the late step has finished.
 
@@ -275,7 +283,7 @@ async def test_customer_cancel_while_awaiting_review_voids_the_payment(
     handle = await start(client, new_saga_input(settings, token="tok_review"))
     await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
     await handle.execute_update(OrderSaga.cancel, CancelOrder())
-    state = await handle.result()
+    state = await outcome(handle)
 
     assert state.status is OrderStatus.CANCELLED
     assert ("payment.review", "CANCELLED") in outline(state.steps)
@@ -297,7 +305,7 @@ async def test_cancel_is_refused_once_the_shipment_exists(
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(OrderSaga.cancel, CancelOrder())
         gate.open()
-        state = await handle.result()
+        state = await outcome(handle)
 
     assert "already created; too late to cancel" in str(refused.value.cause)
     assert state.status is OrderStatus.COMPLETED
@@ -371,7 +379,7 @@ async def test_cancel_from_temporal_after_the_shipment_lets_the_order_complete(
         await gate.entered()
         await handle.cancel()
         gate.open()
-        state = await handle.result()
+        state = await outcome(handle)
 
     assert state.status is OrderStatus.COMPLETED
     assert (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED

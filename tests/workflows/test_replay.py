@@ -37,7 +37,7 @@ async def record_scenarios(client: Client, settings: Settings) -> dict[str, Work
     histories: dict[str, WorkflowHistory] = {}
 
     async def finish(name: str, handle: WorkflowHandle[OrderSaga, OrderState]) -> None:
-        with contextlib.suppress(WorkflowFailureError):  # the saga cancelled through Temporal
+        with contextlib.suppress(WorkflowFailureError):  # FAILED, or cancelled through Temporal
             await handle.result()
         histories[name] = await handle.fetch_history()
 
