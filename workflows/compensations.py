@@ -46,4 +46,4 @@ async def uninterruptible(work: Awaitable[T]) -> T:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             if task.done():
-                raise
+                return task.result()  # its own outcome, whatever cancelled the caller

@@ -262,7 +262,9 @@ class OrderSaga:
                 return await asyncio.shield(self._steps)
             except asyncio.CancelledError:
                 if self._steps.done():
-                    raise
+                    # Cancelled (by the customer) or failed: raises. Finished: the order is
+                    # complete, and a cancel request arriving just now cannot undo it.
+                    return self._steps.result()
                 self._cancel_requested_in_temporal = True
                 refusal = self._cancel_refusal()
                 if refusal is None:
