@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ProductSeed(BaseModel):
     sku: str
     name: str
     category: str
-    price_cents: int
-    stock: int
+    price_cents: int = Field(gt=0)
+    """Positive: every order costs something, so every charge has something to refund."""
+    stock: int = Field(ge=0)
 
 
 DEMO_CATALOG: tuple[ProductSeed, ...] = (

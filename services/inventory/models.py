@@ -19,7 +19,7 @@ class InventoryTable(SQLModel, registry=registry()):
 class Product(InventoryTable, table=True):
     __tablename__ = "products"
     __table_args__ = (
-        CheckConstraint("price_cents >= 0", name="price_not_negative"),
+        CheckConstraint("price_cents > 0", name="price_positive"),
         CheckConstraint("stock_on_hand >= 0", name="stock_not_negative"),
         CheckConstraint("reserved >= 0", name="reserved_not_negative"),
         CheckConstraint("sold >= 0", name="sold_not_negative"),

@@ -51,6 +51,8 @@ class PaymentService:
     def charge(
         self, order_id: str, customer_id: str, token: str, amount_cents: int
     ) -> ChargeResult:
+        if amount_cents <= 0:
+            raise InvalidTransition(f"order {order_id}: nothing to charge ({amount_cents} cents)")
         with transaction(self.engine) as session:
             row = get_for_update(session, Charge, order_id)
             if row is None:

@@ -14,7 +14,7 @@ from cloudmart.contracts.orders import OrderItem
 from services.database import transaction
 from services.factory import Services
 from services.inventory import InventoryService
-from services.inventory.catalog import DEMO_CATALOG
+from services.inventory.catalog import DEMO_CATALOG, ProductSeed
 from tests.support import CATALOG, stock
 
 
@@ -98,3 +98,11 @@ def test_demo_catalog_has_a_dozen_products_and_one_last_unit() -> None:
     assert [p.stock for p in DEMO_CATALOG].count(1) == 1
     assert sum(p.stock >= 100 for p in DEMO_CATALOG) >= 8
     assert len({p.sku for p in DEMO_CATALOG}) == 12
+
+
+def test_every_price_is_positive(services: Services) -> None:
+    """A free line would make a 0-cent charge, which has nothing to refund."""
+    with pytest.raises(ValueError, match="greater than 0"):
+        ProductSeed(sku="FREE", name="Free", category="x", price_cents=0, stock=1)
+    with pytest.raises(IntegrityError), transaction(_inventory(services).engine) as session:
+        session.execute(text("UPDATE products SET price_cents = 0 WHERE sku = 'SKU-A'"))
