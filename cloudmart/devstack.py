@@ -21,7 +21,7 @@ from typing import IO
 
 from cloudmart.binaries import find_binary
 from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
-from cloudmart.settings import SERVICES, Settings, get_settings
+from cloudmart.settings import DATABASES, Settings, get_settings
 
 RETENTION = "720h"
 """Closed sagas stay visible (and their Idempotency-Keys binding) for 30 days, not the dev
@@ -158,7 +158,7 @@ def throwaway_settings(data_dir: Path, **overrides: object) -> Settings:
         "temporal_address": f"127.0.0.1:{free_port()}",
         "temporal_ui_port": 0,
         "api_port": free_port(),
-        **{f"{service}_db_url": "" for service in SERVICES},
+        **{f"{database}_db_url": "" for database in DATABASES},
     }
     return Settings(**{**defaults, **overrides})  # type: ignore[arg-type]
 

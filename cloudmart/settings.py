@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from cloudmart.contracts.routing import TaskQueues
 
 SERVICES = ("inventory", "payment", "shipping")
+DATABASES = (*SERVICES, "payment_provider")
+"""Every database: one per service, and the simulated payment provider's own."""
 
 
 class Settings(BaseSettings):
@@ -37,6 +39,8 @@ class Settings(BaseSettings):
     payment_db_url: str = ""
     shipping_db_url: str = ""
     """SQLAlchemy URLs; empty means a SQLite file ``<data_dir>/<service>.db``."""
+    payment_provider_db_url: str = ""
+    """The simulated payment provider's ledger (another company's system in real life)."""
 
     payment_review_timeout: timedelta = timedelta(hours=24)
     """How long a payment held for fraud review waits for a decision (seconds or ISO 8601)."""
@@ -63,10 +67,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _default_database_files(self) -> Settings:
-        for service in SERVICES:
-            field = f"{service}_db_url"
+        for database in DATABASES:
+            field = f"{database}_db_url"
             if not getattr(self, field):
-                path = (self.data_dir / f"{service}.db").resolve()
+                path = (self.data_dir / f"{database}.db").resolve()
                 object.__setattr__(self, field, f"sqlite:///{path}")
         return self
 

@@ -61,7 +61,17 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _begin_immediate(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Reads (see read_only) take no write lock: in WAL mode they never wait for a writer.
+    read = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "cloudmart_read_only"
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine (pool, settings) for reads that must not queue behind writers."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 @contextmanager
@@ -72,7 +82,7 @@ def transaction(engine: Engine) -> Iterator[Session]:
 
 
 def ping(engine: Engine) -> None:
-    with engine.connect() as connection:
+    with read_only(engine).connect() as connection:
         connection.execute(text("SELECT 1"))
 
 

@@ -28,10 +28,12 @@ def build_payment(
     pool_size: int | None = None,
     provider: PaymentProvider | None = None,
 ) -> PaymentService:
-    engine = create_db_engine(
-        settings.payment_db_url, pool_size=pool_size or settings.activity_threads
-    )
-    return PaymentService(engine, provider or SimulatedProvider())
+    size = pool_size or settings.activity_threads
+    engine = create_db_engine(settings.payment_db_url, pool_size=size)
+    if provider is None:
+        provider_engine = create_db_engine(settings.payment_provider_db_url, pool_size=size)
+        provider = SimulatedProvider(provider_engine)
+    return PaymentService(engine, provider)
 
 
 def build_shipping(settings: Settings, *, pool_size: int | None = None) -> ShippingService:
@@ -62,6 +64,8 @@ class Services:
     def dispose(self) -> None:
         for service in self.hosted():
             service.engine.dispose()
+        if self.payment and isinstance(self.payment.provider, SimulatedProvider):
+            self.payment.provider.engine.dispose()
 
 
 def open_services(settings: Settings, names: Iterable[str]) -> Services:

@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, text
 
 from cloudmart.contracts.orders import OrderState, OrderStatus
+from services.database import read_only
+from services.payment.models import AWAITING_PROVIDER
 
 
 class Books(BaseModel):
@@ -25,8 +27,37 @@ class Books(BaseModel):
     units_sold: int
 
 
+STILL_HOLDING = {"CAPTURED", "IN_REVIEW", *(status.value for status in AWAITING_PROVIDER)}
+"""Charge statuses that must not outlive a failed or cancelled order."""
+
+
+def _against_provider(
+    provider: Engine, charges: Mapping[str, tuple[str, int]], completed_total: int
+) -> list[str]:
+    """What the provider really moved must be what our books say, cent for cent."""
+    problems = []
+    captured = dict(
+        _rows(
+            provider,
+            "SELECT idempotency_key, amount_cents FROM provider_charges WHERE state = 'captured'",
+        )
+    )
+    refunded = sum(a for (a,) in _rows(provider, "SELECT amount_cents FROM provider_refunds"))
+    if sum(captured.values()) - refunded != completed_total:
+        problems.append(
+            f"provider captured {sum(captured.values())} - refunded {refunded} "
+            f"!= completed orders {completed_total}"
+        )
+    for key, amount in captured.items():
+        order_id = key.removeprefix("charge:")
+        status, booked = charges.get(order_id, ("no charge", 0))
+        if status not in ("CAPTURED", "REFUND_PENDING", "REFUNDED") or booked != amount:
+            problems.append(f"provider captured {amount} for order {order_id}; we have {status}")
+    return problems
+
+
 def _rows(engine: Engine, sql: str) -> list[tuple]:
-    with engine.connect() as connection:
+    with read_only(engine).connect() as connection:
         return [tuple(row) for row in connection.execute(text(sql))]
 
 
@@ -36,6 +67,7 @@ def reconcile(
     inventory: Engine,
     payment: Engine,
     shipping: Engine,
+    provider: Engine | None = None,
     initial_stock: Mapping[str, int] | None = None,
 ) -> tuple[Books, list[str]]:
     """Returns the books and the violations (empty when everything is accounted for)."""
@@ -102,8 +134,10 @@ def reconcile(
         elif order_id in completed:
             if (status, amount) != ("CAPTURED", completed[order_id].total_cents):
                 problems.append(f"completed order {order_id}: charge {status} {amount}")
-        elif order_id in ended and status in ("CAPTURED", "IN_REVIEW", "PENDING"):
+        elif order_id in ended and status in STILL_HOLDING:
             problems.append(f"order {order_id} is {by_id[order_id].status}; charge is {status}")
+    if provider is not None:
+        problems += _against_provider(provider, charges, completed_total)
 
     # Shipping: a live shipment for every completed order and for no other ended order.
     shipments = dict(_rows(shipping, "SELECT order_id, status FROM shipments"))

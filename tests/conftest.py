@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 from cloudmart.binaries import find_binary
 from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.process import exit_now
-from cloudmart.settings import SERVICES, Settings
+from cloudmart.settings import DATABASES, SERVICES, Settings
 from cloudmart.temporal import register_search_attributes
 from services.factory import Services, open_services, prepare
 from tests.support import CATALOG
@@ -46,7 +46,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Fresh SQLite databases and task queues of its own for every test."""
-    hermetic = {f"{service}_db_url": "" for service in SERVICES}  # ignore CLOUDMART_*_DB_URL
+    hermetic = {f"{database}_db_url": "" for database in DATABASES}  # ignore CLOUDMART_*_DB_URL
     return Settings(
         data_dir=tmp_path,
         seed_demo_catalog=False,

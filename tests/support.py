@@ -24,6 +24,7 @@ from cloudmart.devstack import ManagedProcess, settings_env
 from cloudmart.settings import Settings
 from services.factory import Services
 from services.inventory.catalog import ProductSeed
+from services.payment import SimulatedProvider
 from services.reconcile import Books, reconcile
 
 CATALOG = (
@@ -117,11 +118,13 @@ def assert_books_balance(services: Services, completed_totals: list[int]) -> Non
 
 def reconcile_services(services: Services, orders: list[OrderState]) -> tuple[Books, list[str]]:
     assert services.inventory and services.payment and services.shipping
+    assert isinstance(services.payment.provider, SimulatedProvider)
     return reconcile(
         orders,
         inventory=services.inventory.engine,
         payment=services.payment.engine,
         shipping=services.shipping.engine,
+        provider=services.payment.provider.engine,
         initial_stock=INITIAL_STOCK,
     )
 

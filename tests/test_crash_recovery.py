@@ -13,7 +13,7 @@ import httpx
 
 from cloudmart.contracts.orders import OrderState
 from cloudmart.devstack import DevStack, settings_env, throwaway_settings
-from cloudmart.settings import SERVICES
+from cloudmart.settings import DATABASES
 from services.database import create_db_engine
 from services.inventory.catalog import DEMO_CATALOG
 from services.reconcile import reconcile
@@ -92,10 +92,13 @@ def test_sagas_end_and_books_balance_after_worker_and_server_crashes(tmp_path: P
         stopped = stack.stop()
     assert stopped == {"api": 0, "worker": 0, "temporal": 0}
 
-    engines = {s: create_db_engine(settings.db_url(s), pool_size=1) for s in SERVICES}
+    engines = {name: create_db_engine(settings.db_url(name), pool_size=1) for name in DATABASES}
     books, problems = reconcile(
         [OrderState.model_validate(s) for s in states],
-        **engines,
+        inventory=engines["inventory"],
+        payment=engines["payment"],
+        shipping=engines["shipping"],
+        provider=engines["payment_provider"],  # what the provider really charged
         initial_stock={p.sku: p.stock for p in DEMO_CATALOG},
     )
     assert problems == []

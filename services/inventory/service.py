@@ -30,6 +30,7 @@ from services.database import (
     get_for_update,
     get_or_tombstone,
     insert_if_absent,
+    read_only,
     transaction,
     utcnow,
 )
@@ -64,7 +65,7 @@ class InventoryService:
             return insert_if_absent(session, Product, rows)
 
     def list_products(self) -> list[ProductView]:
-        with Session(self.engine) as session:
+        with Session(read_only(self.engine)) as session:
             products = session.exec(select(Product).order_by(Product.category, Product.sku)).all()
             return [
                 ProductView(

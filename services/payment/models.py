@@ -17,21 +17,45 @@ class PaymentTable(SQLModel, registry=registry()):
 
 
 class ChargeStatus(StrEnum):
+    """A charge's life. Each ``*_PENDING`` status is a provider call decided and committed but
+    not yet answered: whoever finds it (a retry, a compensation, a concurrent attempt) makes the
+    call again, idempotently, and records the answer. No provider call ever happens inside a
+    database transaction, and no crash between the two can lose track of money."""
+
     PENDING = "PENDING"
-    """Sent to the provider, answer not recorded yet (or lost in a crash)."""
+    """Charge requested from the provider."""
     CAPTURED = "CAPTURED"
     IN_REVIEW = "IN_REVIEW"
+    """Held by the provider for fraud review."""
     DECLINED = "DECLINED"
+    CAPTURE_PENDING = "CAPTURE_PENDING"
+    """Approved in review: capture requested."""
+    REJECT_PENDING = "REJECT_PENDING"
+    """Rejected in review: void requested."""
     REJECTED = "REJECTED"
     """Held for review and rejected: no money moved."""
+    VOID_PENDING = "VOID_PENDING"
+    """A compensation of a held payment: void requested."""
     VOIDED = "VOIDED"
     """Held for review and released by a compensation: no money moved."""
+    REFUND_PENDING = "REFUND_PENDING"
+    """A compensation of a captured payment: refund requested."""
     REFUNDED = "REFUNDED"
     TOMBSTONE = "TOMBSTONE"
     """Compensated before any charge: refuses a late charge for the order."""
 
 
-MONEY_TAKEN = (ChargeStatus.CAPTURED, ChargeStatus.REFUNDED)
+AWAITING_PROVIDER = frozenset(
+    {
+        ChargeStatus.PENDING,
+        ChargeStatus.CAPTURE_PENDING,
+        ChargeStatus.REJECT_PENDING,
+        ChargeStatus.VOID_PENDING,
+        ChargeStatus.REFUND_PENDING,
+    }
+)
+
+MONEY_TAKEN = (ChargeStatus.CAPTURED, ChargeStatus.REFUND_PENDING, ChargeStatus.REFUNDED)
 """Statuses of charges whose amount was captured (a refund is booked separately)."""
 
 
@@ -47,6 +71,9 @@ class Charge(PaymentTable, table=True):
     """Kept to repeat the provider request under the same idempotency key after a crash."""
     provider_reference: str | None = Field(default=None, max_length=64)
     detail: str | None = Field(default=None, max_length=500)
+    """Why it was declined or rejected."""
+    undo_reason: str | None = Field(default=None, max_length=500)
+    """Why it was voided or refunded (the compensation's reason)."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
 

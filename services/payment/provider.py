@@ -8,19 +8,25 @@ Like a card processor's test mode, the outcome is chosen by the token:
 - ``tok_flaky``: the provider is unavailable for the first two attempts, then approves;
 - anything else: declined as an unknown token.
 
-Every call that moves money takes an idempotency key, as real providers do: repeating a request
-with the same key returns the first answer and moves no more money.
+As with a real provider, repeating a request changes nothing: a charge or refund with an
+idempotency key already used returns the first answer; capturing or voiding a charge twice is a
+no-op. The simulator keeps its ledger in a database of its own (it is another company's system),
+so it remembers across worker restarts and is shared by every payment worker, and the
+reconciliation can check what it really charged.
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import Counter
 from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel
+from sqlalchemy import Engine, func
+from sqlalchemy.orm import registry
+from sqlmodel import Field, Session, SQLModel, select
+
+from services.database import get_for_update, read_only, transaction
 
 
 class ProviderUnavailable(Exception):
@@ -31,9 +37,14 @@ class CardDeclined(Exception):
     """The provider refused the payment; retrying will not change that."""
 
 
+class ProviderRefused(Exception):
+    """A request the provider cannot honour (e.g. capturing a voided charge): a bug upstream."""
+
+
 class ProviderChargeState(StrEnum):
     CAPTURED = "captured"
     IN_REVIEW = "in_review"
+    VOIDED = "voided"
 
 
 class ProviderCharge(BaseModel):
@@ -42,7 +53,8 @@ class ProviderCharge(BaseModel):
 
 
 class PaymentProvider(Protocol):
-    def charge(self, *, idempotency_key: str, token: str, amount_cents: int) -> ProviderCharge: ...
+    def charge(self, *, idempotency_key: str, token: str, amount_cents: int) -> ProviderCharge:
+        """Charge the card; a charge held for review is captured or voided later."""
 
     def capture(self, *, reference: str) -> None:
         """Capture a charge held for review."""
@@ -54,45 +66,129 @@ class PaymentProvider(Protocol):
         """Refund a captured charge; returns the refund's reference."""
 
 
-class SimulatedProvider:
-    """An in-memory provider with test tokens; thread-safe, as activities run in threads."""
+class ProviderLedger(BaseModel):
+    captured_cents: int
+    refunded_cents: int
+    captured_by_key: dict[str, int]
 
-    def __init__(self, flaky_failures: int = 2) -> None:
+
+class ProviderTable(SQLModel, registry=registry()):
+    """The simulator's own tables, in its own database."""
+
+
+class SimulatedCharge(ProviderTable, table=True):
+    __tablename__ = "provider_charges"
+
+    idempotency_key: str = Field(primary_key=True, max_length=100)
+    attempts: int = 0
+    reference: str | None = Field(default=None, unique=True, max_length=40)
+    state: str | None = Field(default=None, max_length=16)
+    amount_cents: int = 0
+
+
+class SimulatedRefund(ProviderTable, table=True):
+    __tablename__ = "provider_refunds"
+
+    idempotency_key: str = Field(primary_key=True, max_length=100)
+    reference: str = Field(unique=True, max_length=40)
+    charge_reference: str = Field(max_length=40)
+    amount_cents: int
+
+
+class SimulatedProvider:
+    def __init__(self, engine: Engine, flaky_failures: int = 2) -> None:
+        self.engine = engine
         self._flaky_failures = flaky_failures
-        self._lock = threading.Lock()
-        self._charges: dict[str, ProviderCharge] = {}
-        self._refunds: dict[str, str] = {}
-        self._attempts: Counter[str] = Counter()
+
+    def create_schema(self) -> None:
+        ProviderTable.metadata.create_all(self.engine)
 
     def charge(self, *, idempotency_key: str, token: str, amount_cents: int) -> ProviderCharge:
-        with self._lock:
-            if idempotency_key in self._charges:
-                return self._charges[idempotency_key]
-            self._attempts[idempotency_key] += 1
-            attempt = self._attempts[idempotency_key]
-            match token:
-                case "tok_ok":
-                    state = ProviderChargeState.CAPTURED
-                case "tok_review":
-                    state = ProviderChargeState.IN_REVIEW
-                case "tok_flaky" if attempt <= self._flaky_failures:
-                    raise ProviderUnavailable(f"payment provider timed out (attempt {attempt})")
-                case "tok_flaky":
-                    state = ProviderChargeState.CAPTURED
-                case "tok_decline":
-                    raise CardDeclined("card declined by the issuer")
-                case _:
-                    raise CardDeclined("unknown payment token")
-            charge = ProviderCharge(reference=f"ch_{uuid.uuid4().hex[:20]}", state=state)
-            self._charges[idempotency_key] = charge
-            return charge
+        with transaction(self.engine) as session:
+            row = get_for_update(session, SimulatedCharge, idempotency_key)
+            if row is None:
+                row = SimulatedCharge(idempotency_key=idempotency_key)
+                session.add(row)
+            if row.reference is not None and row.state is not None:
+                return ProviderCharge(reference=row.reference, state=ProviderChargeState(row.state))
+            row.attempts += 1
+            outcome = self._decide(token, row.attempts)
+            if isinstance(outcome, ProviderChargeState):
+                row.reference = f"ch_{uuid.uuid4().hex[:20]}"
+                row.state = outcome
+                row.amount_cents = amount_cents
+                return ProviderCharge(reference=row.reference, state=outcome)
+        raise outcome  # after the commit: the attempt is counted
+
+    def _decide(self, token: str, attempt: int) -> ProviderChargeState | Exception:
+        match token:
+            case "tok_ok":
+                return ProviderChargeState.CAPTURED
+            case "tok_review":
+                return ProviderChargeState.IN_REVIEW
+            case "tok_flaky" if attempt <= self._flaky_failures:
+                return ProviderUnavailable(f"payment provider timed out (attempt {attempt})")
+            case "tok_flaky":
+                return ProviderChargeState.CAPTURED
+            case "tok_decline":
+                return CardDeclined("card declined by the issuer")
+            case _:
+                return CardDeclined("unknown payment token")
 
     def capture(self, *, reference: str) -> None:
-        return None
+        self._settle_review(reference, ProviderChargeState.CAPTURED)
 
     def void(self, *, reference: str) -> None:
-        return None
+        self._settle_review(reference, ProviderChargeState.VOIDED)
+
+    def _settle_review(self, reference: str, to: ProviderChargeState) -> None:
+        with transaction(self.engine) as session:
+            row = session.exec(
+                select(SimulatedCharge).where(SimulatedCharge.reference == reference)
+            ).one_or_none()
+            if row is None:
+                raise ProviderRefused(f"no charge {reference}")
+            if row.state == ProviderChargeState.IN_REVIEW:
+                row.state = to
+            elif row.state != to:
+                raise ProviderRefused(f"charge {reference} is {row.state}, cannot become {to}")
 
     def refund(self, *, idempotency_key: str, reference: str, amount_cents: int) -> str:
-        with self._lock:
-            return self._refunds.setdefault(idempotency_key, f"re_{uuid.uuid4().hex[:20]}")
+        with transaction(self.engine) as session:
+            existing = session.get(SimulatedRefund, idempotency_key)
+            if existing is not None:
+                return existing.reference
+            charge = session.exec(
+                select(SimulatedCharge).where(SimulatedCharge.reference == reference)
+            ).one_or_none()
+            if charge is None or charge.state != ProviderChargeState.CAPTURED:
+                raise ProviderRefused(f"charge {reference} cannot be refunded")
+            if amount_cents > charge.amount_cents:
+                raise ProviderRefused(f"refund of {amount_cents} exceeds charge {reference}")
+            refund = SimulatedRefund(
+                idempotency_key=idempotency_key,
+                reference=f"re_{uuid.uuid4().hex[:20]}",
+                charge_reference=reference,
+                amount_cents=amount_cents,
+            )
+            session.add(refund)
+            return refund.reference
+
+    def ledger(self) -> ProviderLedger:
+        """What the provider really moved: for reconciliation against our own books."""
+        with Session(read_only(self.engine)) as session:
+            captured = dict(
+                session.exec(
+                    select(SimulatedCharge.idempotency_key, SimulatedCharge.amount_cents).where(
+                        SimulatedCharge.state == ProviderChargeState.CAPTURED
+                    )
+                ).all()
+            )
+            refunded = session.exec(
+                select(func.coalesce(func.sum(SimulatedRefund.amount_cents), 0))
+            ).one()
+        return ProviderLedger(
+            captured_cents=sum(captured.values()),
+            refunded_cents=refunded,
+            captured_by_key=captured,
+        )

@@ -82,3 +82,11 @@ def test_a_failed_order_that_kept_its_money_or_stock_is_reported(services: Servi
     found = problems(services, [state("o-1", OrderStatus.FAILED, reservation.total_cents)])
     assert "order o-1 is FAILED but holds stock" in found
     assert "order o-1 is FAILED; charge is CAPTURED" in found
+
+
+def test_money_the_provider_took_that_our_books_lack_is_reported(services: Services) -> None:
+    orders = [complete(services, "o-1")]
+    services.payment.provider.charge(idempotency_key="charge:o-2", token="tok_ok", amount_cents=99)
+    found = problems(services, orders)
+    assert "provider captured 99 for order o-2; we have no charge" in found
+    assert any(p.startswith("provider captured 2099 - refunded 0") for p in found)
