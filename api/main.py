@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.deps import AppState
-from api.errors import install_error_handlers
+from api.errors import LastResort, install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import health, orders, products
 from api.sagas import Sagas
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app, settings.temporal_address)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(LastResort)  # added last: the outermost of ours
     for router in (orders.router, products.router, health.router):
         app.include_router(router)
     return app

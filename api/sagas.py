@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from temporalio.client import (
     Client,
     WorkflowExecution,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -26,7 +28,14 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import OrderConflict, OrderNotFound, Unavailable, UnprocessableField
+from api.errors import (
+    ApiError,
+    OrderConflict,
+    OrderHasEnded,
+    OrderNotFound,
+    Unavailable,
+    UnprocessableField,
+)
 from cloudmart.contracts.orders import (
     CancelOrder,
     OrderAccepted,
@@ -48,7 +57,10 @@ from cloudmart.contracts.saga import (
     workflow_id,
 )
 from cloudmart.settings import Settings
+from cloudmart.temporal import is_unreachable
 from workflows.order_saga import OrderSaga
+
+log = logging.getLogger("cloudmart.api")
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("4f1d8e0c-6b8e-4d55-9c43-6f0d2c6f9a11")
 """Order ids for idempotent requests are uuid5(this, key): the same key names the same saga."""
@@ -119,17 +131,30 @@ class Sagas:
             return await self._handle(order_id).query(OrderSaga.state, rpc_timeout=WORKER_DEADLINE)
 
     async def cancel(self, order_id: str, request: CancelOrder) -> UpdateAccepted:
-        async with self._answers(order_id, "update"):
-            return await self._handle(order_id).execute_update(
-                OrderSaga.cancel, request, rpc_timeout=WORKER_DEADLINE
-            )
+        try:
+            async with self._answers(order_id, "update"):
+                return await self._handle(order_id).execute_update(
+                    OrderSaga.cancel,
+                    request,
+                    # A stable id: a retry (say after a 503 whose update the saga still got)
+                    # joins the first request's outcome instead of being judged again.
+                    id="cancel",
+                    rpc_timeout=WORKER_DEADLINE,
+                )
+        except OrderHasEnded as ended:
+            if ended.status is OrderStatus.CANCELLED:  # cancelling it again: done already
+                return UpdateAccepted(order_id=order_id, status=ended.status)
+            raise
 
     async def review_payment(
         self, order_id: str, decision: PaymentReviewDecision
     ) -> UpdateAccepted:
         async with self._answers(order_id, "update"):
             return await self._handle(order_id).execute_update(
-                OrderSaga.review_payment, decision, rpc_timeout=WORKER_DEADLINE
+                OrderSaga.review_payment,
+                decision,
+                id=f"review-payment-{'approve' if decision.approved else 'reject'}",
+                rpc_timeout=WORKER_DEADLINE,
             )
 
     async def list(
@@ -157,7 +182,9 @@ class Sagas:
         try:
             await executions.fetch_next_page()
         except RPCError as err:
-            if err.status is RPCStatusCode.INVALID_ARGUMENT and page_token:
+            # A token that decodes but is not one of Temporal's gets INVALID_ARGUMENT or, from
+            # the dev server, UNKNOWN: either way the token is at fault, not the server.
+            if page_token is not None and not is_unreachable(err):
                 raise _invalid_page_token() from err
             raise
         token = executions.next_page_token
@@ -180,6 +207,11 @@ class Sagas:
             raise OrderConflict(message) from err
         except WorkflowUpdateRPCTimeoutOrCancelledError as err:
             raise self._no_worker(order_id, kind) from err
+        except WorkflowQueryFailedError as err:
+            log.error("query of order %s failed: %s", order_id, err)
+            raise ApiError(
+                f"the state of order {order_id} could not be read; it has been logged"
+            ) from err
         except RPCError as err:
             if err.status is RPCStatusCode.NOT_FOUND:
                 raise await self._not_running(order_id) from err
@@ -202,8 +234,8 @@ class Sagas:
             if err.status is RPCStatusCode.NOT_FOUND:
                 return OrderNotFound(order_id)
             raise
-        status = description.typed_search_attributes.get(ORDER_STATUS)
-        return OrderConflict(f"order is already {status or description.status}")
+        status = _status(description.typed_search_attributes.get(ORDER_STATUS))
+        return OrderHasEnded(order_id, status, f"order is already {status or description.status}")
 
 
 def _deadline_passed(err: RPCError) -> bool:
@@ -215,10 +247,9 @@ def _deadline_passed(err: RPCError) -> bool:
 
 def _summary(execution: WorkflowExecution) -> OrderSummary:
     attributes = execution.typed_search_attributes
-    status = attributes.get(ORDER_STATUS)
     return OrderSummary(
         order_id=order_id_of(execution.id),
-        status=OrderStatus(status) if status else None,
+        status=_status(attributes.get(ORDER_STATUS)),
         customer_id=attributes.get(CUSTOMER_ID),
         total_cents=attributes.get(ORDER_TOTAL),
         created_at=execution.start_time,
@@ -226,13 +257,22 @@ def _summary(execution: WorkflowExecution) -> OrderSummary:
     )
 
 
+def _status(value: str | None) -> OrderStatus | None:
+    """The OrderStatus search attribute, tolerating values this version does not know."""
+    return OrderStatus(value) if value in OrderStatus.__members__ else None
+
+
 def _decode_token(token: str | None) -> bytes | None:
-    if not token:
+    if token is None:
         return None
     try:
-        return base64.urlsafe_b64decode(token.encode())
+        # Strict: only the alphabet and padding of the tokens this API hands out.
+        decoded = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as err:
         raise _invalid_page_token() from err
+    if not decoded:
+        raise _invalid_page_token()
+    return decoded
 
 
 def _invalid_page_token() -> UnprocessableField:

@@ -87,7 +87,6 @@ class OrderSaga:
         self._steps: asyncio.Task[None] | None = None
         self._shipment_created = False
         self._review: PaymentReviewDecision | None = None
-        self._cancel_requested_in_temporal = False
 
     @workflow.run
     async def run(self, order: OrderSagaInput) -> OrderState:
@@ -107,7 +106,7 @@ class OrderSaga:
                 # A business outcome, not an incident: no warning logs or failure metrics.
                 category=ApplicationErrorCategory.BENIGN,
             )
-        if self._cancel_requested_in_temporal and self._state.status is OrderStatus.CANCELLED:
+        if self._state.status is OrderStatus.CANCELLED and _cancel_requested_in_temporal():
             raise asyncio.CancelledError("order cancelled")  # acknowledged: ends as Canceled
         return self._state
 
@@ -265,7 +264,6 @@ class OrderSaga:
                     # Cancelled (by the customer) or failed: raises. Finished: the order is
                     # complete, and a cancel request arriving just now cannot undo it.
                     return self._steps.result()
-                self._cancel_requested_in_temporal = True
                 refusal = self._cancel_refusal()
                 if refusal is None:
                     self._cancel("cancel requested through Temporal")
@@ -283,6 +281,8 @@ class OrderSaga:
 
     @cancel.validator
     def _validate_cancel(self, request: CancelOrder) -> None:
+        if self._state.cancel_reason is not None and not self._state.status.is_terminal:
+            return  # already being cancelled: accepted again, idempotently
         refusal = self._cancel_refusal()
         if refusal is not None:
             raise ApplicationError(refusal, type="CancelRefused", non_retryable=True)
@@ -305,13 +305,15 @@ class OrderSaga:
         status = self._state.status
         if status.is_terminal:
             return f"order is already {status}"
-        if status is OrderStatus.COMPENSATING or self._state.cancel_reason is not None:
-            return "order is already being cancelled or compensated"
+        if status is OrderStatus.COMPENSATING:
+            return "order failed and is being compensated"
         if self._shipment_created:
             return f"shipment {self._state.tracking_number} is already created; too late to cancel"
         return None
 
     def _cancel(self, reason: str) -> None:
+        if self._state.cancel_reason is not None:
+            return  # cancelled already: the first reason stands
         self._state.cancel_reason = reason
         if self._steps is not None:
             self._steps.cancel()
@@ -338,6 +340,16 @@ class OrderSaga:
         record.at = workflow.now()
         record.detail = detail
         self._state.updated_at = record.at
+
+
+def _cancel_requested_in_temporal() -> bool:
+    """Whether Temporal asked to cancel this workflow at any point (Web UI, CLI, client).
+
+    Temporal's request cancels the workflow's main task; a customer's cancel only cancels the
+    steps. The main task keeps count of its cancel requests even when they are absorbed (while
+    compensating, or past the point of no return)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _failure_of(abort: BaseException) -> Failure:

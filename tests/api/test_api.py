@@ -9,7 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
+from cloudmart.contracts.saga import workflow_id
 from cloudmart.devstack import DevStack
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -164,6 +169,10 @@ def test_a_cancel_compensates_and_a_late_cancel_is_refused(api: httpx.Client) ->
     assert state["status"] == "CANCELLED"
     assert state["cancel_reason"] == "found it cheaper"
     assert [c["name"] for c in state["compensations"]] == ["payment.refund", "inventory.release"]
+
+    again = api.post(f"/orders/{order_id}/cancel")  # a retry, say: the first answer again
+    assert again.status_code == 202
+    assert again.json() == response.json()
 
     completed = place(api, order_body())
     wait_for(api, completed)
@@ -337,6 +346,9 @@ def test_invalid_orders_are_422_naming_the_field(
         ("/orders", {"customer_id": 'x" OR "1"="1'}, ["query", "customer_id"]),
         ("/orders", {"page_size": 0}, ["query", "page_size"]),
         ("/orders", {"page_token": "%%%not-base64"}, ["query", "page_token"]),
+        ("/orders", {"page_token": "%%%"}, ["query", "page_token"]),
+        ("/orders", {"page_token": ""}, ["query", "page_token"]),
+        ("/orders", {"page_token": "AAAA"}, ["query", "page_token"]),
         ("/orders/not-a-uuid", {}, ["path", "order_id"]),
     ],
 )
@@ -369,3 +381,35 @@ def test_malformed_json_is_422_and_an_oversized_body_413(api: httpx.Client) -> N
     oversized = api.post("/orders", json={**order_body(), "padding": "x" * 70_000})
     assert oversized.status_code == 413
     assert oversized.json() == {"detail": "request body too large (limit 65536 bytes)"}
+
+
+@workflow.defn(name="OrderSaga", sandboxed=False)
+class BrokenSaga:
+    """An execution under an order's id whose state query fails (as a saga whose code can no
+    longer replay its history would)."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.query(name="state")
+    def state(self) -> None:
+        raise RuntimeError("cannot rebuild this saga's state")
+
+
+async def test_a_saga_whose_state_cannot_be_read_is_a_json_500(dev_stack: DevStack) -> None:
+    client = await Client.connect(
+        dev_stack.settings.temporal_address, data_converter=pydantic_data_converter
+    )
+    order_id = str(uuid.uuid4())
+    async with Worker(client, task_queue="broken-sagas", workflows=[BrokenSaga]):
+        handle = await client.start_workflow(
+            BrokenSaga.run, id=workflow_id(order_id), task_queue="broken-sagas"
+        )
+        async with httpx.AsyncClient(base_url=dev_stack.api_url, timeout=15) as api:
+            response = await api.get(f"/orders/{order_id}")
+        await handle.terminate()
+    assert response.status_code == 500
+    assert response.json() == {
+        "detail": f"the state of order {order_id} could not be read; it has been logged"
+    }

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from cloudmart.devstack import DevStack, free_port, throwaway_settings
-from tests.api.test_api import order_body
+from cloudmart.devstack import (
+    DevStack,
+    ManagedProcess,
+    free_port,
+    settings_env,
+    throwaway_settings,
+)
+from tests.api.test_api import order_body, wait_for
 from tests.support import api_process
 
 
@@ -60,17 +68,17 @@ def test_products_without_an_initialised_inventory_are_503(degraded_api) -> None
     assert response.json() == {"detail": "a service database is unavailable; see /healthz"}
 
 
-def test_an_order_whose_worker_is_down_is_a_clear_503(
+def test_an_order_whose_worker_is_down_is_a_clear_503_and_a_retry_is_safe(
     dev_stack: DevStack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Temporal is up, but no worker polls this deployment's task queues."""
+    """Temporal is up, but no worker polls this deployment's task queues (yet)."""
     settings = throwaway_settings(
         tmp_path_factory.mktemp("no-worker"),
         temporal_address=dev_stack.settings.temporal_address,
-        task_queue_prefix="nobody-polls-this",
+        task_queue_prefix=f"late-worker-{uuid.uuid4().hex[:6]}",
     )
     with api_process(settings) as api:
-        placed = api.post("/orders", json=order_body())
+        placed = api.post("/orders", json=order_body(token="tok_review"))
         assert placed.status_code == 202  # accepted: the saga waits for a worker
         order_id = placed.json()["order_id"]
         for method, path in (
@@ -80,3 +88,23 @@ def test_an_order_whose_worker_is_down_is_a_clear_503(
             response = api.request(method, path)
             assert response.status_code == 503
             assert response.json()["detail"].endswith("is the worker running?")
+
+        # The 503 meant "outcome unknown": the saga may still get that cancel. A worker comes
+        # up, the client retries, and the order is cancelled once.
+        worker = ManagedProcess.start(
+            "worker",
+            [sys.executable, "-m", "worker"],
+            env=settings_env(settings),
+            output=None,
+            ready_marker="worker ready",
+        )
+        try:
+            worker.wait_ready(30)
+            retry = api.post(f"/orders/{order_id}/cancel")
+            assert retry.status_code == 202, retry.text
+            state = wait_for(api, order_id)
+        finally:
+            assert worker.stop() == 0
+    # The cancel waiting since the 503 reached the saga in its very first task: before any step.
+    assert state["status"] == "CANCELLED"
+    assert state["steps"] == [] and state["compensations"] == []

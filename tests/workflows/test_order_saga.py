@@ -291,6 +291,50 @@ async def test_customer_cancel_while_awaiting_review_voids_the_payment(
     assert_books_balance(workers, [])
 
 
+async def test_a_repeated_cancel_is_accepted_and_changes_nothing(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    saga_workers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = hold(monkeypatch, services.payment, "refund")  # keep it compensating
+    async with saga_workers(services):
+        handle = await start(client, new_saga_input(settings, token="tok_review"))
+        await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+        await handle.execute_update(OrderSaga.cancel, CancelOrder(reason="first"), id="a")
+        await gate.entered()
+        again = await handle.execute_update(OrderSaga.cancel, CancelOrder(reason="again"), id="b")
+        assert again.status is OrderStatus.COMPENSATING
+        await handle.cancel()  # and through Temporal, too
+        gate.open()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        state = await handle.query(OrderSaga.state)
+    assert state.status is OrderStatus.CANCELLED
+    assert state.cancel_reason == "first"
+    assert [c.name for c in state.compensations] == ["payment.refund", "inventory.release"]
+
+
+async def test_cancel_is_refused_while_a_failed_order_is_compensated(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    saga_workers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = hold(monkeypatch, services.payment, "refund")
+    async with saga_workers(services):
+        handle = await start(client, new_saga_input(settings, country="JP"))
+        await gate.entered()
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(OrderSaga.cancel, CancelOrder())
+        gate.open()
+        state = await outcome(handle)
+    assert "order failed and is being compensated" in str(refused.value.cause)
+    assert state.status is OrderStatus.FAILED
+
+
 async def test_cancel_is_refused_once_the_shipment_exists(
     client: Client,
     settings: Settings,
