@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.service import RPCError
 
 from cloudmart.contracts.orders import OrderStatus
@@ -115,36 +114,3 @@ def install_error_handlers(app: FastAPI, temporal_address: str) -> None:
 
     app.add_exception_handler(RPCError, _temporal)
     app.add_exception_handler(RuntimeError, _temporal)  # the SDK's "Failed client connect"
-
-
-class LastResort:
-    """Any exception no handler took becomes a JSON 500, logged once.
-
-    (Starlette's own last resort answers in plain text, or, given a handler for Exception,
-    re-raises after answering, and the server then drops the client's connection.)
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
-            if not started:
-                response = JSONResponse(
-                    {"detail": "internal error; it has been logged"},
-                    status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
-                )
-                await response(scope, receive, send)

@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.deps import AppState
-from api.errors import LastResort, install_error_handlers
-from api.limits import BodySizeLimit
+from api.errors import install_error_handlers
+from api.middleware import BodySizeLimit, LastResort
 from api.routes import health, orders, products
 from api.sagas import Sagas
 from cloudmart.settings import SERVICES, Settings, get_settings

@@ -152,3 +152,20 @@ def api_process(settings: Settings) -> Iterator[httpx.Client]:
             yield client
     finally:
         assert api.stop() == 0, api.failure("did not exit 0")
+
+
+@contextmanager
+def worker_process(settings: Settings, *args: str) -> Iterator[ManagedProcess]:
+    """``python -m worker`` with ``settings``, ready; on exit it is stopped and must exit 0."""
+    worker = ManagedProcess.start(
+        "worker",
+        [sys.executable, "-m", "worker", *args],
+        env=settings_env(settings),
+        output=None,
+        ready_marker="worker ready",
+    )
+    try:
+        worker.wait_ready(30)
+        yield worker
+    finally:
+        assert worker.stop() == 0, worker.failure("did not exit 0")

@@ -7,15 +7,14 @@ these tests repeat each kind of process and check every run's status.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cloudmart.devstack import DevStack, ManagedProcess, settings_env, throwaway_settings
-from tests.support import api_process
+from cloudmart.devstack import DevStack, throwaway_settings
+from tests.support import api_process, worker_process
 
 ROOT = Path(__file__).parent.parent
 RUNS = 6
@@ -66,16 +65,8 @@ def test_the_worker_exits_0_on_sigterm_every_time(
         task_queue_prefix=f"exit-{role}",
     )
     for _ in range(RUNS // 2):
-        worker = ManagedProcess.start(
-            "worker",
-            [sys.executable, "-m", "worker", "--service", role],
-            env=settings_env(settings),
-            output=None,
-            ready_marker="worker ready",
-        )
-        worker.wait_ready(30)
-        worker.popen.send_signal(signal.SIGTERM)
-        assert worker.popen.wait(30) == 0, worker.failure("did not exit 0")
+        with worker_process(settings, "--service", role):  # stops it with SIGTERM: must be 0
+            pass
 
 
 def test_the_api_exits_0_on_sigterm_every_time(dev_stack: DevStack, tmp_path: Path) -> None:

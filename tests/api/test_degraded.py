@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from cloudmart.devstack import (
-    DevStack,
-    ManagedProcess,
-    free_port,
-    settings_env,
-    throwaway_settings,
-)
+from cloudmart.devstack import DevStack, free_port, throwaway_settings
 from tests.api.test_api import order_body, wait_for
-from tests.support import api_process
+from tests.support import api_process, worker_process
 
 
 @pytest.fixture(scope="module")
@@ -91,20 +84,10 @@ def test_an_order_whose_worker_is_down_is_a_clear_503_and_a_retry_is_safe(
 
         # The 503 meant "outcome unknown": the saga may still get that cancel. A worker comes
         # up, the client retries, and the order is cancelled once.
-        worker = ManagedProcess.start(
-            "worker",
-            [sys.executable, "-m", "worker"],
-            env=settings_env(settings),
-            output=None,
-            ready_marker="worker ready",
-        )
-        try:
-            worker.wait_ready(30)
+        with worker_process(settings):
             retry = api.post(f"/orders/{order_id}/cancel")
             assert retry.status_code == 202, retry.text
             state = wait_for(api, order_id)
-        finally:
-            assert worker.stop() == 0
     # The cancel waiting since the 503 reached the saga in its very first task: before any step.
     assert state["status"] == "CANCELLED"
     assert state["steps"] == [] and state["compensations"] == []
