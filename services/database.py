@@ -16,6 +16,7 @@ from sqlmodel import Session, SQLModel
 ModelT = TypeVar("ModelT", bound=SQLModel)
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
+PG_CONNECT_TIMEOUT_S = 5
 
 
 def utcnow() -> datetime:
@@ -28,7 +29,8 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     SQLite: WAL with ``synchronous=NORMAL`` (durable across process crashes, which is what the
     dev stack must survive), and every transaction begins with ``BEGIN IMMEDIATE`` so it takes
     the write lock up front: two transactions can never both read and then fail to upgrade.
-    PostgreSQL: a pool the size of the worker's activity concurrency, pre-pinged so a restarted
+    PostgreSQL (``postgresql+psycopg://``): a pool the size of the worker's activity concurrency
+    (one connection per activity thread, as many again in overflow), pre-pinged so a restarted
     database costs a retry, not an error.
     """
     parsed = make_url(url)
@@ -46,7 +48,14 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
         event.listen(engine, "connect", _configure_sqlite_connection)
         event.listen(engine, "begin", _begin_immediate)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        # A database that is down fails the attempt in seconds (Temporal retries it), not hangs.
+        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+    )
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
@@ -93,8 +102,10 @@ def insert_if_absent(session: Session, model: type[SQLModel], rows: list[dict[st
     table = model.__table__  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect.name
     insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
-    result = session.execute(insert(table).values(rows).on_conflict_do_nothing())
-    return result.rowcount
+    statement = insert(table).values(rows).on_conflict_do_nothing()
+    # Count what RETURNING gives back: psycopg reports no rowcount for a multi-row insert.
+    inserted = session.execute(statement.returning(*table.primary_key.columns)).all()
+    return len(inserted)
 
 
 def get_for_update(session: Session, model: type[ModelT], key: str) -> ModelT | None:

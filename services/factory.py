@@ -9,10 +9,16 @@ from cloudmart.settings import Settings
 from services.database import create_db_engine
 from services.inventory import InventoryService
 from services.inventory.catalog import DEMO_CATALOG
+from services.migrations import upgrade
 from services.payment import PaymentProvider, PaymentService, SimulatedProvider
 from services.shipping import ShippingService
 
 Service = InventoryService | PaymentService | ShippingService
+SERVICE_NAMES: dict[type, str] = {
+    InventoryService: "inventory",
+    PaymentService: "payment",
+    ShippingService: "shipping",
+}
 
 
 def build_inventory(settings: Settings, *, pool_size: int | None = None) -> InventoryService:
@@ -44,10 +50,13 @@ def build_shipping(settings: Settings, *, pool_size: int | None = None) -> Shipp
 
 
 def prepare(service: Service, settings: Settings) -> None:
-    """Create the service's tables and, for inventory, seed the demo catalog (idempotent)."""
-    service.create_schema()
+    """Migrate the service's database to head; seed the demo catalog into inventory (both
+    idempotent). The simulated provider, a stand-in for an outside system, makes its own table."""
+    upgrade(SERVICE_NAMES[type(service)], service.engine)
     if isinstance(service, InventoryService) and settings.seed_demo_catalog:
         service.seed(DEMO_CATALOG)
+    if isinstance(service, PaymentService) and isinstance(service.provider, SimulatedProvider):
+        service.provider.create_schema()
 
 
 @dataclass

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -43,17 +46,71 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # --- databases and services -------------------------------------------------------------------
 
 
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CLOUDMART_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+"""Where the PostgreSQL half of the suite creates (and drops) a database per service per test."""
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine | None]:
+    engine = create_engine(
+        POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
+    try:
+        with engine.connect():
+            pass
+    except OperationalError:
+        engine.dispose()
+        yield None
+        return
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The service databases' engine: every test that uses ``settings`` runs on both."""
+    return request.param
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Fresh SQLite databases and task queues of its own for every test."""
-    hermetic = {f"{database}_db_url": "" for database in DATABASES}  # ignore CLOUDMART_*_DB_URL
-    return Settings(
+def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Fresh databases (SQLite files, or PostgreSQL databases created for the test and dropped
+    after it) and task queues of its own, for every test."""
+    urls = {f"{database}_db_url": "" for database in DATABASES}  # ignore CLOUDMART_*_DB_URL
+    admin: Engine | None = None
+    if backend == "postgresql":
+        admin = request.getfixturevalue("postgres_admin")
+        if admin is None:
+            why = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}"
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{why}; in CI the PostgreSQL half of the suite must run")
+            pytest.skip(f"{why}: the PostgreSQL half of the suite runs only where it is")
+        prefix = f"cm_test_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as connection:
+            for database in DATABASES:
+                connection.execute(text(f"CREATE DATABASE {prefix}_{database}"))
+        base = make_url(POSTGRES_ADMIN_URL)
+        urls = {
+            f"{database}_db_url": base.set(database=f"{prefix}_{database}").render_as_string(
+                hide_password=False
+            )
+            for database in DATABASES
+        }
+    yield Settings(
         data_dir=tmp_path,
         seed_demo_catalog=False,
         task_queue_prefix=f"t-{uuid.uuid4().hex[:12]}",
         activity_threads=8,
-        **hermetic,
+        **urls,
     )
+    if admin is not None:
+        with admin.connect() as connection:
+            for database in DATABASES:
+                connection.execute(
+                    text(f"DROP DATABASE IF EXISTS {prefix}_{database} WITH (FORCE)")
+                )
 
 
 @pytest.fixture

@@ -35,16 +35,13 @@ from services.database import (
     utcnow,
 )
 from services.inventory.catalog import ProductSeed
-from services.inventory.models import InventoryTable, Product, ReservationLine, ReservationStatus
+from services.inventory.models import Product, ReservationLine, ReservationStatus
 from services.inventory.models import Reservation as ReservationRow
 
 
 class InventoryService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    def create_schema(self) -> None:
-        InventoryTable.metadata.create_all(self.engine)
 
     def seed(self, products: Iterable[ProductSeed]) -> int:
         """Add the products that do not exist yet; never touches the stock of existing ones."""

@@ -39,7 +39,6 @@ from services.payment.models import (
     MONEY_TAKEN,
     Charge,
     ChargeStatus,
-    PaymentTable,
     Refund,
 )
 from services.payment.provider import (
@@ -47,7 +46,6 @@ from services.payment.provider import (
     PaymentProvider,
     ProviderCharge,
     ProviderChargeState,
-    SimulatedProvider,
 )
 
 
@@ -65,11 +63,6 @@ class PaymentService:
     def __init__(self, engine: Engine, provider: PaymentProvider) -> None:
         self.engine = engine
         self.provider = provider
-
-    def create_schema(self) -> None:
-        PaymentTable.metadata.create_all(self.engine)
-        if isinstance(self.provider, SimulatedProvider):
-            self.provider.create_schema()
 
     def charge(
         self, order_id: str, customer_id: str, token: str, amount_cents: int

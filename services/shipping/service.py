@@ -11,16 +11,13 @@ from cloudmart.contracts.failures import AlreadyCompensated, Undeliverable
 from cloudmart.contracts.orders import ShippingAddress
 from cloudmart.contracts.steps import CompensationResult, ShipmentResult, Undo
 from services.database import get_for_update, get_or_tombstone, transaction, utcnow
-from services.shipping.models import Shipment, ShipmentStatus, ShippingTable
+from services.shipping.models import Shipment, ShipmentStatus
 
 
 class ShippingService:
     def __init__(self, engine: Engine, countries: Iterable[str]) -> None:
         self.engine = engine
         self.countries = frozenset(countries)
-
-    def create_schema(self) -> None:
-        ShippingTable.metadata.create_all(self.engine)
 
     def create(self, order_id: str, address: ShippingAddress) -> ShipmentResult:
         with transaction(self.engine) as session:

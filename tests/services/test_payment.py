@@ -14,7 +14,7 @@ import pytest
 from cloudmart.contracts.failures import AlreadyCompensated, PaymentReviewRejected
 from cloudmart.contracts.steps import ChargeStatus, Undo
 from cloudmart.settings import Settings
-from services.factory import build_payment
+from services.factory import build_payment, prepare
 from services.payment import PaymentService, SimulatedProvider
 from tests.support import Gate
 
@@ -22,7 +22,7 @@ from tests.support import Gate
 @pytest.fixture
 def payment(settings: Settings) -> PaymentService:
     service = build_payment(settings)
-    service.create_schema()
+    prepare(service, settings)
     return service
 
 
