@@ -7,10 +7,14 @@ INSTALLED := $(VENV)/.installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up test lint format bench clean install
+.PHONY: up up-split test lint format bench clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m cloudmart.devstack
+
+# The same stack with one worker process per service, as production runs it.
+up-split: $(INSTALLED)
+	$(BIN)/python -m cloudmart.devstack --split
 
 test: $(INSTALLED)
 	$(BIN)/ruff check .

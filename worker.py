@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -87,7 +88,7 @@ async def running_workers(
             executor.shutdown(wait=True)
 
 
-async def serve(settings: Settings, roles: Iterable[str]) -> None:
+async def serve(settings: Settings, roles: Iterable[str], ready_file: Path | None = None) -> None:
     roles = set(roles)
     services = open_services(settings, roles & set(SERVICES))
     try:
@@ -107,14 +108,23 @@ async def serve(settings: Settings, roles: Iterable[str]) -> None:
         ) as workers:
             queues = ", ".join(w.task_queue for w in workers)
             print(f"{READY}: {', '.join(sorted(roles))} on {queues}", flush=True)
+            if ready_file is not None:
+                await asyncio.to_thread(ready_file.write_text, queues)
             await stop.wait()
             log.info("Shutting down: finishing running activities")
+            if ready_file is not None:
+                await asyncio.to_thread(ready_file.unlink, missing_ok=True)
     finally:
         services.dispose()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--ready-file",
+        type=Path,
+        help="create this file once polling (for container healthchecks); removed on exit",
+    )
     parser.add_argument(
         "--service",
         choices=("all", *ROLES),
@@ -129,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     roles = ROLES if args.service == "all" else (args.service,)
     status = 0
     try:
-        asyncio.run(serve(settings, roles))
+        asyncio.run(serve(settings, roles, ready_file=args.ready_file))
     except Exception as err:
         if is_unreachable(err):
             print(

@@ -7,6 +7,7 @@ The API tests and the benchmark start the same stack, with the same server flags
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -22,6 +23,8 @@ from typing import IO
 from cloudmart.binaries import find_binary
 from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
 from cloudmart.settings import DATABASES, Settings, get_settings
+
+WORKER_ROLES = ("orchestrator", "inventory", "payment", "shipping")
 
 RETENTION = "720h"
 """Closed sagas stay visible (and their Idempotency-Keys binding) for 30 days, not the dev
@@ -192,7 +195,9 @@ class DevStack:
     output: IO[str] | None = sys.stdout
     persist: bool = True
     """Keep Temporal's state in ``<data_dir>/temporal.db`` (False: in memory, for tests)."""
-    worker_args: tuple[str, ...] = ()
+    split: bool = False
+    """One worker process per role (orchestrator, inventory, payment, shipping), as production
+    runs them, instead of one process hosting all four."""
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     _temporal_log: IO[str] | None = None
 
@@ -207,15 +212,20 @@ class DevStack:
     def start(self) -> None:
         (self.settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         self._check_ports()
-        for name in ("temporal", "worker", "api"):
+        for name in ("temporal", *self.worker_names, "api"):
             self.start_process(name)
+
+    @property
+    def worker_names(self) -> tuple[str, ...]:
+        return tuple(f"worker-{role}" for role in WORKER_ROLES) if self.split else ("worker",)
 
     def start_process(self, name: str) -> None:
         """Start (or restart) one of the stack's processes and wait until it is ready."""
         if name == "temporal":
             self._start_temporal()
-        elif name == "worker":
-            worker = self._python("worker", ["-m", "worker", *self.worker_args], "worker ready")
+        elif name.startswith("worker"):
+            role = name.removeprefix("worker-") if name != "worker" else "all"
+            worker = self._python(name, ["-m", "worker", "--service", role], "worker ready")
             worker.wait_ready(60)
         else:
             self._python("api", ["-m", "api"], "Application startup complete").wait_ready(30)
@@ -303,14 +313,20 @@ class DevStack:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the dev stack (make up).")
+    parser.add_argument(
+        "--split", action="store_true", help="one worker process per service (make up-split)"
+    )
+    split = parser.parse_args().split
     settings = get_settings()
-    stack = DevStack(settings, dict(os.environ))
+    stack = DevStack(settings, dict(os.environ), split=split)
     interrupted = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     signal.signal(signal.SIGTERM, lambda *_: interrupted.set())
     status = 0
     try:
-        print("Starting CloudMart Sagas (Temporal dev server, worker, API)...", flush=True)
+        workers = "4 worker processes" if split else "worker"
+        print(f"Starting CloudMart Sagas (Temporal dev server, {workers}, API)...", flush=True)
         stack.start()
         print(
             "\n"

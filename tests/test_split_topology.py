@@ -1,0 +1,71 @@
+"""The production topology on the dev server: one worker process per service. The payment worker
+is killed (SIGKILL) under load; its sagas wait, then finish once it is back: no double charge,
+no lost stock."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from cloudmart.contracts.orders import OrderState
+from cloudmart.devstack import DevStack, settings_env, throwaway_settings
+from cloudmart.settings import DATABASES
+from services.database import create_db_engine
+from services.inventory.catalog import DEMO_CATALOG
+from services.reconcile import reconcile
+from tests.api.test_api import TERMINAL, order_body
+
+
+def test_sagas_wait_for_a_killed_payment_worker_and_finish_once_it_is_back(tmp_path: Path) -> None:
+    settings = throwaway_settings(tmp_path, task_queue_prefix=f"split-{uuid.uuid4().hex[:6]}")
+    stack = DevStack(settings, settings_env(settings), output=None, split=True)
+    stack.start()
+    try:
+        assert sorted(stack.processes) == [
+            "api",
+            "temporal",
+            "worker-inventory",
+            "worker-orchestrator",
+            "worker-payment",
+            "worker-shipping",
+        ]
+        with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+            skus = ["KB-MECH-01", "LAMP-LED-01", "HUB-USBC-7"]
+
+            def place(count: int) -> list[str]:
+                bodies = [order_body(items=[(skus[n % 3], 1)]) for n in range(count)]
+                return [api.post("/orders", json=body).json()["order_id"] for body in bodies]
+
+            order_ids = place(10)
+            assert stack.kill("worker-payment") == -9  # mid-load
+            while_down = place(10)
+            time.sleep(2)
+            waiting = {api.get(f"/orders/{o}").json()["status"] for o in while_down}
+            assert waiting == {"CHARGING_PAYMENT"}  # they wait for payment, none gives up
+            order_ids += while_down
+            stack.start_process("worker-payment")
+            deadline = time.monotonic() + 60
+            while True:
+                states = [api.get(f"/orders/{o}").json() for o in order_ids]
+                if all(s["status"] in TERMINAL for s in states):
+                    break
+                assert time.monotonic() < deadline, [s["status"] for s in states]
+                time.sleep(0.5)
+    finally:
+        stopped = stack.stop()
+    assert set(stopped.values()) == {0}, stopped
+
+    assert [s["status"] for s in states] == ["COMPLETED"] * 20
+    engines = {name: create_db_engine(settings.db_url(name), pool_size=1) for name in DATABASES}
+    _, problems = reconcile(
+        [OrderState.model_validate(s) for s in states],
+        inventory=engines["inventory"],
+        payment=engines["payment"],
+        shipping=engines["shipping"],
+        provider=engines["payment_provider"],  # one capture per order, none extra
+        initial_stock={p.sku: p.stock for p in DEMO_CATALOG},
+    )
+    assert problems == []
