@@ -1,0 +1,1 @@
+"""Temporal activities: thin, idempotent wrappers keyed by order id around each service."""

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.failures import business_failures_are_final
+from cloudmart.contracts import activities as spec
+from cloudmart.contracts.steps import (
+    ChargePayment,
+    ChargeResult,
+    Compensate,
+    CompensationResult,
+    ResolvePaymentReview,
+)
+from services.payment import PaymentService
+
+
+class PaymentActivities:
+    def __init__(self, payment: PaymentService) -> None:
+        self._payment = payment
+
+    @activity.defn(name=spec.CHARGE_PAYMENT.name)
+    @business_failures_are_final
+    def charge(self, request: ChargePayment) -> ChargeResult:
+        return self._payment.charge(
+            request.order_id, request.customer_id, request.payment_token, request.amount_cents
+        )
+
+    @activity.defn(name=spec.RESOLVE_PAYMENT_REVIEW.name)
+    @business_failures_are_final
+    def resolve_review(self, request: ResolvePaymentReview) -> ChargeResult:
+        return self._payment.resolve_review(request.order_id, request.approved)
+
+    @activity.defn(name=spec.REFUND_PAYMENT.name)
+    @business_failures_are_final
+    def refund(self, request: Compensate) -> CompensationResult:
+        return self._payment.refund(request.order_id, request.reason)
+
+    def all(self) -> list[object]:
+        return [self.charge, self.resolve_review, self.refund]

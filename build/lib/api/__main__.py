@@ -1,0 +1,38 @@
+"""``python -m api``: serve the API with uvicorn on CLOUDMART_API_HOST:CLOUDMART_API_PORT."""
+
+from __future__ import annotations
+
+import signal
+
+import uvicorn
+
+from cloudmart.process import exit_now
+from cloudmart.settings import get_settings
+
+
+def main() -> None:
+    settings = get_settings()
+    config = uvicorn.Config(
+        "api.main:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+    )
+    server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, restores the handlers it found, and
+    # re-raises the signal. With these handlers in place the re-raise is just recorded, so a
+    # requested stop ends with status 0, like the worker's.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
+    try:
+        server.run()
+        status = 0 if server.started else 1
+    except SystemExit as stop:  # uvicorn exits this way when it cannot bind its port
+        status = stop.code if isinstance(stop.code, int) else 1
+    # The API holds a Temporal client: end without interpreter finalization (cloudmart/process.py).
+    exit_now(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Errors the API answers with: always a JSON body with ``detail``, never a stack trace."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
+from temporalio.service import RPCError
+
+from cloudmart.contracts.orders import OrderStatus
+from cloudmart.temporal import is_unreachable
+
+log = logging.getLogger("cloudmart.api")
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class ApiError(Exception):
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class OrderNotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id} not found")
+
+
+class OrderConflict(ApiError):
+    """The order's state does not allow the request (too late to cancel, not in review...)."""
+
+    status_code = status.HTTP_409_CONFLICT
+
+
+class OrderHasEnded(OrderConflict):
+    def __init__(self, order_id: str, status: OrderStatus | None, detail: str) -> None:
+        super().__init__(detail)
+        self.order_id = order_id
+        self.status = status
+
+
+class Unavailable(ApiError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+
+class UnprocessableField(ApiError):
+    """A well-formed value the request cannot use: answered in FastAPI's validation shape."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+
+    def __init__(self, loc: tuple[str, str], detail: str, error_type: str) -> None:
+        super().__init__(detail)
+        self.loc = loc
+        self.error_type = error_type
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody} for code in (404, 409, 503)
+}
+
+
+def install_error_handlers(app: FastAPI, temporal_address: str) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, err: RequestValidationError) -> Response:
+        # FastAPI's shape, but ASCII-escaped: the errors echo the rejected input, which may hold
+        # a lone surrogate ("\ud800" is valid JSON) that cannot be encoded as UTF-8.
+        body = json.dumps(jsonable_encoder({"detail": err.errors()}), ensure_ascii=True)
+        return Response(
+            body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, media_type="application/json"
+        )
+
+    @app.exception_handler(UnprocessableField)
+    async def _unprocessable(_: Request, err: UnprocessableField) -> JSONResponse:
+        body = {"detail": [{"loc": list(err.loc), "msg": err.detail, "type": err.error_type}]}
+        return JSONResponse(body, status_code=err.status_code)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, err: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": err.detail}, status_code=err.status_code)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(request: Request, err: SQLAlchemyError) -> JSONResponse:
+        log.warning("database error on %s %s: %s", request.method, request.url.path, err)
+        return JSONResponse(
+            {"detail": "a service database is unavailable; see /healthz"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    # Handlers for specific classes run inside the app; one for bare Exception would run in the
+    # outermost middleware, which re-raises after answering and drops the client's connection.
+    async def _temporal(request: Request, err: Exception) -> JSONResponse:
+        if is_unreachable(err):
+            return JSONResponse(
+                {"detail": f"Temporal is unreachable at {temporal_address}; try again shortly"},
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=err)
+        return JSONResponse(
+            {"detail": "internal error; it has been logged"},
+            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    app.add_exception_handler(RPCError, _temporal)
+    app.add_exception_handler(RuntimeError, _temporal)  # the SDK's "Failed client connect"

@@ -1,0 +1,53 @@
+"""The FastAPI application: ``uvicorn --factory api.main:create_app`` or ``python -m api``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import AppState
+from api.errors import install_error_handlers
+from api.middleware import BodySizeLimit, LastResort
+from api.routes import health, orders, products
+from api.sagas import Sagas
+from cloudmart.settings import SERVICES, Settings, get_settings
+from cloudmart.temporal import connect
+from services.database import create_db_engine
+from services.inventory import InventoryService
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Lazy: the API starts (and answers 503) while Temporal is down, and connects when it is up.
+        client = await connect(settings, lazy=True)
+        databases = {
+            service: create_db_engine(settings.db_url(service), pool_size=2) for service in SERVICES
+        }
+        app.state.cloudmart = AppState(
+            settings=settings,
+            client=client,
+            sagas=Sagas(client, settings),
+            catalog=InventoryService(databases["inventory"]),
+            databases=databases,
+        )
+        yield
+        for engine in databases.values():
+            engine.dispose()
+
+    app = FastAPI(
+        title="CloudMart Sagas",
+        version="0.1.0",
+        summary="Orders as durable sagas on Temporal over inventory, payment and shipping.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app, settings.temporal_address)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(LastResort)  # added last: the outermost of ours
+    for router in (orders.router, products.router, health.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,91 @@
+"""Orders: place one (starts its saga), read its state, list them, cancel, review payment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Header, Query, Response, status
+
+from api.deps import SagasDep
+from api.errors import ERROR_RESPONSES
+from cloudmart.contracts.orders import (
+    CancelOrder,
+    OrderAccepted,
+    OrderPage,
+    OrderState,
+    OrderStatus,
+    PaymentReviewDecision,
+    PlaceOrder,
+    UpdateAccepted,
+)
+from cloudmart.contracts.text import CustomerId
+
+router = APIRouter(prefix="/orders", tags=["orders"], responses=ERROR_RESPONSES)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retrying with the same key returns the same order; never a second saga.",
+    ),
+]
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=OrderAccepted)
+async def place_order(
+    order: PlaceOrder,
+    response: Response,
+    sagas: SagasDep,
+    idempotency_key: IdempotencyKey = None,
+) -> OrderAccepted:
+    """Start the order's saga. Amounts come from the catalog, never from the request."""
+    accepted = await sagas.place(order, idempotency_key)
+    response.headers["Location"] = f"/orders/{accepted.order_id}"
+    return accepted
+
+
+@router.get("", response_model=OrderPage)
+async def list_orders(
+    sagas: SagasDep,
+    status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    customer_id: Annotated[CustomerId | None, Query()] = None,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+    page_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> OrderPage:
+    """Orders from Temporal's visibility store, newest first as it orders them: orders still in
+    progress first (newest started first), then finished ones (most recently finished first).
+    Visibility is eventually consistent: a just-placed order may appear a moment later."""
+    return await sagas.list(
+        status=status_filter,
+        customer_id=customer_id,
+        page_size=page_size,
+        page_token=page_token,
+    )
+
+
+@router.get("/{order_id}", response_model=OrderState)
+async def get_order(order_id: UUID, sagas: SagasDep) -> OrderState:
+    """The saga's live state: status, every step and compensation, total, failure."""
+    return await sagas.state(str(order_id))
+
+
+@router.post("/{order_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+async def cancel_order(
+    order_id: UUID,
+    sagas: SagasDep,
+    request: Annotated[CancelOrder | None, Body()] = None,
+) -> UpdateAccepted:
+    """Cancel until the shipment is created (409 with the reason after that)."""
+    return await sagas.cancel(str(order_id), request or CancelOrder())
+
+
+@router.post("/{order_id}/payment-review", status_code=status.HTTP_202_ACCEPTED)
+async def review_payment(
+    order_id: UUID, decision: PaymentReviewDecision, sagas: SagasDep
+) -> UpdateAccepted:
+    """Approve or reject a payment held for fraud review (409 unless it is awaiting one)."""
+    return await sagas.review_payment(str(order_id), decision)

@@ -1,0 +1,281 @@
+"""What the API asks of the order sagas in Temporal; Temporal's errors become the API's."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import (
+    ApiError,
+    OrderConflict,
+    OrderHasEnded,
+    OrderNotFound,
+    Unavailable,
+    UnprocessableField,
+)
+from cloudmart.contracts.orders import (
+    CancelOrder,
+    OrderAccepted,
+    OrderPage,
+    OrderState,
+    OrderStatus,
+    OrderSummary,
+    PaymentReviewDecision,
+    PlaceOrder,
+    UpdateAccepted,
+    saga_input,
+)
+from cloudmart.contracts.saga import (
+    CUSTOMER_ID,
+    ORDER_STATUS,
+    ORDER_TOTAL,
+    WORKFLOW_TYPE,
+    order_id_of,
+    workflow_id,
+)
+from cloudmart.settings import Settings
+from cloudmart.temporal import is_unreachable
+from workflows.order_saga import OrderSaga
+
+log = logging.getLogger("cloudmart.api")
+
+IDEMPOTENCY_NAMESPACE = uuid.UUID("4f1d8e0c-6b8e-4d55-9c43-6f0d2c6f9a11")
+"""Order ids for idempotent requests are uuid5(this, key): the same key names the same saga."""
+
+REQUEST_HASH = "request_sha256"
+"""Memo field holding the hash of the body that started the saga, to detect a reused key."""
+
+WORKER_DEADLINE = timedelta(seconds=5)
+"""How long a query or update waits for a worker to answer before the API gives up (503)."""
+
+
+class Sagas:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    async def place(self, order: PlaceOrder, idempotency_key: str | None) -> OrderAccepted:
+        """Start the order's saga; with a key already used, answer for the saga it started."""
+        order_id = (
+            str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key))
+            if idempotency_key
+            else str(uuid.uuid4())
+        )
+        request_hash = hashlib.sha256(order.model_dump_json().encode()).hexdigest()
+        saga = saga_input(
+            order_id,
+            order,
+            payment_review_timeout=self._settings.payment_review_timeout,
+            task_queues=self._settings.task_queues,
+        )
+        try:
+            await self._client.start_workflow(
+                OrderSaga.run,
+                saga,
+                id=workflow_id(order_id),
+                task_queue=saga.task_queues.orders,
+                # A workflow id is never reused: a repeated key can never start a second saga.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(CUSTOMER_ID, order.customer_id),
+                        SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING.value),
+                    ]
+                ),
+                memo={REQUEST_HASH: request_hash},
+                static_summary=f"{order.customer_id}: {len(order.items)} line(s)",
+            )
+        except WorkflowAlreadyStartedError:
+            if idempotency_key is None:
+                raise
+            return await self._replay(order_id, request_hash)
+        return OrderAccepted(order_id=order_id, status=OrderStatus.PENDING)
+
+    async def _replay(self, order_id: str, request_hash: str) -> OrderAccepted:
+        description = await self._handle(order_id).describe()
+        if await description.memo_value(REQUEST_HASH, default=None) != request_hash:
+            raise UnprocessableField(
+                ("header", "Idempotency-Key"),
+                "this Idempotency-Key was already used with a different request body",
+                "idempotency_conflict",
+            )
+        status = description.typed_search_attributes.get(ORDER_STATUS)
+        return OrderAccepted(order_id=order_id, status=OrderStatus(status or "PENDING"))
+
+    async def state(self, order_id: str) -> OrderState:
+        async with self._answers(order_id, "query"):
+            return await self._handle(order_id).query(OrderSaga.state, rpc_timeout=WORKER_DEADLINE)
+
+    async def cancel(self, order_id: str, request: CancelOrder) -> UpdateAccepted:
+        try:
+            async with self._answers(order_id, "update"):
+                return await self._handle(order_id).execute_update(
+                    OrderSaga.cancel,
+                    request,
+                    # A stable id: a retry (say after a 503 whose update the saga still got)
+                    # joins the first request's outcome instead of being judged again.
+                    id="cancel",
+                    rpc_timeout=WORKER_DEADLINE,
+                )
+        except OrderHasEnded as ended:
+            if ended.status is OrderStatus.CANCELLED:  # cancelling it again: done already
+                return UpdateAccepted(order_id=order_id, status=ended.status)
+            raise
+
+    async def review_payment(
+        self, order_id: str, decision: PaymentReviewDecision
+    ) -> UpdateAccepted:
+        async with self._answers(order_id, "update"):
+            return await self._handle(order_id).execute_update(
+                OrderSaga.review_payment,
+                decision,
+                id=f"review-payment-{'approve' if decision.approved else 'reject'}",
+                rpc_timeout=WORKER_DEADLINE,
+            )
+
+    async def list(
+        self,
+        *,
+        status: OrderStatus | None,
+        customer_id: str | None,
+        page_size: int,
+        page_token: str | None,
+    ) -> OrderPage:
+        # Every value interpolated here is validated against a strict pattern or an enum.
+        clauses = [
+            f'WorkflowType = "{WORKFLOW_TYPE}"',
+            f'TaskQueue = "{self._settings.task_queues.orders}"',
+        ]
+        if status is not None:
+            clauses.append(f'{ORDER_STATUS.name} = "{status.value}"')
+        if customer_id is not None:
+            clauses.append(f'{CUSTOMER_ID.name} = "{customer_id}"')
+        executions = self._client.list_workflows(
+            " AND ".join(clauses),
+            page_size=page_size,
+            next_page_token=_decode_token(page_token),
+        )
+        try:
+            await executions.fetch_next_page()
+        except RPCError as err:
+            # A token that decodes but is not one of Temporal's gets INVALID_ARGUMENT or, from
+            # the dev server, UNKNOWN: either way the token is at fault, not the server.
+            if page_token is not None and not is_unreachable(err):
+                raise _invalid_page_token() from err
+            raise
+        token = executions.next_page_token
+        return OrderPage(
+            items=[_summary(e) for e in executions.current_page or []],
+            next_page_token=base64.urlsafe_b64encode(token).decode() if token else None,
+        )
+
+    def _handle(self, order_id: str) -> WorkflowHandle[OrderSaga, OrderState]:
+        return self._client.get_workflow_handle_for(OrderSaga.run, workflow_id(order_id))
+
+    @asynccontextmanager
+    async def _answers(self, order_id: str, kind: str) -> AsyncIterator[None]:
+        """Turn what Temporal says about a query or update into the API's answer."""
+        try:
+            yield
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise OrderConflict(message) from err
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            raise self._no_worker(order_id, kind) from err
+        except WorkflowQueryFailedError as err:
+            log.error("query of order %s failed: %s", order_id, err)
+            raise ApiError(
+                f"the state of order {order_id} could not be read; it has been logged"
+            ) from err
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                raise await self._not_running(order_id) from err
+            if _deadline_passed(err):
+                raise self._no_worker(order_id, kind) from err
+            raise
+
+    @staticmethod
+    def _no_worker(order_id: str, kind: str) -> Unavailable:
+        return Unavailable(
+            f"no worker answered the {kind} for order {order_id} within "
+            f"{WORKER_DEADLINE.seconds}s; is the worker running?"
+        )
+
+    async def _not_running(self, order_id: str) -> Exception:
+        """Why a request found no running saga: it never existed (404) or it has ended (409)."""
+        try:
+            description = await self._handle(order_id).describe()
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return OrderNotFound(order_id)
+            raise
+        status = _status(description.typed_search_attributes.get(ORDER_STATUS))
+        return OrderHasEnded(order_id, status, f"order is already {status or description.status}")
+
+
+def _deadline_passed(err: RPCError) -> bool:
+    # The SDK reports its own client-side deadline as CANCELLED "Timeout expired".
+    return err.status is RPCStatusCode.DEADLINE_EXCEEDED or (
+        err.status is RPCStatusCode.CANCELLED and "timeout" in err.message.lower()
+    )
+
+
+def _summary(execution: WorkflowExecution) -> OrderSummary:
+    attributes = execution.typed_search_attributes
+    return OrderSummary(
+        order_id=order_id_of(execution.id),
+        status=_status(attributes.get(ORDER_STATUS)),
+        customer_id=attributes.get(CUSTOMER_ID),
+        total_cents=attributes.get(ORDER_TOTAL),
+        created_at=execution.start_time,
+        closed_at=execution.close_time,
+    )
+
+
+def _status(value: str | None) -> OrderStatus | None:
+    """The OrderStatus search attribute, tolerating values this version does not know."""
+    return OrderStatus(value) if value in OrderStatus.__members__ else None
+
+
+def _decode_token(token: str | None) -> bytes | None:
+    if token is None:
+        return None
+    try:
+        # Strict: only the alphabet and padding of the tokens this API hands out.
+        decoded = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise _invalid_page_token() from err
+    if not decoded:
+        raise _invalid_page_token()
+    return decoded
+
+
+def _invalid_page_token() -> UnprocessableField:
+    return UnprocessableField(
+        ("query", "page_token"), "not a page token this API returned", "invalid_page_token"
+    )

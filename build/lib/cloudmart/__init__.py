@@ -1,0 +1,1 @@
+"""Shared core of CloudMart Sagas: the contracts every process speaks and the settings it reads."""

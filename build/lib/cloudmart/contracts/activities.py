@@ -1,0 +1,62 @@
+"""The saga's activities by name: the single place where workflow and workers agree on them.
+
+The workflow calls activities by name (it must not import service code, which touches
+databases); each service's activity class registers its functions under these names, and a test
+checks that every name here is implemented with these argument and result types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel
+
+from cloudmart.contracts.steps import (
+    ChargePayment,
+    ChargeResult,
+    CommitInventory,
+    Compensate,
+    CompensationResult,
+    CreateShipment,
+    Reservation,
+    ReserveInventory,
+    ResolvePaymentReview,
+    ShipmentResult,
+)
+
+ArgT = TypeVar("ArgT", bound=BaseModel)
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ActivitySpec(Generic[ArgT, ResultT]):
+    name: str
+    service: str
+    arg_type: type[ArgT]
+    result_type: type[ResultT]
+
+
+RESERVE_INVENTORY = ActivitySpec("inventory.reserve", "inventory", ReserveInventory, Reservation)
+RELEASE_INVENTORY = ActivitySpec("inventory.release", "inventory", Compensate, CompensationResult)
+COMMIT_INVENTORY = ActivitySpec("inventory.commit", "inventory", CommitInventory, Reservation)
+
+CHARGE_PAYMENT = ActivitySpec("payment.charge", "payment", ChargePayment, ChargeResult)
+RESOLVE_PAYMENT_REVIEW = ActivitySpec(
+    "payment.resolve_review", "payment", ResolvePaymentReview, ChargeResult
+)
+REFUND_PAYMENT = ActivitySpec("payment.refund", "payment", Compensate, CompensationResult)
+
+CREATE_SHIPMENT = ActivitySpec("shipping.create", "shipping", CreateShipment, ShipmentResult)
+CANCEL_SHIPMENT = ActivitySpec("shipping.cancel", "shipping", Compensate, CompensationResult)
+
+ALL_ACTIVITIES: tuple[ActivitySpec[BaseModel, BaseModel], ...] = (
+    RESERVE_INVENTORY,
+    RELEASE_INVENTORY,
+    COMMIT_INVENTORY,
+    CHARGE_PAYMENT,
+    RESOLVE_PAYMENT_REVIEW,
+    REFUND_PAYMENT,
+    CREATE_SHIPMENT,
+    CANCEL_SHIPMENT,
+)

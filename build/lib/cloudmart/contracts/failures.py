@@ -1,0 +1,64 @@
+"""Business failures: a step's rules said no, so retrying cannot help and the saga compensates.
+
+Services raise these; activities turn them into non-retryable Temporal ``ApplicationError``s
+whose ``type`` is the class name, and the workflow reports that type and message as the order's
+failure. Anything else an activity raises is treated as transient and retried.
+"""
+
+from __future__ import annotations
+
+
+class BusinessFailure(Exception):
+    """Base of every typed, non-retryable failure."""
+
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.__name__
+
+
+class UnknownSku(BusinessFailure):
+    pass
+
+
+class OutOfStock(BusinessFailure):
+    pass
+
+
+class PaymentDeclined(BusinessFailure):
+    pass
+
+
+class PaymentReviewRejected(BusinessFailure):
+    pass
+
+
+class PaymentReviewTimedOut(BusinessFailure):
+    pass
+
+
+class Undeliverable(BusinessFailure):
+    pass
+
+
+class AlreadyCompensated(BusinessFailure):
+    """A forward step arrived after its compensation had run for the same order (a late retry).
+
+    The compensation left a tombstone; the step is refused so that nothing is reserved, charged
+    or shipped for an order that was already undone.
+    """
+
+
+class InvalidTransition(BusinessFailure):
+    """A step that contradicts what already happened to the order (e.g. committing a release)."""
+
+
+BUSINESS_FAILURES: tuple[type[BusinessFailure], ...] = (
+    UnknownSku,
+    OutOfStock,
+    PaymentDeclined,
+    PaymentReviewRejected,
+    PaymentReviewTimedOut,
+    Undeliverable,
+    AlreadyCompensated,
+    InvalidTransition,
+)

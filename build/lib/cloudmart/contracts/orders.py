@@ -1,0 +1,190 @@
+"""The order: what a customer places, the saga's input, and the state the saga reports."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cloudmart.contracts.routing import TaskQueues
+from cloudmart.contracts.text import (
+    AddressLine,
+    City,
+    CountryCode,
+    CustomerId,
+    PaymentToken,
+    PersonName,
+    PostalCode,
+    Reason,
+    Sku,
+)
+
+MAX_ORDER_LINES = 50
+MAX_LINE_QUANTITY = 1000
+
+
+class _Request(BaseModel):
+    # Unknown fields are refused rather than ignored: a client sending "price" or "total" must
+    # learn that amounts are never taken from it.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OrderItem(_Request):
+    sku: Sku
+    quantity: int = Field(strict=True, ge=1, le=MAX_LINE_QUANTITY)
+
+
+class ShippingAddress(_Request):
+    name: PersonName
+    line1: AddressLine
+    line2: AddressLine | None = None
+    city: City
+    postal_code: PostalCode
+    country: CountryCode
+
+
+class PlaceOrder(_Request):
+    """The body of ``POST /orders``."""
+
+    customer_id: CustomerId
+    items: list[OrderItem] = Field(min_length=1, max_length=MAX_ORDER_LINES)
+    payment_token: PaymentToken
+    shipping_address: ShippingAddress
+
+    @field_validator("items")
+    @classmethod
+    def _one_line_per_sku(cls, items: list[OrderItem]) -> list[OrderItem]:
+        seen: set[str] = set()
+        for item in items:
+            if item.sku in seen:
+                raise ValueError(f"sku {item.sku!r} appears twice; send one line per sku")
+            seen.add(item.sku)
+        return items
+
+
+class OrderSagaInput(BaseModel):
+    """Everything the saga needs, fixed at start so that replays see the same values."""
+
+    model_config = ConfigDict(frozen=True)
+
+    order_id: str
+    customer_id: str
+    items: list[OrderItem]
+    payment_token: str
+    shipping_address: ShippingAddress
+    payment_review_timeout: timedelta
+    task_queues: TaskQueues
+
+
+class OrderStatus(StrEnum):
+    PENDING = "PENDING"
+    RESERVING_INVENTORY = "RESERVING_INVENTORY"
+    CHARGING_PAYMENT = "CHARGING_PAYMENT"
+    AWAITING_PAYMENT_REVIEW = "AWAITING_PAYMENT_REVIEW"
+    CREATING_SHIPMENT = "CREATING_SHIPMENT"
+    COMPENSATING = "COMPENSATING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED})
+
+
+class StepStatus(StrEnum):
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class StepRecord(BaseModel):
+    """One step or compensation of the saga, as it stands now."""
+
+    name: str
+    status: StepStatus
+    at: datetime
+    detail: str | None = None
+
+
+class Failure(BaseModel):
+    type: str
+    message: str
+
+
+class OrderState(BaseModel):
+    """The saga's state: the answer of its ``state`` query and of ``GET /orders/{id}``."""
+
+    order_id: str
+    customer_id: str
+    status: OrderStatus
+    items: list[OrderItem]
+    total_cents: int | None = None
+    tracking_number: str | None = None
+    failure: Failure | None = None
+    cancel_reason: str | None = None
+    steps: list[StepRecord] = []
+    compensations: list[StepRecord] = []
+    created_at: datetime
+    updated_at: datetime
+
+
+class CancelOrder(_Request):
+    """The body of ``POST /orders/{id}/cancel`` and the argument of the saga's ``cancel`` update."""
+
+    reason: Reason = "cancelled by customer"
+
+
+class PaymentReviewDecision(_Request):
+    """The body of ``POST /orders/{id}/payment-review`` and the saga's ``review_payment`` update."""
+
+    approved: bool = Field(strict=True)
+
+
+class UpdateAccepted(BaseModel):
+    order_id: str
+    status: OrderStatus
+
+
+class OrderAccepted(BaseModel):
+    """The answer to ``POST /orders``: the saga is started (or was, for a repeated key)."""
+
+    order_id: str
+    status: OrderStatus
+
+
+class OrderSummary(BaseModel):
+    order_id: str
+    status: OrderStatus | None
+    customer_id: str | None
+    total_cents: int | None
+    created_at: datetime
+    closed_at: datetime | None
+
+
+class OrderPage(BaseModel):
+    items: list[OrderSummary]
+    next_page_token: str | None
+
+
+def saga_input(
+    order_id: str,
+    order: PlaceOrder,
+    *,
+    payment_review_timeout: timedelta,
+    task_queues: TaskQueues,
+) -> OrderSagaInput:
+    return OrderSagaInput(
+        order_id=order_id,
+        customer_id=order.customer_id,
+        items=order.items,
+        payment_token=order.payment_token,
+        shipping_address=order.shipping_address,
+        payment_review_timeout=payment_review_timeout,
+        task_queues=task_queues,
+    )

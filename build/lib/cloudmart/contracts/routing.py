@@ -1,0 +1,32 @@
+"""Where each service's work is sent: one task queue per service."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class TaskQueues(BaseModel):
+    """The task queues of one deployment.
+
+    The starter puts them in the saga's input, so the workflow routes each step to its service
+    deterministically, and several deployments can share one namespace.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    orders: str
+    inventory: str
+    payment: str
+    shipping: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> TaskQueues:
+        return cls(
+            orders=f"{prefix}-orders",
+            inventory=f"{prefix}-inventory",
+            payment=f"{prefix}-payment",
+            shipping=f"{prefix}-shipping",
+        )
+
+    def for_service(self, service: str) -> str:
+        return getattr(self, service)

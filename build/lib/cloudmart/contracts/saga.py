@@ -1,0 +1,22 @@
+"""How the order saga is known to Temporal: its type, ids and search attributes."""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+WORKFLOW_TYPE = "OrderSaga"
+WORKFLOW_ID_PREFIX = "order-"
+
+ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+ORDER_TOTAL = SearchAttributeKey.for_int("OrderTotal")
+SEARCH_ATTRIBUTES = (ORDER_STATUS, CUSTOMER_ID, ORDER_TOTAL)
+"""Registered on the server (``make up`` passes them to the dev server) before any saga runs."""
+
+
+def workflow_id(order_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{order_id}"
+
+
+def order_id_of(workflow_id: str) -> str:
+    return workflow_id.removeprefix(WORKFLOW_ID_PREFIX)

@@ -1,0 +1,107 @@
+"""Arguments and results of the saga's activities, service by service."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from cloudmart.contracts.orders import OrderItem, ShippingAddress
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Compensate(_Message):
+    """The argument of every compensation: undo this order's step, for this reason."""
+
+    order_id: str
+    reason: str
+
+
+class Undo(StrEnum):
+    UNDONE = "UNDONE"
+    """The step had taken effect and is now reversed."""
+    NOTHING_TO_UNDO = "NOTHING_TO_UNDO"
+    """The step never took effect; a tombstone now refuses it if it arrives late."""
+    ALREADY_UNDONE = "ALREADY_UNDONE"
+    """An earlier attempt of this compensation did the work."""
+
+
+class CompensationResult(_Message):
+    outcome: Undo
+    detail: str = ""
+
+
+# inventory
+
+
+class ReserveInventory(_Message):
+    order_id: str
+    items: list[OrderItem]
+
+
+class ReservedLine(_Message):
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+class Reservation(_Message):
+    order_id: str
+    lines: list[ReservedLine]
+    total_cents: int
+
+
+class CommitInventory(_Message):
+    order_id: str
+
+
+class ProductView(_Message):
+    sku: str
+    name: str
+    category: str
+    price_cents: int
+    stock_on_hand: int
+    reserved: int
+
+
+# payment
+
+
+class ChargePayment(_Message):
+    order_id: str
+    customer_id: str
+    payment_token: str
+    amount_cents: int
+
+
+class ChargeStatus(StrEnum):
+    CAPTURED = "CAPTURED"
+    REVIEW_REQUIRED = "REVIEW_REQUIRED"
+
+
+class ChargeResult(_Message):
+    order_id: str
+    status: ChargeStatus
+    amount_cents: int
+    reference: str
+
+
+class ResolvePaymentReview(_Message):
+    order_id: str
+    approved: bool
+
+
+# shipping
+
+
+class CreateShipment(_Message):
+    order_id: str
+    address: ShippingAddress
+
+
+class ShipmentResult(_Message):
+    order_id: str
+    tracking_number: str

@@ -1,0 +1,87 @@
+"""The one settings object: every process (API, worker, dev stack, tests) reads the environment
+here.
+
+Every field maps to an environment variable named ``CLOUDMART_<FIELD>``, e.g.
+``CLOUDMART_INVENTORY_DB_URL``. The README's configuration table lists them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cloudmart.contracts.routing import TaskQueues
+
+SERVICES = ("inventory", "payment", "shipping")
+DATABASES = (*SERVICES, "payment_provider")
+"""Every database: one per service, and the simulated payment provider's own."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLOUDMART_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path(".data")
+    """Where the default SQLite databases and the dev server's state live."""
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    """The dev server's Web UI (``make up``); 0 runs the dev server headless."""
+    task_queue_prefix: str = Field(default="cloudmart", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
+    """Task queues are ``<prefix>-orders``, ``<prefix>-inventory``, ... (one per service)."""
+
+    inventory_db_url: str = ""
+    payment_db_url: str = ""
+    shipping_db_url: str = ""
+    """SQLAlchemy URLs; empty means a SQLite file ``<data_dir>/<service>.db``."""
+    payment_provider_db_url: str = ""
+    """The simulated payment provider's ledger (another company's system in real life)."""
+
+    payment_review_timeout: timedelta = timedelta(hours=24)
+    """How long a payment held for fraud review waits for a decision (seconds or ISO 8601)."""
+
+    shipping_countries: Annotated[frozenset[str], NoDecode] = frozenset(
+        {"AT", "BE", "DE", "DK", "ES", "FR", "GB", "IE", "IT", "NL", "PL", "SE", "US"}
+    )
+    """ISO 3166-1 alpha-2 codes shipping delivers to (comma-separated in the environment)."""
+
+    seed_demo_catalog: bool = True
+    activity_threads: int = Field(default=16, ge=1, le=256)
+    """Threads (and concurrent activities) per service worker; database pools are sized to match."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_max_body_bytes: int = 64 * 1024
+
+    @field_validator("shipping_countries", mode="before")
+    @classmethod
+    def _split_countries(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(code.strip().upper() for code in value.split(",") if code.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _default_database_files(self) -> Settings:
+        for database in DATABASES:
+            field = f"{database}_db_url"
+            if not getattr(self, field):
+                path = (self.data_dir / f"{database}.db").resolve()
+                object.__setattr__(self, field, f"sqlite:///{path}")
+        return self
+
+    def db_url(self, service: str) -> str:
+        return getattr(self, f"{service}_db_url")
+
+    @property
+    def task_queues(self) -> TaskQueues:
+        return TaskQueues.with_prefix(self.task_queue_prefix)
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

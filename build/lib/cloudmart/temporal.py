@@ -1,0 +1,39 @@
+"""The Temporal client every process uses: same address, namespace and pydantic converter."""
+
+from __future__ import annotations
+
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+
+from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
+from cloudmart.settings import Settings
+
+
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+    """Connect to Temporal. ``lazy`` defers the connection to the first call (the API uses it
+    so that it starts, and answers 503, while Temporal is down)."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        lazy=lazy,
+    )
+
+
+def is_unreachable(err: BaseException) -> bool:
+    """Whether ``err`` means Temporal could not be reached (as opposed to a refused request)."""
+    if isinstance(err, RPCError):
+        return err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+    return isinstance(err, RuntimeError) and str(err).startswith("Failed client connect")
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Register the saga's search attributes (for servers not started with them, e.g. in tests)."""
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={key.name: key.indexed_value_type.value for key in SEARCH_ATTRIBUTES},
+        )
+    )

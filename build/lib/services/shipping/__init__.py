@@ -1,0 +1,3 @@
+from services.shipping.service import ShippingService
+
+__all__ = ["ShippingService"]

@@ -1,0 +1,372 @@
+"""OrderSaga: reserve inventory, charge payment, create the shipment, commit the sale.
+
+Each step's compensation is pushed before the step runs; when a step fails for a business reason
+or the order is cancelled, the compensations run in reverse order and cannot be interrupted.
+Once the shipment exists the order is past the point of no return and always completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
+
+with workflow.unsafe.imports_passed_through():
+    from cloudmart.contracts import activities as act
+    from cloudmart.contracts.activities import ActivitySpec
+    from cloudmart.contracts.failures import PaymentReviewTimedOut
+    from cloudmart.contracts.orders import (
+        CancelOrder,
+        Failure,
+        OrderSagaInput,
+        OrderState,
+        OrderStatus,
+        PaymentReviewDecision,
+        StepRecord,
+        StepStatus,
+        UpdateAccepted,
+    )
+    from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL, WORKFLOW_TYPE
+    from cloudmart.contracts.steps import (
+        ChargePayment,
+        ChargeStatus,
+        CommitInventory,
+        Compensate,
+        CreateShipment,
+        ReserveInventory,
+        ResolvePaymentReview,
+    )
+
+from workflows.compensations import Compensation, CompensationStack, uninterruptible
+
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+STEP_TIMEOUT = timedelta(seconds=10)
+"""Each step is one short transaction (plus a provider call): a worker that dies mid-step is
+noticed within this time and the step is retried on another worker."""
+
+STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
+"""No attempt limit: only a typed business failure (raised non-retryable) fails a step."""
+
+UNDO_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+)
+"""Compensations retry until they succeed."""
+
+SAGA_ABORTS = (ActivityError, ApplicationError, asyncio.CancelledError)
+"""What ends the forward steps early. Anything else is a bug: it fails the workflow task,
+which Temporal retries until a fixed worker is deployed, instead of compensating."""
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class OrderSaga:
+    @workflow.init
+    def __init__(self, order: OrderSagaInput) -> None:
+        now = workflow.now()
+        self._order = order
+        self._state = OrderState(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            status=OrderStatus.PENDING,
+            items=order.items,
+            created_at=now,
+            updated_at=now,
+        )
+        self._steps: asyncio.Task[None] | None = None
+        self._shipment_created = False
+        self._review: PaymentReviewDecision | None = None
+
+    @workflow.run
+    async def run(self, order: OrderSagaInput) -> OrderState:
+        self._set_status(OrderStatus.PENDING)
+        undo = CompensationStack()
+        try:
+            await self._run_until_done_or_cancelled(self._place_order(order, undo))
+            self._set_status(OrderStatus.COMPLETED)
+        except SAGA_ABORTS as abort:
+            await uninterruptible(self._compensate(undo, abort))
+        # How the execution ends, in Temporal's terms (the state query has the details):
+        if self._state.failure is not None:
+            raise ApplicationError(
+                self._state.failure.message,
+                type=self._state.failure.type,
+                non_retryable=True,
+                # A business outcome, not an incident: no warning logs or failure metrics.
+                category=ApplicationErrorCategory.BENIGN,
+            )
+        if self._state.status is OrderStatus.CANCELLED and _cancel_requested_in_temporal():
+            raise asyncio.CancelledError("order cancelled")  # acknowledged: ends as Canceled
+        return self._state
+
+    async def _place_order(self, order: OrderSagaInput, undo: CompensationStack) -> None:
+        undo.push(act.RELEASE_INVENTORY)
+        reservation = await self._step(
+            OrderStatus.RESERVING_INVENTORY,
+            act.RESERVE_INVENTORY,
+            ReserveInventory(order_id=order.order_id, items=order.items),
+            summary=f"reserve {len(order.items)} line(s)",
+        )
+        self._state.total_cents = reservation.total_cents
+
+        undo.push(act.REFUND_PAYMENT)
+        charge = await self._step(
+            OrderStatus.CHARGING_PAYMENT,
+            act.CHARGE_PAYMENT,
+            ChargePayment(
+                order_id=order.order_id,
+                customer_id=order.customer_id,
+                payment_token=order.payment_token,
+                amount_cents=reservation.total_cents,
+            ),
+            summary=f"charge {reservation.total_cents} cents",
+        )
+        if charge.status is ChargeStatus.REVIEW_REQUIRED:
+            await self._payment_review(order)
+
+        undo.push(act.CANCEL_SHIPMENT)
+        shipment = await self._step(
+            OrderStatus.CREATING_SHIPMENT,
+            act.CREATE_SHIPMENT,
+            CreateShipment(order_id=order.order_id, address=order.shipping_address),
+            summary=f"ship to {order.shipping_address.country}",
+        )
+        self._state.tracking_number = shipment.tracking_number
+        self._shipment_created = True  # the point of no return: cancels are refused from here
+
+        await self._step(
+            None,
+            act.COMMIT_INVENTORY,
+            CommitInventory(order_id=order.order_id),
+            summary="commit the reservation as sold",
+        )
+
+    async def _payment_review(self, order: OrderSagaInput) -> None:
+        self._set_status(OrderStatus.AWAITING_PAYMENT_REVIEW)
+        record = self._begin(self._state.steps, "payment.review")
+        try:
+            await workflow.wait_condition(
+                lambda: self._review is not None,
+                timeout=order.payment_review_timeout,
+                timeout_summary="payment review deadline",
+            )
+        except TimeoutError:
+            message = f"no payment review decision within {_duration(order.payment_review_timeout)}"
+            self._end(record, StepStatus.FAILED, message)
+            raise ApplicationError(
+                message, type=PaymentReviewTimedOut.type_name(), non_retryable=True
+            ) from None
+        except asyncio.CancelledError:
+            self._end(record, StepStatus.CANCELLED)
+            raise
+        assert self._review is not None
+        approved = self._review.approved
+        self._end(record, StepStatus.COMPLETED, "approved" if approved else "rejected")
+        await self._step(
+            OrderStatus.CHARGING_PAYMENT,
+            act.RESOLVE_PAYMENT_REVIEW,
+            ResolvePaymentReview(order_id=order.order_id, approved=approved),
+            summary="capture after review" if approved else "void after review",
+        )
+
+    async def _compensate(self, undo: CompensationStack, abort: BaseException) -> None:
+        cancelled = self._state.cancel_reason is not None
+        if self._state.cancel_reason is not None:
+            reason, cause = self._state.cancel_reason, "cancel"
+        else:
+            failure = _failure_of(abort)
+            self._state.failure = failure
+            reason, cause = f"{failure.type}: {failure.message}", failure.type
+        self._set_status(OrderStatus.COMPENSATING)
+        for compensation in undo.in_undo_order():
+            await self._undo(compensation, reason, summary=f"undo after {cause}")
+        self._set_status(OrderStatus.CANCELLED if cancelled else OrderStatus.FAILED)
+
+    async def _undo(self, compensation: Compensation, reason: str, *, summary: str) -> None:
+        record = self._begin(self._state.compensations, compensation.name)
+        try:
+            result = await workflow.execute_activity(
+                compensation.name,
+                Compensate(order_id=self._order.order_id, reason=reason),
+                result_type=compensation.result_type,
+                task_queue=self._order.task_queues.for_service(compensation.service),
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=UNDO_RETRY,
+                summary=summary,
+            )
+        except ActivityError as err:
+            # Only a non-retryable error ends up here; the remaining compensations still run.
+            self._end(record, StepStatus.FAILED, _describe(err))
+            workflow.logger.error("Compensation %s failed: %s", compensation.name, _describe(err))
+        else:
+            detail = f"{result.outcome}: {result.detail}" if result.detail else str(result.outcome)
+            self._end(record, StepStatus.COMPLETED, detail)
+
+    async def _step(
+        self,
+        status: OrderStatus | None,
+        spec: ActivitySpec[Any, ResultT],
+        request: BaseModel,
+        *,
+        summary: str,
+    ) -> ResultT:
+        if status is not None:
+            self._set_status(status)
+        record = self._begin(self._state.steps, spec.name)
+        try:
+            result: ResultT = await workflow.execute_activity(
+                spec.name,
+                request,
+                result_type=spec.result_type,
+                task_queue=self._order.task_queues.for_service(spec.service),
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=STEP_RETRY,
+                summary=summary,
+            )
+        except (ActivityError, asyncio.CancelledError) as err:
+            interrupted = self._state.cancel_reason is not None
+            self._end(
+                record,
+                StepStatus.CANCELLED if interrupted else StepStatus.FAILED,
+                None if interrupted else _describe(err),
+            )
+            raise
+        self._end(record, StepStatus.COMPLETED)
+        return result
+
+    async def _run_until_done_or_cancelled(self, steps: Coroutine[Any, Any, None]) -> None:
+        """Run the forward steps as a task that a cancel request can stop.
+
+        Both kinds of cancel arrive here: the customer's ``cancel`` update cancels the task
+        directly; Temporal's request (Web UI, CLI, ``handle.cancel()``) cancels this coroutine,
+        and is turned into the same cancel unless the order is past the point of no return.
+        """
+        if self._state.cancel_reason is not None:  # cancelled before the first step
+            steps.close()
+            raise asyncio.CancelledError
+        self._steps = asyncio.create_task(steps)
+        while True:
+            try:
+                return await asyncio.shield(self._steps)
+            except asyncio.CancelledError:
+                if self._steps.done():
+                    # Cancelled (by the customer) or failed: raises. Finished: the order is
+                    # complete, and a cancel request arriving just now cannot undo it.
+                    return self._steps.result()
+                refusal = self._cancel_refusal()
+                if refusal is None:
+                    self._cancel("cancel requested through Temporal")
+                else:
+                    workflow.logger.warning("Cancel request ignored: %s", refusal)
+
+    @workflow.query
+    def state(self) -> OrderState:
+        return self._state
+
+    @workflow.update
+    def cancel(self, request: CancelOrder) -> UpdateAccepted:
+        self._cancel(request.reason)
+        return UpdateAccepted(order_id=self._order.order_id, status=self._state.status)
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelOrder) -> None:
+        if self._state.cancel_reason is not None and not self._state.status.is_terminal:
+            return  # already being cancelled: accepted again, idempotently
+        refusal = self._cancel_refusal()
+        if refusal is not None:
+            raise ApplicationError(refusal, type="CancelRefused", non_retryable=True)
+
+    @workflow.update
+    def review_payment(self, decision: PaymentReviewDecision) -> UpdateAccepted:
+        self._review = decision
+        return UpdateAccepted(order_id=self._order.order_id, status=self._state.status)
+
+    @review_payment.validator
+    def _validate_review(self, decision: PaymentReviewDecision) -> None:
+        if self._state.status is not OrderStatus.AWAITING_PAYMENT_REVIEW or self._review:
+            raise ApplicationError(
+                f"order is {self._state.status}, not awaiting a payment review",
+                type="NotAwaitingReview",
+                non_retryable=True,
+            )
+
+    def _cancel_refusal(self) -> str | None:
+        status = self._state.status
+        if status.is_terminal:
+            return f"order is already {status}"
+        if status is OrderStatus.COMPENSATING:
+            return "order failed and is being compensated"
+        if self._shipment_created:
+            return f"shipment {self._state.tracking_number} is already created; too late to cancel"
+        return None
+
+    def _cancel(self, reason: str) -> None:
+        if self._state.cancel_reason is not None:
+            return  # cancelled already: the first reason stands
+        self._state.cancel_reason = reason
+        if self._steps is not None:
+            self._steps.cancel()
+
+    def _set_status(self, status: OrderStatus) -> None:
+        self._state.status = status
+        self._state.updated_at = workflow.now()
+        attributes = [
+            ORDER_STATUS.value_set(status.value),
+            CUSTOMER_ID.value_set(self._order.customer_id),
+        ]
+        if self._state.total_cents is not None:
+            attributes.append(ORDER_TOTAL.value_set(self._state.total_cents))
+        workflow.upsert_search_attributes(attributes)
+        workflow.logger.info("Order %s is %s", self._order.order_id, status)
+
+    def _begin(self, records: list[StepRecord], name: str) -> StepRecord:
+        record = StepRecord(name=name, status=StepStatus.RUNNING, at=workflow.now())
+        records.append(record)
+        return record
+
+    def _end(self, record: StepRecord, status: StepStatus, detail: str | None = None) -> None:
+        record.status = status
+        record.at = workflow.now()
+        record.detail = detail
+        self._state.updated_at = record.at
+
+
+def _cancel_requested_in_temporal() -> bool:
+    """Whether Temporal asked to cancel this workflow at any point (Web UI, CLI, client).
+
+    Temporal's request cancels the workflow's main task; a customer's cancel only cancels the
+    steps. The main task keeps count of its cancel requests even when they are absorbed (while
+    compensating, or past the point of no return)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _failure_of(abort: BaseException) -> Failure:
+    cause = abort.cause if isinstance(abort, ActivityError) and abort.cause else abort
+    if isinstance(cause, ApplicationError):
+        return Failure(type=cause.type or "ApplicationError", message=cause.message)
+    return Failure(type=type(cause).__name__, message=str(cause))
+
+
+def _describe(err: BaseException) -> str:
+    failure = _failure_of(err)
+    return f"{failure.type}: {failure.message}"
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,191 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine (none runs here):
+everything that can be known from the files, and the image's install step done for real."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import make_url
+
+from cloudmart.settings import DATABASES, SERVICES, Settings
+
+ROOT = Path(__file__).parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES_IN_COMPOSE: dict[str, dict[str, Any]] = COMPOSE["services"]
+WORKERS = {f"worker-{role}": role for role in ("orchestrator", *SERVICES)}
+DEFAULT = re.compile(r"\$\{(\w+)(:-([^}]*))?\}")
+
+
+def environment(service: str) -> dict[str, str]:
+    """A container's environment as compose would give it, with the documented defaults."""
+    env = SERVICES_IN_COMPOSE[service].get("environment") or {}
+    return {k: DEFAULT.sub(lambda m: m.group(3) or "", str(v)) for k, v in env.items()}
+
+
+def test_images_are_pinned_to_the_reference_tags() -> None:
+    images = {name: spec.get("image") for name, spec in SERVICES_IN_COMPOSE.items()}
+    assert images["postgresql"] == "postgres:16"
+    assert images["temporal"] == "temporalio/server:1.30.1"
+    assert images["temporal-schema"] == images["temporal-setup"] == "temporalio/admin-tools:1.30.1"
+    assert images["temporal-ui"] == "temporalio/ui:2.34.0"
+    assert not any("auto-setup" in (image or "") for image in images.values())
+    for name in (*WORKERS, "api"):
+        assert SERVICES_IN_COMPOSE[name]["build"] == "."
+
+
+def test_ports_are_the_documented_ones() -> None:
+    assert SERVICES_IN_COMPOSE["api"]["ports"] == ["8000:8000"]
+    assert SERVICES_IN_COMPOSE["temporal-ui"]["ports"] == ["8080:8080"]
+    assert SERVICES_IN_COMPOSE["temporal"]["ports"] == ["7233:7233"]
+
+
+def test_every_cloudmart_variable_is_a_setting_the_code_reads() -> None:
+    fields = {f"CLOUDMART_{name.upper()}" for name in Settings.model_fields}
+    for name in (*WORKERS, "api"):
+        env = environment(name)
+        unknown = {k for k in env if k.startswith("CLOUDMART_")} - fields
+        assert not unknown, f"{name}: {unknown} are not settings"
+        settings = Settings(
+            **{
+                k.removeprefix("CLOUDMART_").lower(): v
+                for k, v in env.items()
+                if k.startswith("CLOUDMART_")
+            }
+        )
+        assert settings.temporal_address == "temporal:7233"
+
+
+def test_each_worker_runs_its_service_with_only_its_own_databases() -> None:
+    for name, role in WORKERS.items():
+        spec = SERVICES_IN_COMPOSE[name]
+        assert spec["command"][:4] == ["python", "worker.py", "--service", role]
+        ready = spec["command"][spec["command"].index("--ready-file") + 1]
+        assert spec["healthcheck"]["test"] == ["CMD", "test", "-f", ready]
+        urls = {k for k in environment(name) if k.endswith("_DB_URL")}
+        own = {f"CLOUDMART_{role.upper()}_DB_URL"} if role != "orchestrator" else set()
+        if role == "payment":
+            own.add("CLOUDMART_PAYMENT_PROVIDER_DB_URL")
+        assert urls == own, name
+    assert SERVICES_IN_COMPOSE["api"]["command"] == ["python", "-m", "api"]
+
+
+def test_each_database_is_distinct_and_created_on_first_start() -> None:
+    urls: dict[str, str] = {}
+    for name in (*WORKERS, "api"):
+        for key, value in environment(name).items():
+            if key.endswith("_DB_URL"):
+                database = key.removeprefix("CLOUDMART_").removesuffix("_DB_URL").lower()
+                assert urls.setdefault(database, value) == value, f"{database} differs in {name}"
+    assert set(urls) == set(DATABASES)
+    names = {make_url(url).database for url in urls.values()}
+    assert len(names) == len(DATABASES)
+    assert all(make_url(url).drivername == "postgresql+psycopg" for url in urls.values())
+    created = set(
+        re.findall(
+            r"CREATE DATABASE (\w+)", (ROOT / "deploy/postgres/create-databases.sh").read_text()
+        )
+    )
+    assert created == names
+
+
+def test_start_order_and_health() -> None:
+    def waits_for(service: str) -> dict[str, str]:
+        return {k: v["condition"] for k, v in SERVICES_IN_COMPOSE[service]["depends_on"].items()}
+
+    assert waits_for("temporal-schema") == {"postgresql": "service_healthy"}
+    assert waits_for("temporal") == {"temporal-schema": "service_completed_successfully"}
+    assert waits_for("temporal-setup") == {"temporal": "service_healthy"}
+    for name in WORKERS:
+        assert waits_for(name) == {
+            "postgresql": "service_healthy",
+            "temporal-setup": "service_completed_successfully",
+        }
+    assert waits_for("api")["worker-inventory"] == "service_healthy"
+    for name in ("postgresql", "temporal", "api", *WORKERS):
+        assert "healthcheck" in SERVICES_IN_COMPOSE[name], name
+
+
+def test_every_secret_has_a_documented_default() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    variables = DEFAULT.findall(text)
+    assert variables and all(default for _, default, _ in variables)
+    for name, _, _ in variables:
+        assert name in text.split("\n\n")[0], f"{name} is not documented at the top of the file"
+
+
+def test_mounted_scripts_exist_and_parse() -> None:
+    for spec in SERVICES_IN_COMPOSE.values():
+        for volume in spec.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                path = ROOT / source
+                assert path.exists(), source
+                if path.suffix == ".sh":
+                    subprocess.run(["sh", "-n", str(path)], check=True)
+
+
+def test_the_dockerfile_installs_the_package_and_runs_the_worker() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    base = re.search(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert base and ":" in base.group(1) and not base.group(1).endswith(":latest")
+    assert "pip install -c constraints.txt ." in dockerfile
+    assert 'CMD ["python", "worker.py"]' in dockerfile
+    assert "USER cloudmart" in dockerfile
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package in packages["packages"]["find"]["include"]:
+        assert f"COPY {package.rstrip('*')} " in dockerfile
+    assert "COPY worker.py" in dockerfile
+
+
+def test_the_installed_package_carries_its_migrations(tmp_path: Path) -> None:
+    """What the image's `pip install .` produces, run: the migrations come with the package."""
+    site = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    env = {**os.environ, "PYTHONPATH": str(site), "CLOUDMART_DATA_DIR": str(tmp_path / "data")}
+    env = {k: v for k, v in env.items() if not k.endswith("_DB_URL")}
+    migrated = subprocess.run(
+        [sys.executable, "-m", "services.migrations"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout.splitlines() == [f"{s}: database at head" for s in SERVICES]
+    imported_from = subprocess.run(
+        [sys.executable, "-c", "import services; print(services.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert imported_from.startswith(str(site))
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_has_one_migration_history(service: str) -> None:
+    assert (ROOT / "services" / service / "alembic.ini").exists()
+    assert list((ROOT / "services" / service / "migrations" / "versions").glob("0001_*.py"))
