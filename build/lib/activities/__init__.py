@@ -1,1 +1,0 @@
-"""Temporal activities: thin, idempotent wrappers keyed by order id around each service."""

@@ -1,1 +1,0 @@
-"""The HTTP API: commands start and steer order sagas; reads come from Temporal and inventory."""

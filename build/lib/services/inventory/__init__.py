@@ -1,3 +1,0 @@
-from services.inventory.service import InventoryService
-
-__all__ = ["InventoryService"]

@@ -1,3 +1,0 @@
-from services.shipping.service import ShippingService
-
-__all__ = ["ShippingService"]

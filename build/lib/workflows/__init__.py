@@ -1,1 +1,0 @@
-"""Temporal workflows. Code here runs in the workflow sandbox: deterministic, no I/O."""
