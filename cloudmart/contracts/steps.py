@@ -13,6 +13,12 @@ class _Message(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class ReservedLine(_Message):
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
 class Compensate(_Message):
     """The argument of every compensation: undo this order's step, for this reason."""
 
@@ -32,6 +38,10 @@ class Undo(StrEnum):
 class CompensationResult(_Message):
     outcome: Undo
     detail: str = ""
+    lines: list[ReservedLine] = []
+    """Inventory: the lines whose stock was given back."""
+    amount_cents: int = 0
+    """Payment: the amount refunded."""
 
 
 # inventory
@@ -40,12 +50,6 @@ class CompensationResult(_Message):
 class ReserveInventory(_Message):
     order_id: str
     items: list[OrderItem]
-
-
-class ReservedLine(_Message):
-    sku: str
-    quantity: int
-    unit_price_cents: int
 
 
 class Reservation(_Message):
@@ -65,6 +69,17 @@ class ProductView(_Message):
     price_cents: int
     stock_on_hand: int
     reserved: int
+
+
+class CatalogEntry(_Message):
+    """A product's static facts: what the read side joins with the stock movements it sees in
+    the order events (on hand = received - reserved - sold)."""
+
+    sku: str
+    name: str
+    category: str
+    price_cents: int
+    received: int
 
 
 # payment

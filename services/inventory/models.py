@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, DateTime
+from sqlalchemy import CheckConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from services.database import utcnow
+from services.database import UtcDateTime, utcnow
 
 
 class InventoryTable(SQLModel, registry=registry()):
@@ -56,8 +56,8 @@ class Reservation(InventoryTable, table=True):
     total_cents: int = 0
     reason: str | None = Field(default=None, max_length=500)
     """Why it was released (the compensation's reason)."""
-    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
 class ReservationLine(InventoryTable, table=True):

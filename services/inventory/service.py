@@ -20,6 +20,7 @@ from cloudmart.contracts.failures import (
 )
 from cloudmart.contracts.orders import OrderItem
 from cloudmart.contracts.steps import (
+    CatalogEntry,
     CompensationResult,
     ProductView,
     Reservation,
@@ -72,6 +73,20 @@ class InventoryService:
                     price_cents=p.price_cents,
                     stock_on_hand=p.stock_on_hand,
                     reserved=p.reserved,
+                )
+                for p in products
+            ]
+
+    def catalog(self) -> list[CatalogEntry]:
+        with Session(read_only(self.engine)) as session:
+            products = session.exec(select(Product).order_by(Product.sku)).all()
+            return [
+                CatalogEntry(
+                    sku=p.sku,
+                    name=p.name,
+                    category=p.category,
+                    price_cents=p.price_cents,
+                    received=p.received,
                 )
                 for p in products
             ]
@@ -146,7 +161,11 @@ class InventoryService:
             row.reason = reason[:500]
             row.updated_at = utcnow()
             units = sum(line.quantity for line in lines)
-            return CompensationResult(outcome=Undo.UNDONE, detail=f"released {units} unit(s)")
+            return CompensationResult(
+                outcome=Undo.UNDONE,
+                detail=f"released {units} unit(s)",
+                lines=_contract_lines(lines),
+            )
 
     def commit(self, order_id: str) -> Reservation:
         """Turn the order's reservation into a sale."""
@@ -204,10 +223,12 @@ def _reservation(session: Session, row: ReservationRow) -> Reservation:
     return Reservation(
         order_id=row.order_id,
         total_cents=row.total_cents,
-        lines=[
-            ReservedLine(
-                sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents
-            )
-            for line in _lines(session, row.order_id)
-        ],
+        lines=_contract_lines(_lines(session, row.order_id)),
     )
+
+
+def _contract_lines(lines: Sequence[ReservationLine]) -> list[ReservedLine]:
+    return [
+        ReservedLine(sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents)
+        for line in lines
+    ]

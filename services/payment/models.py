@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, DateTime
+from sqlalchemy import CheckConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from services.database import utcnow
+from services.database import UtcDateTime, utcnow
 
 
 class PaymentTable(SQLModel, registry=registry()):
@@ -74,8 +74,8 @@ class Charge(PaymentTable, table=True):
     """Why it was declined or rejected."""
     undo_reason: str | None = Field(default=None, max_length=500)
     """Why it was voided or refunded (the compensation's reason)."""
-    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
 class Refund(PaymentTable, table=True):
@@ -86,4 +86,4 @@ class Refund(PaymentTable, table=True):
     amount_cents: int
     reason: str = Field(max_length=500)
     provider_reference: str = Field(max_length=64)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)

@@ -152,7 +152,8 @@ class PaymentService:
                     if settled.status == ChargeStatus.REFUNDED
                     else "released the payment held for review"
                 )
-                return CompensationResult(outcome=Undo.UNDONE, detail=detail)
+                refunded = settled.amount_cents if settled.status == ChargeStatus.REFUNDED else 0
+                return CompensationResult(outcome=Undo.UNDONE, detail=detail, amount_cents=refunded)
         # PENDING (its answer lost in a crash, or still on its way), CAPTURE_PENDING or
         # REJECT_PENDING: settle it, then look again.
         self._settle(order_id)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, DateTime
+from sqlalchemy import JSON
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from services.database import utcnow
+from services.database import UtcDateTime, utcnow
 
 
 class ShippingTable(SQLModel, registry=registry()):
@@ -33,5 +33,5 @@ class Shipment(ShippingTable, table=True):
     address: dict[str, str | None] | None = Field(default=None, sa_type=JSON)
     reason: str | None = Field(default=None, max_length=500)
     """Why it was cancelled (the compensation's reason)."""
-    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)

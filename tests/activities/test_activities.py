@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.inventory import InventoryActivities
+from activities.orders import OrdersActivities
 from activities.payment import PaymentActivities
 from activities.shipping import ShippingActivities
 from cloudmart.contracts.activities import ALL_ACTIVITIES
@@ -32,6 +33,12 @@ ORDER = "6a1c2f0e-0000-4000-8000-000000000001"
 @pytest.fixture
 def run() -> typing.Callable[..., typing.Any]:
     return ActivityEnvironment().run
+
+
+@pytest.fixture
+def orders(services: Services) -> OrdersActivities:
+    assert services.orders is not None
+    return OrdersActivities(services.orders)
 
 
 @pytest.fixture
@@ -66,10 +73,13 @@ UNDO = Compensate(order_id=ORDER, reason="test")
 
 
 def test_every_named_activity_is_implemented_with_its_contract_types(
-    inventory: InventoryActivities, payment: PaymentActivities, shipping: ShippingActivities
+    orders: OrdersActivities,
+    inventory: InventoryActivities,
+    payment: PaymentActivities,
+    shipping: ShippingActivities,
 ) -> None:
     implemented = {}
-    for fn in [*inventory.all(), *payment.all(), *shipping.all()]:
+    for fn in [*orders.all(), *inventory.all(), *payment.all(), *shipping.all()]:
         definition = activity._Definition.must_from_callable(fn)  # type: ignore[arg-type]
         implemented[definition.name] = (definition.arg_types, definition.ret_type)
     assert implemented == {
