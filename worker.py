@@ -3,6 +3,8 @@
     python worker.py                        # the saga and every service's activities
     python worker.py --service orchestrator # the saga alone, on the orders task queue
     python worker.py --service payment      # one service's activities, on its own task queue
+    python worker.py --service projector    # the read side's projector (follows the events)
+    python worker.py --service loyalty      # the loyalty service (follows the events)
 
 SIGTERM or Ctrl-C stops polling, lets running activities finish, and exits 0.
 """
@@ -11,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -24,6 +27,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.inventory import InventoryActivities
+from activities.orders import OrdersActivities
 from activities.payment import PaymentActivities
 from activities.shipping import ShippingActivities
 from cloudmart.contracts.routing import TaskQueues
@@ -33,7 +37,8 @@ from cloudmart.temporal import connect, is_unreachable
 from services.factory import Services, open_services, prepare
 from workflows.order_saga import OrderSaga
 
-ROLES = ("orchestrator", *SERVICES)
+SUBSCRIBERS = ("projector", "loyalty")
+ROLES = ("orchestrator", *SERVICES, *SUBSCRIBERS)
 READY = "worker ready"
 """Printed once every worker polls; the dev stack waits for this line."""
 
@@ -48,23 +53,28 @@ async def running_workers(
     orchestrator: bool,
     services: Services,
     activity_threads: int,
+    eager_activities: bool = True,
 ) -> AsyncIterator[list[Worker]]:
     """Run the saga's workflow worker and/or the hosted services' activity workers.
 
     Service activities are synchronous (database calls), so each service gets its own thread
     pool; its size is also the service's activity concurrency and database pool size.
+    ``eager_activities`` lets Temporal hand an activity on the saga's own queue (the event
+    appends) straight back to this worker; only the time-skipping test server needs it off.
     """
+    if orchestrator and services.orders is None:
+        raise ValueError("the orchestrator hosts the orders service: its event store is needed")
     executors: list[ThreadPoolExecutor] = []
     workers: list[Worker] = []
-    if orchestrator:
-        workers.append(Worker(client, task_queue=queues.orders, workflows=[OrderSaga]))
     hosted = (
-        (queues.inventory, services.inventory and InventoryActivities(services.inventory).all()),
-        (queues.payment, services.payment and PaymentActivities(services.payment).all()),
-        (queues.shipping, services.shipping and ShippingActivities(services.shipping).all()),
+        # The saga, with the event store's append as an activity on its own task queue.
+        (queues.orders, services.orders if orchestrator else None, OrdersActivities, [OrderSaga]),
+        (queues.inventory, services.inventory, InventoryActivities, []),
+        (queues.payment, services.payment, PaymentActivities, []),
+        (queues.shipping, services.shipping, ShippingActivities, []),
     )
-    for task_queue, activities in hosted:
-        if not activities:
+    for task_queue, service, activities_of, workflows in hosted:
+        if service is None:
             continue
         executor = ThreadPoolExecutor(activity_threads, thread_name_prefix=task_queue)
         executors.append(executor)
@@ -72,10 +82,12 @@ async def running_workers(
             Worker(
                 client,
                 task_queue=task_queue,
-                activities=activities,
+                workflows=workflows,
+                activities=activities_of(service).all(),  # type: ignore[arg-type]
                 activity_executor=executor,
                 max_concurrent_activities=activity_threads,
                 graceful_shutdown_timeout=timedelta(seconds=10),
+                disable_eager_activity_execution=not eager_activities,
             )
         )
     try:
@@ -88,9 +100,55 @@ async def running_workers(
             executor.shutdown(wait=True)
 
 
+IDLE = 0.05
+"""How long a subscriber waits before looking again once it has caught up with the store."""
+CATALOG_SYNC = 10.0
+"""How often the projector looks for products added to inventory's catalog."""
+
+
+@asynccontextmanager
+async def running_subscribers(services: Services, stop: asyncio.Event) -> AsyncIterator[None]:
+    """Follow the order event store: the projector and/or loyalty, each in its own loop."""
+    loops: list[tuple[str, Callable[[], int], float]] = []
+    if services.projector is not None:
+        projector = services.projector
+
+        def sync_catalog() -> int:
+            projector.sync_catalog()
+            return 0  # nothing to hurry for: look again after the pause
+
+        loops.append(("projector", projector.run_once, IDLE))
+        loops.append(("catalog sync", sync_catalog, CATALOG_SYNC))
+    if services.loyalty is not None:
+        loops.append(("loyalty", services.loyalty.run_once, IDLE))
+    tasks = [asyncio.create_task(_follow(*loop, stop)) for loop in loops]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+async def _follow(name: str, step: Callable[[], int], pause: float, stop: asyncio.Event) -> None:
+    """Call ``step`` (in a thread) until stopped; pause when it found nothing to do; on an error
+    (say its database is down), log it and try again a second later."""
+    while not stop.is_set():
+        try:
+            done = await asyncio.to_thread(step)
+        except Exception:
+            log.exception("%s failed; retrying in 1 s", name)
+            done, delay = 0, 1.0
+        else:
+            delay = 0 if done else pause
+        if delay:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+
 async def serve(settings: Settings, roles: Iterable[str], ready_file: Path | None = None) -> None:
     roles = set(roles)
-    services = open_services(settings, roles & set(SERVICES))
+    hosted = roles & {*SERVICES, *SUBSCRIBERS} | ({"orders"} if "orchestrator" in roles else set())
+    services = open_services(settings, hosted)
     try:
         for service in services.hosted():
             prepare(service, settings)
@@ -99,14 +157,17 @@ async def serve(settings: Settings, roles: Iterable[str], ready_file: Path | Non
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        async with running_workers(
-            client,
-            settings.task_queues,
-            orchestrator="orchestrator" in roles,
-            services=services,
-            activity_threads=settings.activity_threads,
-        ) as workers:
-            queues = ", ".join(w.task_queue for w in workers)
+        async with (
+            running_workers(
+                client,
+                settings.task_queues,
+                orchestrator="orchestrator" in roles,
+                services=services,
+                activity_threads=settings.activity_threads,
+            ) as workers,
+            running_subscribers(services, stop),
+        ):
+            queues = ", ".join(w.task_queue for w in workers) or "no task queue"
             print(f"{READY}: {', '.join(sorted(roles))} on {queues}", flush=True)
             if ready_file is not None:
                 await asyncio.to_thread(ready_file.write_text, queues)

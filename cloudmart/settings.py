@@ -18,8 +18,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from cloudmart.contracts.routing import TaskQueues
 
 SERVICES = ("inventory", "payment", "shipping")
-DATABASES = (*SERVICES, "payment_provider")
-"""Every database: one per service, and the simulated payment provider's own."""
+"""The services the saga's steps call, each on its own task queue."""
+DATABASES = ("orders", *SERVICES, "payment_provider", "readmodel", "loyalty")
+"""Every database: the order event store (the orchestrator's), one per service, the simulated
+payment provider's own, the read side's projections, and the loyalty service's."""
 
 
 class Settings(BaseSettings):
@@ -38,7 +40,12 @@ class Settings(BaseSettings):
     inventory_db_url: str = ""
     payment_db_url: str = ""
     shipping_db_url: str = ""
-    """SQLAlchemy URLs; empty means a SQLite file ``<data_dir>/<service>.db``."""
+    orders_db_url: str = ""
+    """The order event store."""
+    readmodel_db_url: str = ""
+    """The read side: projections built from the order events."""
+    loyalty_db_url: str = ""
+    """SQLAlchemy URLs; empty means a SQLite file ``<data_dir>/<name>.db``."""
     payment_provider_db_url: str = ""
     """The simulated payment provider's ledger (another company's system in real life)."""
 
@@ -49,6 +56,9 @@ class Settings(BaseSettings):
         {"AT", "BE", "DE", "DK", "ES", "FR", "GB", "IE", "IT", "NL", "PL", "SE", "US"}
     )
     """ISO 3166-1 alpha-2 codes shipping delivers to (comma-separated in the environment)."""
+
+    snapshot_every: int = Field(default=100, ge=1)
+    """Event-sourced loyalty accounts are snapshotted every this many events."""
 
     seed_demo_catalog: bool = True
     activity_threads: int = Field(default=16, ge=1, le=256)

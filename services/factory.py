@@ -5,27 +5,48 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
+
 from cloudmart.settings import Settings
 from services.database import create_db_engine
 from services.inventory import InventoryService
 from services.inventory.catalog import DEMO_CATALOG
+from services.loyalty.service import LoyaltyService
 from services.migrations import upgrade
+from services.orders.store import EventStore
 from services.payment import PaymentProvider, PaymentService, SimulatedProvider
+from services.readmodel.projector import Projector
 from services.shipping import ShippingService
 
-Service = InventoryService | PaymentService | ShippingService
+Service = (
+    EventStore | InventoryService | PaymentService | ShippingService | Projector | LoyaltyService
+)
 SERVICE_NAMES: dict[type, str] = {
+    EventStore: "orders",
     InventoryService: "inventory",
     PaymentService: "payment",
     ShippingService: "shipping",
+    Projector: "readmodel",
+    LoyaltyService: "loyalty",
 }
+"""Each kind of service, and the database (and migration history) it owns."""
+
+SUBSCRIBER_POOL = 2
+"""Subscribers (projector, loyalty) work one batch at a time: a small pool is plenty."""
+
+
+def _engine(settings: Settings, database: str, pool_size: int | None) -> Engine:
+    return create_db_engine(
+        settings.db_url(database), pool_size=pool_size or settings.activity_threads
+    )
+
+
+def build_orders(settings: Settings, *, pool_size: int | None = None) -> EventStore:
+    return EventStore(_engine(settings, "orders", pool_size))
 
 
 def build_inventory(settings: Settings, *, pool_size: int | None = None) -> InventoryService:
-    engine = create_db_engine(
-        settings.inventory_db_url, pool_size=pool_size or settings.activity_threads
-    )
-    return InventoryService(engine)
+    return InventoryService(_engine(settings, "inventory", pool_size))
 
 
 def build_payment(
@@ -34,19 +55,31 @@ def build_payment(
     pool_size: int | None = None,
     provider: PaymentProvider | None = None,
 ) -> PaymentService:
-    size = pool_size or settings.activity_threads
-    engine = create_db_engine(settings.payment_db_url, pool_size=size)
     if provider is None:
-        provider_engine = create_db_engine(settings.payment_provider_db_url, pool_size=size)
-        provider = SimulatedProvider(provider_engine)
-    return PaymentService(engine, provider)
+        provider = SimulatedProvider(_engine(settings, "payment_provider", pool_size))
+    return PaymentService(_engine(settings, "payment", pool_size), provider)
 
 
 def build_shipping(settings: Settings, *, pool_size: int | None = None) -> ShippingService:
-    engine = create_db_engine(
-        settings.shipping_db_url, pool_size=pool_size or settings.activity_threads
-    )
+    engine = _engine(settings, "shipping", pool_size)
     return ShippingService(engine, settings.shipping_countries)
+
+
+def build_projector(settings: Settings) -> Projector:
+    """Reads the order events and inventory's catalog; writes only the read side's database."""
+    return Projector(
+        build_orders(settings, pool_size=SUBSCRIBER_POOL),
+        _engine(settings, "readmodel", SUBSCRIBER_POOL),
+        build_inventory(settings, pool_size=SUBSCRIBER_POOL).catalog,
+    )
+
+
+def build_loyalty(settings: Settings) -> LoyaltyService:
+    return LoyaltyService(
+        _engine(settings, "loyalty", SUBSCRIBER_POOL),
+        build_orders(settings, pool_size=SUBSCRIBER_POOL),
+        snapshot_every=settings.snapshot_every,
+    )
 
 
 def prepare(service: Service, settings: Settings) -> None:
@@ -63,24 +96,43 @@ def prepare(service: Service, settings: Settings) -> None:
 class Services:
     """The services one process hosts; a split deployment hosts one of them per process."""
 
+    orders: EventStore | None = None
     inventory: InventoryService | None = None
     payment: PaymentService | None = None
     shipping: ShippingService | None = None
+    projector: Projector | None = None
+    loyalty: LoyaltyService | None = None
 
     def hosted(self) -> list[Service]:
-        return [s for s in (self.inventory, self.payment, self.shipping) if s is not None]
+        hosted = (
+            self.orders,
+            self.inventory,
+            self.payment,
+            self.shipping,
+            self.projector,
+            self.loyalty,
+        )
+        return [s for s in hosted if s is not None]
 
     def dispose(self) -> None:
         for service in self.hosted():
             service.engine.dispose()
         if self.payment and isinstance(self.payment.provider, SimulatedProvider):
             self.payment.provider.engine.dispose()
+        for subscriber in (self.projector, self.loyalty):
+            if subscriber is not None:
+                subscriber.store.engine.dispose()
+
+
+BUILDERS = {
+    "orders": build_orders,
+    "inventory": build_inventory,
+    "payment": build_payment,
+    "shipping": build_shipping,
+    "projector": build_projector,
+    "loyalty": build_loyalty,
+}
 
 
 def open_services(settings: Settings, names: Iterable[str]) -> Services:
-    names = set(names)
-    return Services(
-        inventory=build_inventory(settings) if "inventory" in names else None,
-        payment=build_payment(settings) if "payment" in names else None,
-        shipping=build_shipping(settings) if "shipping" in names else None,
-    )
+    return Services(**{name: BUILDERS[name](settings) for name in set(names)})  # type: ignore[operator]

@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ApplicationEr
 with workflow.unsafe.imports_passed_through():
     from cloudmart.contracts import activities as act
     from cloudmart.contracts.activities import ActivitySpec
+    from cloudmart.contracts.events import EventType
     from cloudmart.contracts.failures import PaymentReviewTimedOut
     from cloudmart.contracts.orders import (
         CancelOrder,
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.compensations import Compensation, CompensationStack, uninterruptible
+from workflows.event_log import EventLog
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
@@ -64,6 +66,19 @@ UNDO_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
 )
 """Compensations retry until they succeed."""
+
+UNDO_EVENTS = {
+    act.RELEASE_INVENTORY.name: EventType.INVENTORY_RELEASED,
+    act.REFUND_PAYMENT.name: EventType.PAYMENT_REFUNDED,
+    act.CANCEL_SHIPMENT.name: EventType.SHIPMENT_CANCELLED,
+}
+
+ORDER_EVENTS = "order-events"
+"""The patch that added the order event log: sagas started before it replay without it."""
+
+SYSTEM, OPERATOR = "system", "operator"
+"""Who caused an event, besides the customer: the saga itself, or an operator (a payment
+review, a cancel through Temporal)."""
 
 SAGA_ABORTS = (ActivityError, ApplicationError, asyncio.CancelledError)
 """What ends the forward steps early. Anything else is a bug: it fails the workflow task,
@@ -87,16 +102,28 @@ class OrderSaga:
         self._steps: asyncio.Task[None] | None = None
         self._shipment_created = False
         self._review: PaymentReviewDecision | None = None
+        self._cancelled_by = SYSTEM
+        self._events = EventLog(order.order_id)
 
     @workflow.run
     async def run(self, order: OrderSagaInput) -> OrderState:
         self._set_status(OrderStatus.PENDING)
+        self._events.enabled = workflow.patched(ORDER_EVENTS)
+        self._events.record(
+            EventType.ORDER_PLACED,
+            by=order.customer_id,
+            customer_id=order.customer_id,
+            items=[item.model_dump() for item in order.items],
+            country=order.shipping_address.country,
+        )
         undo = CompensationStack()
         try:
             await self._run_until_done_or_cancelled(self._place_order(order, undo))
             self._set_status(OrderStatus.COMPLETED)
         except SAGA_ABORTS as abort:
             await uninterruptible(self._compensate(undo, abort))
+        self._record_outcome()
+        await uninterruptible(self._events.stored())
         # How the execution ends, in Temporal's terms (the state query has the details):
         if self._state.failure is not None:
             raise ApplicationError(
@@ -117,8 +144,15 @@ class OrderSaga:
             act.RESERVE_INVENTORY,
             ReserveInventory(order_id=order.order_id, items=order.items),
             summary=f"reserve {len(order.items)} line(s)",
+            failed=EventType.INVENTORY_RESERVATION_FAILED,
         )
         self._state.total_cents = reservation.total_cents
+        self._events.record(
+            EventType.INVENTORY_RESERVED,
+            by=SYSTEM,
+            lines=[line.model_dump() for line in reservation.lines],
+            total_cents=reservation.total_cents,
+        )
 
         undo.push(act.REFUND_PAYMENT)
         charge = await self._step(
@@ -131,9 +165,17 @@ class OrderSaga:
                 amount_cents=reservation.total_cents,
             ),
             summary=f"charge {reservation.total_cents} cents",
+            failed=EventType.PAYMENT_DECLINED,
         )
         if charge.status is ChargeStatus.REVIEW_REQUIRED:
+            self._events.record(
+                EventType.PAYMENT_REVIEW_REQUESTED, by=SYSTEM, amount_cents=charge.amount_cents
+            )
             await self._payment_review(order)
+        else:
+            self._events.record(
+                EventType.PAYMENT_CHARGED, by=SYSTEM, amount_cents=charge.amount_cents
+            )
 
         undo.push(act.CANCEL_SHIPMENT)
         shipment = await self._step(
@@ -141,15 +183,27 @@ class OrderSaga:
             act.CREATE_SHIPMENT,
             CreateShipment(order_id=order.order_id, address=order.shipping_address),
             summary=f"ship to {order.shipping_address.country}",
+            failed=EventType.SHIPMENT_FAILED,
         )
         self._state.tracking_number = shipment.tracking_number
         self._shipment_created = True  # the point of no return: cancels are refused from here
+        self._events.record(
+            EventType.SHIPMENT_CREATED,
+            by=SYSTEM,
+            tracking_number=shipment.tracking_number,
+            country=order.shipping_address.country,
+        )
 
-        await self._step(
+        sold = await self._step(
             None,
             act.COMMIT_INVENTORY,
             CommitInventory(order_id=order.order_id),
             summary="commit the reservation as sold",
+        )
+        self._events.record(
+            EventType.INVENTORY_COMMITTED,
+            by=SYSTEM,
+            lines=[line.model_dump() for line in sold.lines],
         )
 
     async def _payment_review(self, order: OrderSagaInput) -> None:
@@ -173,12 +227,15 @@ class OrderSaga:
         assert self._review is not None
         approved = self._review.approved
         self._end(record, StepStatus.COMPLETED, "approved" if approved else "rejected")
-        await self._step(
+        self._events.record(EventType.PAYMENT_REVIEWED, by=OPERATOR, approved=approved)
+        charge = await self._step(
             OrderStatus.CHARGING_PAYMENT,
             act.RESOLVE_PAYMENT_REVIEW,
             ResolvePaymentReview(order_id=order.order_id, approved=approved),
             summary="capture after review" if approved else "void after review",
+            failed=EventType.PAYMENT_DECLINED,
         )
+        self._events.record(EventType.PAYMENT_CHARGED, by=SYSTEM, amount_cents=charge.amount_cents)
 
     async def _compensate(self, undo: CompensationStack, abort: BaseException) -> None:
         cancelled = self._state.cancel_reason is not None
@@ -189,6 +246,7 @@ class OrderSaga:
             self._state.failure = failure
             reason, cause = f"{failure.type}: {failure.message}", failure.type
         self._set_status(OrderStatus.COMPENSATING)
+        self._events.record(EventType.COMPENSATION_STARTED, by=SYSTEM, reason=reason)
         for compensation in undo.in_undo_order():
             await self._undo(compensation, reason, summary=f"undo after {cause}")
         self._set_status(OrderStatus.CANCELLED if cancelled else OrderStatus.FAILED)
@@ -212,6 +270,13 @@ class OrderSaga:
         else:
             detail = f"{result.outcome}: {result.detail}" if result.detail else str(result.outcome)
             self._end(record, StepStatus.COMPLETED, detail)
+            self._events.record(
+                UNDO_EVENTS[compensation.name],
+                by=SYSTEM,
+                outcome=result.outcome,
+                lines=[line.model_dump() for line in result.lines],
+                amount_cents=result.amount_cents,
+            )
 
     async def _step(
         self,
@@ -220,6 +285,7 @@ class OrderSaga:
         request: BaseModel,
         *,
         summary: str,
+        failed: EventType | None = None,
     ) -> ResultT:
         if status is not None:
             self._set_status(status)
@@ -241,6 +307,9 @@ class OrderSaga:
                 StepStatus.CANCELLED if interrupted else StepStatus.FAILED,
                 None if interrupted else _describe(err),
             )
+            if failed is not None and not interrupted:
+                failure = _failure_of(err)
+                self._events.record(failed, by=SYSTEM, type=failure.type, message=failure.message)
             raise
         self._end(record, StepStatus.COMPLETED)
         return result
@@ -266,7 +335,7 @@ class OrderSaga:
                     return self._steps.result()
                 refusal = self._cancel_refusal()
                 if refusal is None:
-                    self._cancel("cancel requested through Temporal")
+                    self._cancel("cancel requested through Temporal", by=OPERATOR)
                 else:
                     workflow.logger.warning("Cancel request ignored: %s", refusal)
 
@@ -276,7 +345,7 @@ class OrderSaga:
 
     @workflow.update
     def cancel(self, request: CancelOrder) -> UpdateAccepted:
-        self._cancel(request.reason)
+        self._cancel(request.reason, by=self._order.customer_id)
         return UpdateAccepted(order_id=self._order.order_id, status=self._state.status)
 
     @cancel.validator
@@ -311,12 +380,29 @@ class OrderSaga:
             return f"shipment {self._state.tracking_number} is already created; too late to cancel"
         return None
 
-    def _cancel(self, reason: str) -> None:
+    def _cancel(self, reason: str, by: str) -> None:
         if self._state.cancel_reason is not None:
             return  # cancelled already: the first reason stands
         self._state.cancel_reason = reason
+        self._cancelled_by = by
         if self._steps is not None:
             self._steps.cancel()
+
+    def _record_outcome(self) -> None:
+        state = self._state
+        if state.status is OrderStatus.COMPLETED:
+            self._events.record(EventType.ORDER_COMPLETED, by=SYSTEM, total_cents=state.total_cents)
+        elif state.failure is not None:
+            self._events.record(
+                EventType.ORDER_FAILED,
+                by=SYSTEM,
+                type=state.failure.type,
+                message=state.failure.message,
+            )
+        else:
+            self._events.record(
+                EventType.ORDER_CANCELLED, by=self._cancelled_by, reason=state.cancel_reason
+            )
 
     def _set_status(self, status: OrderStatus) -> None:
         self._state.status = status

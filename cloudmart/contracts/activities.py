@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
+from cloudmart.contracts.events import Appended, AppendEvents
 from cloudmart.contracts.steps import (
     ChargePayment,
     ChargeResult,
@@ -50,7 +51,12 @@ REFUND_PAYMENT = ActivitySpec("payment.refund", "payment", Compensate, Compensat
 CREATE_SHIPMENT = ActivitySpec("shipping.create", "shipping", CreateShipment, ShipmentResult)
 CANCEL_SHIPMENT = ActivitySpec("shipping.cancel", "shipping", Compensate, CompensationResult)
 
+APPEND_EVENTS = ActivitySpec("orders.append", "orders", AppendEvents, Appended)
+"""Runs in the orchestrator's worker, on the saga's own task queue (so Temporal hands it
+straight back to that worker: eager dispatch)."""
+
 ALL_ACTIVITIES: tuple[ActivitySpec[BaseModel, BaseModel], ...] = (
+    APPEND_EVENTS,
     RESERVE_INVENTORY,
     RELEASE_INVENTORY,
     COMMIT_INVENTORY,

@@ -158,20 +158,6 @@ class OrderAccepted(BaseModel):
     status: OrderStatus
 
 
-class OrderSummary(BaseModel):
-    order_id: str
-    status: OrderStatus | None
-    customer_id: str | None
-    total_cents: int | None
-    created_at: datetime
-    closed_at: datetime | None
-
-
-class OrderPage(BaseModel):
-    items: list[OrderSummary]
-    next_page_token: str | None
-
-
 def saga_input(
     order_id: str,
     order: PlaceOrder,

@@ -25,7 +25,7 @@ from workflows.order_saga import OrderSaga
 
 async def test_one_saga(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, task_queue_prefix=f"p-{uuid.uuid4().hex[:8]}")
-    services = open_services(settings, SERVICES)
+    services = open_services(settings, ("orders", *SERVICES))
     for service in services.hosted():
         prepare(service, settings)
     services.inventory.seed(CATALOG)  # type: ignore[union-attr]

@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 
-import pytest
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 from cloudmart.contracts.orders import OrderStatus
 from cloudmart.settings import Settings
 from services.factory import Services
 from tests.support import assert_books_balance, assert_reconciled, new_saga_input, stock
 from tests.workflows.saga_helpers import outcome, start
-
-
-@pytest.fixture(autouse=True)
-def real_time(temporal_env: WorkflowEnvironment) -> Iterator[None]:
-    """No time skipping here: under this load the server would skip past workflow tasks still
-    in progress (their timeouts firing in skipped time) and the sagas would redo work forever.
-    Nothing here waits on a timer, so real time costs only tok_flaky's retry backoff."""
-    with temporal_env.auto_time_skipping_disabled():
-        yield
 
 
 async def test_fifty_orders_race_for_ten_units(

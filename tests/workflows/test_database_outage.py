@@ -26,7 +26,7 @@ def database_outage(
     """PostgreSQL: refuse new connections and end the open ones. SQLite: hold its write lock."""
     url = make_url(settings.db_url(service))
     if url.get_backend_name() == "postgresql":
-        admin = request.getfixturevalue("postgres_admin")
+        admin = request.getfixturevalue("postgres_databases").admin
         with admin.connect() as connection:
             connection.execute(text(f"ALTER DATABASE {url.database} ALLOW_CONNECTIONS false"))
             connection.execute(

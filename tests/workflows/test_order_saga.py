@@ -14,6 +14,7 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import WorkflowEnvironment
 
 from cloudmart.contracts.orders import CancelOrder, OrderStatus, PaymentReviewDecision
 from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL, workflow_id
@@ -197,10 +198,12 @@ async def test_review_rejected_fails_the_order_and_moves_no_money(
 
 
 async def test_review_times_out_after_24_hours_of_workflow_time(
-    client: Client, settings: Settings, workers: Services
+    client: Client, settings: Settings, workers: Services, temporal_env: WorkflowEnvironment
 ) -> None:
     handle = await start(client, new_saga_input(settings, token="tok_review"))
-    state = await outcome(handle)  # the time-skipping server jumps over the day
+    await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+    await temporal_env.sleep(timedelta(hours=24, seconds=1))  # the test server skips the day
+    state = await outcome(handle)
 
     assert state.status is OrderStatus.FAILED
     assert state.failure is not None

@@ -1,9 +1,11 @@
 """Histories of every kind of saga replay against today's workflow code without nondeterminism.
 
-``tests/histories/*.json`` are histories recorded from earlier versions of the code: they are the
-check that a change to the saga does not break sagas already in flight. Re-record them only on
-purpose (a new scenario), with
-``CLOUDMART_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py``.
+``tests/histories/<version>/*.json`` are histories recorded from earlier versions of the code,
+one folder per version of the saga: they are the check that a change to the saga does not break
+sagas already in flight. ``1-saga`` is the saga before the order event log (``workflow.patched``
+keeps it replaying); ``2-order-events`` records every event. Record the newest version's only on
+purpose (a new version, a new scenario), with
+``CLOUDMART_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py``; never rewrite an older one.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
+import pytest
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from cloudmart.contracts.orders import (
@@ -30,10 +36,14 @@ from tests.workflows.saga_helpers import start, wait_for_status
 from workflows.order_saga import OrderSaga
 
 HISTORIES = Path(__file__).parent.parent / "histories"
+VERSIONS = ("1-saga", "2-order-events")
 RECORD = os.environ.get("CLOUDMART_RECORD_HISTORIES") == "1"
 
 
-async def record_scenarios(client: Client, settings: Settings) -> dict[str, WorkflowHistory]:
+async def record_scenarios(
+    env: WorkflowEnvironment, settings: Settings
+) -> dict[str, WorkflowHistory]:
+    client = env.client
     histories: dict[str, WorkflowHistory] = {}
 
     async def finish(name: str, handle: WorkflowHandle[OrderSaga, OrderState]) -> None:
@@ -47,7 +57,6 @@ async def record_scenarios(client: Client, settings: Settings) -> dict[str, Work
         "payment_declined": {"token": "tok_decline"},
         "flaky_payment": {"token": "tok_flaky"},
         "undeliverable": {"country": "JP"},
-        "review_timed_out": {"token": "tok_review"},
     }.items():
         await finish(name, await start(client, new_saga_input(settings, **kwargs)))
 
@@ -60,6 +69,7 @@ async def record_scenarios(client: Client, settings: Settings) -> dict[str, Work
         ),
         "customer_cancel": lambda h: h.execute_update(OrderSaga.cancel, CancelOrder()),
         "temporal_cancel": lambda h: h.cancel(),
+        "review_timed_out": lambda _: env.sleep(timedelta(hours=24, seconds=1)),
     }.items():
         handle = await start(client, new_saga_input(settings, token="tok_review"))
         await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
@@ -75,23 +85,36 @@ async def replay(histories: list[WorkflowHistory]) -> None:
 
 
 async def test_fresh_histories_of_every_scenario_replay(
-    client: Client, settings: Settings, workers: Services
+    temporal_env: WorkflowEnvironment, settings: Settings, workers: Services
 ) -> None:
-    histories = await record_scenarios(client, settings)
+    histories = await record_scenarios(temporal_env, settings)
     assert len(histories) == 10
     await replay(list(histories.values()))
     if RECORD:
-        HISTORIES.mkdir(exist_ok=True)
+        newest = HISTORIES / VERSIONS[-1]
+        newest.mkdir(exist_ok=True)
         for name, history in histories.items():
-            path = HISTORIES / f"{name}.json"
+            path = newest / f"{name}.json"
             path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
 
 
-def recorded() -> list[Path]:
-    return sorted(HISTORIES.glob("*.json"))
+def recorded(version: str) -> list[Path]:
+    return sorted((HISTORIES / version).glob("*.json"))
 
 
-async def test_recorded_histories_replay_against_todays_code() -> None:
-    files = recorded()
-    assert len(files) >= 10, f"expected the recorded histories in {HISTORIES}"
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_recorded_histories_replay_against_todays_code(version: str) -> None:
+    files = recorded(version)
+    assert len(files) >= 10, f"expected the recorded histories in {HISTORIES / version}"
     await replay([WorkflowHistory.from_json(f"order-{f.stem}", f.read_text()) for f in files])
+
+
+def test_the_newest_histories_record_the_order_events() -> None:
+    """The newest recordings are of the saga that appends events (else they prove nothing new):
+    the event-log patch's marker, and the appends."""
+    for path in recorded(VERSIONS[-1]):
+        text = path.read_text()
+        assert "core_patch" in re.findall(r'"markerName": "(\w+)"', text), path.name
+        assert '"name": "orders.append"' in text, path.name
+    for path in recorded(VERSIONS[0]):
+        assert "markerName" not in path.read_text(), path.name

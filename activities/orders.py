@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.failures import business_failures_are_final
+from cloudmart.contracts import activities as spec
+from cloudmart.contracts.events import Appended, AppendEvents
+from services.orders.store import EventStore
+
+
+class OrdersActivities:
+    """The order event store's activity: the store belongs to the orders service, which the
+    orchestrator hosts (same worker, same task queue as the saga)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    @activity.defn(name=spec.APPEND_EVENTS.name)
+    @business_failures_are_final
+    def append(self, request: AppendEvents) -> Appended:
+        return Appended(appended=self._store.append(request.events))
+
+    def all(self) -> list[object]:
+        return [self.append]

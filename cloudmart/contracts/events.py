@@ -1,0 +1,108 @@
+"""The order's events: every transition of the saga, as appended to the order event store.
+
+Each event belongs to an aggregate (the order id) and has a sequence number within it; its id is
+derived from both, so appending it again (a retried append, a replayed workflow) is a no-op.
+``data`` is JSON; its shape per type, at the current ``version``:
+
+================================  =========================================================
+event type (version)              data
+================================  =========================================================
+OrderPlaced (2)                   customer_id, items [{sku, quantity}], country
+InventoryReserved (1)             lines [{sku, quantity, unit_price_cents}], total_cents
+InventoryReservationFailed (1)    type, message
+PaymentCharged (1)                amount_cents
+PaymentReviewRequested (1)        amount_cents
+PaymentReviewed (1)               approved
+PaymentDeclined (1)               type, message
+ShipmentCreated (1)               tracking_number, country
+ShipmentFailed (1)                type, message
+InventoryCommitted (1)            lines [{sku, quantity, unit_price_cents}]
+CompensationStarted (1)           reason
+InventoryReleased (1)             outcome, lines
+PaymentRefunded (1)               outcome, amount_cents
+ShipmentCancelled (1)             outcome
+OrderCompleted (1)                total_cents
+OrderFailed (1)                   type, message
+OrderCancelled (1)                reason
+================================  =========================================================
+
+Compensation events carry the compensation's ``outcome`` (UNDONE, NOTHING_TO_UNDO,
+ALREADY_UNDONE): only an UNDONE release gives stock back, only an UNDONE refund returns money.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class EventType(StrEnum):
+    ORDER_PLACED = "OrderPlaced"
+    INVENTORY_RESERVED = "InventoryReserved"
+    INVENTORY_RESERVATION_FAILED = "InventoryReservationFailed"
+    PAYMENT_CHARGED = "PaymentCharged"
+    PAYMENT_REVIEW_REQUESTED = "PaymentReviewRequested"
+    PAYMENT_REVIEWED = "PaymentReviewed"
+    PAYMENT_DECLINED = "PaymentDeclined"
+    SHIPMENT_CREATED = "ShipmentCreated"
+    SHIPMENT_FAILED = "ShipmentFailed"
+    INVENTORY_COMMITTED = "InventoryCommitted"
+    COMPENSATION_STARTED = "CompensationStarted"
+    INVENTORY_RELEASED = "InventoryReleased"
+    PAYMENT_REFUNDED = "PaymentRefunded"
+    SHIPMENT_CANCELLED = "ShipmentCancelled"
+    ORDER_COMPLETED = "OrderCompleted"
+    ORDER_FAILED = "OrderFailed"
+    ORDER_CANCELLED = "OrderCancelled"
+
+
+CURRENT_VERSION: dict[str, int] = {event_type: 1 for event_type in EventType}
+CURRENT_VERSION[EventType.ORDER_PLACED] = 2
+"""The version each type is written at today; older versions are upcast when read."""
+
+EVENT_NAMESPACE = uuid.UUID("1b7d5e0a-3f7e-4c59-8f0e-2a6c9d4b8e31")
+
+
+def event_id(aggregate_id: str, sequence: int) -> str:
+    """Deterministic: the same event of the same aggregate always has the same id."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{aggregate_id}/{sequence}"))
+
+
+class Event(BaseModel):
+    """An event as appended, and as read back (at its current version)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    aggregate_id: str
+    sequence: int
+    event_type: str
+    data: dict[str, Any]
+    version: int
+    occurred_at: datetime
+    user_id: str
+
+
+class StoredEvent(Event):
+    """An event read from the store: with its position in the store's global order, and when
+    the store received it."""
+
+    position: int
+    recorded_at: datetime
+
+
+class AppendEvents(BaseModel):
+    """The argument of the ``orders.append`` activity."""
+
+    model_config = ConfigDict(frozen=True)
+
+    events: list[Event]
+
+
+class Appended(BaseModel):
+    appended: int
+    """How many were new (the rest were already there: a retried append)."""

@@ -1,0 +1,101 @@
+"""The order event store: append events, read an aggregate's stream, read everything after a
+position (what subscribers do)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from cloudmart.contracts.events import Event, StoredEvent
+from cloudmart.contracts.failures import InvalidTransition
+from services.database import read_only, transaction
+from services.orders.models import EventRow
+from services.orders.upcasting import upcast
+
+APPEND_LOCK = 0x0C0FFEE
+"""PostgreSQL advisory lock held while appending: positions (a sequence) then commit in the
+order they were taken, so a subscriber that has read up to position p never later meets an
+event below p. (SQLite serialises writers anyway.)"""
+
+
+class ConcurrencyConflict(InvalidTransition):
+    """Another event already has this aggregate's sequence number."""
+
+
+class EventStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def append(self, events: Sequence[Event]) -> int:
+        """Append the events not yet stored; returns how many were new.
+
+        An event whose id is already stored is skipped (a retried append). A different event
+        with a stored (aggregate, sequence) is a ``ConcurrencyConflict``.
+        """
+        if not events:
+            return 0
+        with transaction(self.engine) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": APPEND_LOCK})
+            stored = set(
+                session.scalars(
+                    select(EventRow.event_id).where(
+                        col(EventRow.event_id).in_([e.event_id for e in events])
+                    )
+                )
+            )
+            new = [e for e in events if e.event_id not in stored]
+            session.add_all(EventRow(**e.model_dump()) for e in new)
+            try:
+                session.flush()
+            except IntegrityError as err:
+                raise ConcurrencyConflict(
+                    f"aggregate {events[0].aggregate_id}: sequence already taken"
+                ) from err
+            return len(new)
+
+    def stream(self, aggregate_id: str) -> list[StoredEvent]:
+        """The aggregate's events, oldest first, at their current version."""
+        statement = (
+            select(EventRow)
+            .where(EventRow.aggregate_id == aggregate_id)
+            .order_by(col(EventRow.sequence))
+        )
+        with Session(read_only(self.engine)) as session:
+            return [_read(row) for row in session.scalars(statement)]
+
+    def read_after(self, position: int, limit: int = 500) -> list[StoredEvent]:
+        """Up to ``limit`` events after ``position``, in the store's order."""
+        statement = (
+            select(EventRow)
+            .where(col(EventRow.position) > position)
+            .order_by(col(EventRow.position))
+            .limit(limit)
+        )
+        with Session(read_only(self.engine)) as session:
+            return [_read(row) for row in session.scalars(statement)]
+
+    def head(self) -> int:
+        """The position of the last event (0 for an empty store)."""
+        with Session(read_only(self.engine)) as session:
+            return session.scalar(select(func.coalesce(func.max(EventRow.position), 0))) or 0
+
+
+def _read(row: EventRow) -> StoredEvent:
+    version, data = upcast(row.event_type, row.version, row.data)
+    assert row.position is not None
+    return StoredEvent(
+        event_id=row.event_id,
+        aggregate_id=row.aggregate_id,
+        sequence=row.sequence,
+        event_type=row.event_type,
+        data=data,
+        version=version,
+        occurred_at=row.occurred_at,
+        user_id=row.user_id,
+        position=row.position,
+        recorded_at=row.recorded_at,
+    )

@@ -1,0 +1,189 @@
+"""The projector: reads the order events in the store's order and keeps the projections.
+
+Each batch is one transaction on the read side's database: lock the checkpoint, read the events
+after it, apply them, move the checkpoint. A crash anywhere leaves either the whole batch or
+none of it, so the projector resumes without skipping or double-applying an event; a second
+projector running at the same time waits for the lock and then reads after the new checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete
+from sqlmodel import Session
+
+from cloudmart.contracts.events import EventType, StoredEvent
+from cloudmart.contracts.steps import CatalogEntry, Undo
+from services.database import get_for_update, transaction
+from services.orders.aggregate import STATUS_AFTER
+from services.orders.store import EventStore
+from services.readmodel.models import (
+    Checkpoint,
+    FailureCount,
+    OrderSummary,
+    ProductSales,
+    ProductSearch,
+)
+
+NAME = "projections"
+PROJECTION_TABLES = (OrderSummary, ProductSales, FailureCount, ProductSearch)
+Catalog = Callable[[], list[CatalogEntry]]
+
+
+class Projector:
+    def __init__(self, store: EventStore, engine: Engine, catalog: Catalog) -> None:
+        self.store = store
+        self.engine = engine
+        self._catalog = catalog
+
+    def run_once(self, limit: int = 500) -> int:
+        """Project the next batch of events; returns how many there were."""
+        with transaction(self.engine) as session:
+            checkpoint = _locked_checkpoint(session)
+            return self._project(session, checkpoint, limit, live=True)
+
+    def catch_up(self, limit: int = 500) -> int:
+        total = 0
+        while projected := self.run_once(limit):
+            total += projected
+        return total
+
+    def rebuild(self, batch: int = 2000) -> int:
+        """Throw every projection away and project all the events again; returns how many.
+
+        One transaction, holding the checkpoint's lock: readers see the old tables until the
+        new ones are complete, and a projector running meanwhile waits, then goes on from
+        the rebuilt position.
+        """
+        with transaction(self.engine) as session:
+            checkpoint = _locked_checkpoint(session)
+            for table in PROJECTION_TABLES:
+                session.execute(delete(table))
+            checkpoint.position, checkpoint.lag_ms = 0, None
+            _sync_catalog(session, self._catalog)
+            total = 0
+            while projected := self._project(session, checkpoint, batch, live=False):
+                total += projected
+                session.flush()
+                session.expunge_all()  # keep memory flat over a long history
+                checkpoint = _locked_checkpoint(session)
+            return total
+
+    def _project(self, session: Session, checkpoint: Checkpoint, limit: int, *, live: bool) -> int:
+        events = self.store.read_after(checkpoint.position, limit)
+        for event in events:
+            _apply(session, event, self._catalog)
+        if events:
+            now = datetime.now(UTC)
+            checkpoint.position = events[-1].position
+            checkpoint.updated_at = now
+            # The lag is the live path's: a rebuild's old events say nothing about it.
+            lag = (now - events[-1].recorded_at).total_seconds() * 1000
+            checkpoint.lag_ms = lag if live else None
+        return len(events)
+
+    def sync_catalog(self) -> None:
+        """Bring in products the catalog has and the search does not (and their static facts)."""
+        with transaction(self.engine) as session:
+            _sync_catalog(session, self._catalog)
+
+
+def _locked_checkpoint(session: Session) -> Checkpoint:
+    checkpoint = get_for_update(session, Checkpoint, NAME)
+    if checkpoint is None:
+        checkpoint = Checkpoint(name=NAME)
+        session.add(checkpoint)
+    return checkpoint
+
+
+def _sync_catalog(session: Session, catalog: Catalog) -> None:
+    for entry in catalog():
+        row = session.get(ProductSearch, entry.sku)
+        if row is None:
+            row = ProductSearch(
+                sku=entry.sku,
+                name=entry.name,
+                category=entry.category,
+                price_cents=entry.price_cents,
+            )
+            session.add(row)
+        row.name, row.category, row.price_cents = entry.name, entry.category, entry.price_cents
+        row.received = entry.received
+        row.stock_on_hand = row.received - row.reserved - row.sold
+
+
+def _product(session: Session, sku: str, catalog: Catalog) -> ProductSearch:
+    row = session.get(ProductSearch, sku)
+    if row is None:  # a product listed after the last sync
+        _sync_catalog(session, catalog)
+        session.flush()
+        row = session.get(ProductSearch, sku)
+    if row is None:
+        raise LookupError(f"sku {sku} is in the events but not in the catalog")
+    return row
+
+
+def _move_stock(
+    session: Session, lines: list[dict[str, Any]], catalog: Catalog, *, reserved: int, sold: int
+) -> None:
+    """Apply ``reserved`` and ``sold`` (per unit: +1, -1 or 0) to every line's product."""
+    for line in lines:
+        row = _product(session, line["sku"], catalog)
+        row.reserved += reserved * line["quantity"]
+        row.sold += sold * line["quantity"]
+        row.stock_on_hand = row.received - row.reserved - row.sold
+
+
+def _sales(session: Session, sku: str) -> ProductSales:
+    row = session.get(ProductSales, sku)
+    if row is None:
+        row = ProductSales(sku=sku)
+        session.add(row)
+    return row
+
+
+def _apply(session: Session, event: StoredEvent, catalog: Catalog) -> None:
+    data = event.data
+    summary = session.get(OrderSummary, event.aggregate_id)
+    match event.event_type:
+        case EventType.ORDER_PLACED:
+            summary = OrderSummary(
+                order_id=event.aggregate_id,
+                customer_id=data["customer_id"],
+                status=STATUS_AFTER[event.event_type],
+                item_count=sum(item["quantity"] for item in data["items"]),
+                created_at=event.occurred_at,
+                updated_at=event.occurred_at,
+            )
+            session.add(summary)
+            return
+        case EventType.INVENTORY_RESERVED:
+            _move_stock(session, data["lines"], catalog, reserved=+1, sold=0)
+            if summary is not None:
+                summary.total_cents = data["total_cents"]
+        case EventType.INVENTORY_RELEASED if data["outcome"] == Undo.UNDONE:
+            _move_stock(session, data["lines"], catalog, reserved=-1, sold=0)
+            for line in data["lines"]:
+                _sales(session, line["sku"]).units_released += line["quantity"]
+        case EventType.INVENTORY_COMMITTED:
+            _move_stock(session, data["lines"], catalog, reserved=-1, sold=+1)
+            for line in data["lines"]:
+                sales = _sales(session, line["sku"])
+                sales.units_sold += line["quantity"]
+                sales.revenue_cents += line["quantity"] * line["unit_price_cents"]
+        case EventType.ORDER_FAILED:
+            counted = session.get(FailureCount, data["type"])
+            if counted is None:
+                counted = FailureCount(failure_type=data["type"])
+                session.add(counted)
+            counted.orders += 1
+            if summary is not None:
+                summary.failure_type, summary.failure_message = data["type"], data["message"][:500]
+        case EventType.ORDER_CANCELLED if summary is not None:
+            summary.cancel_reason = data["reason"]
+    if summary is not None:
+        summary.status = STATUS_AFTER.get(event.event_type, summary.status)
+        summary.updated_at = event.occurred_at

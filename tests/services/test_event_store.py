@@ -1,0 +1,92 @@
+"""The order event store: append-only, idempotent by event id, optimistic per aggregate,
+readable in one global order, with old versions upcast."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import insert
+
+from cloudmart.contracts.events import Event, EventType, event_id
+from services.database import transaction
+from services.factory import Services
+from services.orders.models import EventRow
+from services.orders.store import ConcurrencyConflict, EventStore
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def event(order: str, sequence: int, event_type: str = EventType.ORDER_COMPLETED, **data) -> Event:
+    return Event(
+        event_id=event_id(order, sequence),
+        aggregate_id=order,
+        sequence=sequence,
+        event_type=event_type,
+        data=data or {"total_cents": 100},
+        version=1,
+        occurred_at=NOW,
+        user_id="system",
+    )
+
+
+@pytest.fixture
+def store(services: Services) -> EventStore:
+    assert services.orders is not None
+    return services.orders
+
+
+def test_appending_the_same_events_again_stores_nothing(store: EventStore) -> None:
+    events = [event("o-1", 1), event("o-1", 2)]
+    assert store.append(events) == 2
+    assert store.append(events) == 0  # a retried append
+    assert store.append([event("o-1", 2), event("o-1", 3)]) == 1
+    assert [e.sequence for e in store.stream("o-1")] == [1, 2, 3]
+
+
+def test_another_event_with_a_taken_sequence_is_a_conflict(store: EventStore) -> None:
+    store.append([event("o-1", 1)])
+    intruder = event("o-1", 1).model_copy(update={"event_id": event_id("someone-else", 1)})
+    with pytest.raises(ConcurrencyConflict):
+        store.append([intruder])
+    assert len(store.stream("o-1")) == 1
+
+
+def test_subscribers_read_everything_in_one_order(store: EventStore) -> None:
+    store.append([event("o-1", 1), event("o-2", 1)])
+    store.append([event("o-1", 2)])
+    everything = store.read_after(0)
+    assert [(e.aggregate_id, e.sequence) for e in everything] == [
+        ("o-1", 1),
+        ("o-2", 1),
+        ("o-1", 2),
+    ]
+    positions = [e.position for e in everything]
+    assert positions == sorted(positions) and len(set(positions)) == 3
+    assert [e.sequence for e in store.read_after(positions[0], limit=1)] == [1]
+    assert store.head() == positions[-1]
+
+
+def test_a_version_1_event_is_read_as_the_current_version(store: EventStore) -> None:
+    """OrderPlaced v1 (items with ``qty``, no country) was written by an older release."""
+    with transaction(store.engine) as session:
+        session.execute(
+            insert(EventRow).values(
+                event_id=event_id("o-old", 1),
+                aggregate_id="o-old",
+                sequence=1,
+                event_type=EventType.ORDER_PLACED,
+                data={"customer_id": "c-1", "items": [{"sku": "SKU-A", "qty": 2}]},
+                version=1,
+                occurred_at=NOW,
+                user_id="c-1",
+                recorded_at=NOW,
+            )
+        )
+    [placed] = store.stream("o-old")
+    assert placed.version == 2
+    assert placed.data == {
+        "customer_id": "c-1",
+        "items": [{"sku": "SKU-A", "quantity": 2}],
+        "country": None,
+    }

@@ -1,0 +1,132 @@
+"""The saga records every transition as an event, once; an order's state is a fold of them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from cloudmart.contracts.orders import CancelOrder, OrderState, OrderStatus, PaymentReviewDecision
+from cloudmart.settings import Settings
+from services.factory import Services
+from services.orders.aggregate import replay
+from tests.support import new_saga_input
+from tests.workflows.saga_helpers import outcome, start, wait_for_status
+from workflows.order_saga import OrderSaga
+
+
+def timeline(workers: Services, order_id: str) -> list[str]:
+    assert workers.orders is not None
+    return [e.event_type for e in workers.orders.stream(order_id)]
+
+
+async def test_a_completed_order_has_its_whole_story(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    state = await outcome(await start(client, new_saga_input(settings)))
+    assert timeline(workers, state.order_id) == [
+        "OrderPlaced",
+        "InventoryReserved",
+        "PaymentCharged",
+        "ShipmentCreated",
+        "InventoryCommitted",
+        "OrderCompleted",
+    ]
+    events = workers.orders.stream(state.order_id)  # type: ignore[union-attr]
+    assert [e.sequence for e in events] == [1, 2, 3, 4, 5, 6]
+    assert events[0].user_id == "c-42" and events[1].user_id == "system"
+    assert events[0].data["country"] == "DE"
+    assert events[1].data == {
+        "lines": [{"sku": "SKU-A", "quantity": 2, "unit_price_cents": 1000}],
+        "total_cents": 2000,
+    }
+
+
+async def test_a_failed_order_records_its_failure_and_every_compensation(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    state = await outcome(await start(client, new_saga_input(settings, country="JP")))
+    assert timeline(workers, state.order_id) == [
+        "OrderPlaced",
+        "InventoryReserved",
+        "PaymentCharged",
+        "ShipmentFailed",
+        "CompensationStarted",
+        "ShipmentCancelled",
+        "PaymentRefunded",
+        "InventoryReleased",
+        "OrderFailed",
+    ]
+    events = {e.event_type: e.data for e in workers.orders.stream(state.order_id)}  # type: ignore[union-attr]
+    assert events["PaymentRefunded"]["outcome"] == "UNDONE"
+    assert events["PaymentRefunded"]["amount_cents"] == 2000
+    assert events["ShipmentCancelled"]["outcome"] == "NOTHING_TO_UNDO"
+    assert events["InventoryReleased"]["lines"] == [
+        {"sku": "SKU-A", "quantity": 2, "unit_price_cents": 1000}
+    ]
+
+
+async def test_a_reviewed_and_a_cancelled_order(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    approved = await start(client, new_saga_input(settings, token="tok_review"))
+    cancelled = await start(client, new_saga_input(settings, token="tok_review"))
+    for handle in (approved, cancelled):
+        await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+    await approved.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
+    await cancelled.execute_update(OrderSaga.cancel, CancelOrder(reason="too slow"))
+    for handle in (approved, cancelled):
+        await outcome(handle)
+
+    assert timeline(workers, approved.id.removeprefix("order-"))[2:5] == [
+        "PaymentReviewRequested",
+        "PaymentReviewed",
+        "PaymentCharged",
+    ]
+    story = workers.orders.stream(cancelled.id.removeprefix("order-"))  # type: ignore[union-attr]
+    assert [e.event_type for e in story][-4:] == [
+        "CompensationStarted",
+        "PaymentRefunded",
+        "InventoryReleased",
+        "OrderCancelled",
+    ]
+    assert story[-1].user_id == "c-42"  # the customer cancelled it
+    assert story[-1].data == {"reason": "too slow"}
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        {},
+        {"items": (("SKU-A", 101),)},
+        {"token": "tok_decline"},
+        {"country": "JP"},
+        {"token": "tok_flaky"},
+        {"token": "tok_review"},  # times out after 24 h
+    ],
+)
+async def test_the_fold_of_an_orders_events_is_what_its_saga_reports(
+    temporal_env: WorkflowEnvironment, settings: Settings, workers: Services, scenario: dict
+) -> None:
+    handle = await start(temporal_env.client, new_saga_input(settings, **scenario))
+    if scenario.get("token") == "tok_review":
+        await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+        await temporal_env.sleep(timedelta(hours=24, seconds=1))
+    state: OrderState = await outcome(handle)
+    rebuilt = replay(state.order_id, workers.orders.stream(state.order_id))  # type: ignore[union-attr]
+    assert rebuilt.model_dump(include=COMPARED) == state.model_dump(include=COMPARED)
+    assert rebuilt.version == len(timeline(workers, state.order_id))
+
+
+COMPARED = {
+    "order_id",
+    "customer_id",
+    "status",
+    "items",
+    "total_cents",
+    "tracking_number",
+    "failure",
+    "cancel_reason",
+}

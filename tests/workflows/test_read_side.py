@@ -1,0 +1,271 @@
+"""The read side: projections built from the events real sagas recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import Session
+from temporalio.client import Client
+
+from cloudmart.contracts.orders import OrderState, OrderStatus
+from cloudmart.devstack import settings_env, throwaway_settings
+from cloudmart.settings import Settings
+from services.factory import Services
+from services.readmodel import projector as projector_module
+from services.readmodel.models import (
+    FailureCount,
+    OrderSummary,
+    ProductSales,
+    ProductSearch,
+)
+from services.readmodel.queries import InvalidCursor, ProductSort, ReadModel
+from tests.support import INITIAL_STOCK, new_saga_input, stock
+from tests.workflows.saga_helpers import outcome, start
+
+MIX = [
+    {"items": (("SKU-A", 2),)},
+    {"items": (("SKU-B", 1), ("SKU-A", 1))},
+    {"items": (("SKU-A", 101),)},
+    {"token": "tok_decline"},
+    {"country": "JP", "items": (("SKU-B", 3),)},
+    {"items": (("NO-SUCH-SKU", 1),)},
+    {"items": (("RACE-10", 4),)},
+]
+
+
+async def place_mix(client: Client, settings: Settings) -> list[OrderState]:
+    states = []
+    for scenario in MIX:  # one after the other: creation order is the list's order
+        states.append(await outcome(await start(client, new_saga_input(settings, **scenario))))
+    return states
+
+
+def tables(services: Services) -> dict[str, list[dict]]:
+    assert services.projector is not None
+    with Session(services.projector.engine) as session:
+        return {
+            table.__tablename__: [
+                row.model_dump()
+                for row in session.scalars(
+                    select(table).order_by(*table.__table__.primary_key.columns)
+                )
+            ]
+            for table in (OrderSummary, ProductSales, FailureCount, ProductSearch)
+        }
+
+
+async def test_projections_agree_with_the_sagas_and_the_services(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    states = await place_mix(client, settings)
+    projector = workers.projector
+    assert projector is not None
+    assert projector.catch_up() == sum(len(workers.orders.stream(s.order_id)) for s in states)  # type: ignore[union-attr]
+    read = ReadModel(projector.engine)
+
+    listed = read.orders(limit=50).items
+    assert [o.order_id for o in listed] == [s.order_id for s in reversed(states)]
+    for row, state in zip(listed, reversed(states), strict=True):
+        assert (row.status, row.customer_id, row.total_cents) == (
+            state.status,
+            state.customer_id,
+            state.total_cents,
+        )
+        assert row.failure_type == (state.failure.type if state.failure else None)
+        assert row.item_count == sum(item.quantity for item in state.items)
+
+    # The search's stock is inventory's own, for every product.
+    searched = {p.sku: (p.stock_on_hand, p.reserved) for p in read.products()}
+    assert searched == stock(workers)
+
+    stats = read.stats()
+    sold = {p.sku: p for p in stats.products}
+    assert sold["SKU-A"].units_sold == 3 and sold["SKU-A"].revenue_cents == 3000
+    assert sold["SKU-B"].units_released == 3  # the undeliverable order's, given back
+    assert sold["RACE-10"].units_sold == 4
+    assert {f.type: f.orders for f in stats.failures} == {
+        "OutOfStock": 1,
+        "PaymentDeclined": 1,
+        "Undeliverable": 1,
+        "UnknownSku": 1,
+    }
+    status = read.status()
+    assert status.position == workers.orders.head()  # type: ignore[union-attr]
+    assert status.lag_ms is not None and status.lag_ms >= 0
+
+
+async def test_a_crash_mid_batch_neither_skips_nor_doubles_an_event(
+    client: Client,
+    settings: Settings,
+    workers: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await place_mix(client, settings)
+    projector = workers.projector
+    assert projector is not None
+    original = projector_module._apply
+    applied = 0
+
+    def crash_on_the_fifth(*args, **kwargs):
+        nonlocal applied
+        applied += 1
+        if applied == 5:
+            raise ConnectionError("projector killed")
+        return original(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(projector_module, "_apply", crash_on_the_fifth)
+        assert projector.run_once(limit=3) == 3
+        with pytest.raises(ConnectionError):
+            projector.run_once(limit=3)  # events 4-6: rolled back with its checkpoint
+    assert ReadModel(projector.engine).status().position == 3
+    projector.catch_up()
+    resumed = tables(workers)
+
+    projector.rebuild()
+    assert tables(workers) == resumed
+
+
+async def test_a_rebuild_gives_the_live_tables_exactly(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    projector = workers.projector
+    assert projector is not None
+    for scenario in MIX[:3]:
+        await outcome(await start(client, new_saga_input(settings, **scenario)))
+        projector.catch_up()  # live: a batch at a time, as events arrive
+    await place_mix(client, settings)
+    projector.catch_up()
+    live = tables(workers)
+    assert projector.rebuild() > 0
+    assert tables(workers) == live
+
+
+async def test_listing_filters_and_pages_newest_first(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    states = await place_mix(client, settings)
+    assert workers.projector is not None
+    workers.projector.catch_up()
+    read = ReadModel(workers.projector.engine)
+
+    failed = read.orders(status=OrderStatus.FAILED).items
+    assert {o.order_id for o in failed} == {
+        s.order_id for s in states if s.status is OrderStatus.FAILED
+    }
+    assert read.orders(customer_id="someone-else").items == []
+
+    pages, cursor = [], None
+    while True:
+        page = read.orders(limit=3, cursor=cursor)
+        pages.append([o.order_id for o in page.items])
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [o for page in pages for o in page] == [s.order_id for s in reversed(states)]
+
+    first = read.orders(limit=50).items
+    middle = first[3].created_at
+    newer = read.orders(created_from=middle).items
+    older = read.orders(created_to=middle).items
+    assert [o.order_id for o in newer + older] == [o.order_id for o in first]
+    with pytest.raises(InvalidCursor):
+        read.orders(cursor="not-a-cursor")
+
+
+async def test_product_search_filters_and_sorts(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    await place_mix(client, settings)
+    assert workers.projector is not None
+    workers.projector.sync_catalog()
+    workers.projector.catch_up()
+    read = ReadModel(workers.projector.engine)
+
+    assert [p.sku for p in read.products(q="widget")] == ["SKU-A", "SKU-B"]
+    assert [p.sku for p in read.products(category="rare", sort=ProductSort.PRICE)] == [
+        "RACE-10",
+        "LAST-ONE",
+    ]
+    assert [
+        p.sku for p in read.products(min_price=1000, max_price=2500, sort=ProductSort.PRICE_DESC)
+    ] == [
+        "SKU-B",
+        "SKU-A",
+    ]
+    everything = read.products(sort=ProductSort.STOCK)
+    assert [p.stock_on_hand for p in everything] == sorted(p.stock_on_hand for p in everything)
+    assert {p.sku for p in read.products(in_stock=True)} == set(INITIAL_STOCK)
+    assert read.products(in_stock=False) == []
+
+
+async def test_the_projector_catches_up_with_sagas_while_they_run(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    assert workers.projector is not None
+    handles = [await start(client, new_saga_input(settings)) for _ in range(5)]
+    seen = 0
+    for _ in range(3):
+        seen += await asyncio.to_thread(workers.projector.run_once, 2)
+    await asyncio.gather(*(outcome(h) for h in handles))
+    seen += workers.projector.catch_up()
+    assert seen == workers.orders.head()  # type: ignore[union-attr]
+    listed = ReadModel(workers.projector.engine).orders(limit=10).items
+    assert {o.status for o in listed} == {OrderStatus.COMPLETED}
+    assert timedelta(0) <= listed[0].updated_at - listed[0].created_at
+
+
+def rebuild_projections(settings: Settings) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.readmodel.rebuild"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_make_rebuild_projections_rebuilds_the_live_tables(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    """The command a user types (the Makefile target runs this module), on this backend."""
+    assert workers.projector is not None
+    await place_mix(client, settings)
+    workers.projector.catch_up()
+    live = tables(workers)
+    with Session(workers.projector.engine) as session:  # what a rebuild must throw away
+        now = datetime.now(UTC)
+        session.add(
+            OrderSummary(
+                order_id="stale",
+                customer_id="c",
+                status="PENDING",
+                item_count=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        session.commit()
+    rebuilt = await asyncio.to_thread(rebuild_projections, settings)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    events = workers.orders.head()  # type: ignore[union-attr]
+    assert re.fullmatch(rf"projections rebuilt from {events} events in [\d.]+ s\n", rebuilt.stdout)
+    assert tables(workers) == live
+
+
+def test_rebuilding_with_the_event_store_down_is_a_clear_error(tmp_path: Path) -> None:
+    settings = throwaway_settings(
+        tmp_path, orders_db_url="postgresql+psycopg://nobody@127.0.0.1:1/orders"
+    )
+    rebuilt = rebuild_projections(settings)
+    assert rebuilt.returncode == 1
+    assert rebuilt.stderr.startswith("rebuild-projections: a database is unreachable: ")
+    assert "Traceback" not in rebuilt.stderr
