@@ -11,18 +11,24 @@ from temporalio.client import Client
 
 from api.sagas import Sagas
 from cloudmart.settings import Settings
-from services.inventory import InventoryService
+from services.loyalty.service import LoyaltyService
+from services.orders.store import EventStore
+from services.readmodel.queries import ReadModel
 
 
 @dataclass
 class AppState:
+    """What the API holds. It writes nothing itself: commands go to the sagas through Temporal;
+    reads come from the read side's projections, the event store and loyalty's accounts."""
+
     settings: Settings
     client: Client
     sagas: Sagas
-    catalog: InventoryService
-    """Inventory, read-only here: the API lists products but never writes stock."""
+    read: ReadModel
+    events: EventStore
+    loyalty: LoyaltyService
     databases: dict[str, Engine]
-    """Each service's database, for /healthz."""
+    """Every database, for /healthz."""
 
 
 def get_state(request: Request) -> AppState:
@@ -37,3 +43,10 @@ def get_sagas(request: Request) -> Sagas:
 
 
 SagasDep = Annotated[Sagas, Depends(get_sagas)]
+
+
+def get_read(request: Request) -> ReadModel:
+    return get_state(request).read
+
+
+ReadDep = Annotated[ReadModel, Depends(get_read)]

@@ -10,12 +10,17 @@ from fastapi import FastAPI
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit, LastResort
-from api.routes import health, orders, products
+from api.routes import customers, health, orders, products
 from api.sagas import Sagas
 from cloudmart.settings import SERVICES, Settings, get_settings
 from cloudmart.temporal import connect
 from services.database import create_db_engine
-from services.inventory import InventoryService
+from services.loyalty.service import LoyaltyService
+from services.orders.store import EventStore
+from services.readmodel.queries import ReadModel
+
+API_DATABASES = ("orders", *SERVICES, "readmodel", "loyalty")
+"""The databases the API reads (and checks in /healthz); the provider's is another company's."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,13 +31,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Lazy: the API starts (and answers 503) while Temporal is down, and connects when it is up.
         client = await connect(settings, lazy=True)
         databases = {
-            service: create_db_engine(settings.db_url(service), pool_size=2) for service in SERVICES
+            name: create_db_engine(settings.db_url(name), pool_size=2) for name in API_DATABASES
         }
         app.state.cloudmart = AppState(
             settings=settings,
             client=client,
             sagas=Sagas(client, settings),
-            catalog=InventoryService(databases["inventory"]),
+            read=ReadModel(databases["readmodel"]),
+            events=EventStore(databases["orders"]),
+            loyalty=LoyaltyService(databases["loyalty"], EventStore(databases["orders"])),
             databases=databases,
         )
         yield
@@ -48,6 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app, settings.temporal_address)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(LastResort)  # added last: the outermost of ours
-    for router in (orders.router, products.router, health.router):
+    for router in (orders.router, products.router, customers.router, health.router):
         app.include_router(router)
     return app

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import logging
 import uuid
@@ -13,7 +11,6 @@ from datetime import timedelta
 
 from temporalio.client import (
     Client,
-    WorkflowExecution,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
@@ -39,10 +36,8 @@ from api.errors import (
 from cloudmart.contracts.orders import (
     CancelOrder,
     OrderAccepted,
-    OrderPage,
     OrderState,
     OrderStatus,
-    OrderSummary,
     PaymentReviewDecision,
     PlaceOrder,
     UpdateAccepted,
@@ -51,13 +46,9 @@ from cloudmart.contracts.orders import (
 from cloudmart.contracts.saga import (
     CUSTOMER_ID,
     ORDER_STATUS,
-    ORDER_TOTAL,
-    WORKFLOW_TYPE,
-    order_id_of,
     workflow_id,
 )
 from cloudmart.settings import Settings
-from cloudmart.temporal import is_unreachable
 from workflows.order_saga import OrderSaga
 
 log = logging.getLogger("cloudmart.api")
@@ -157,42 +148,6 @@ class Sagas:
                 rpc_timeout=WORKER_DEADLINE,
             )
 
-    async def list(
-        self,
-        *,
-        status: OrderStatus | None,
-        customer_id: str | None,
-        page_size: int,
-        page_token: str | None,
-    ) -> OrderPage:
-        # Every value interpolated here is validated against a strict pattern or an enum.
-        clauses = [
-            f'WorkflowType = "{WORKFLOW_TYPE}"',
-            f'TaskQueue = "{self._settings.task_queues.orders}"',
-        ]
-        if status is not None:
-            clauses.append(f'{ORDER_STATUS.name} = "{status.value}"')
-        if customer_id is not None:
-            clauses.append(f'{CUSTOMER_ID.name} = "{customer_id}"')
-        executions = self._client.list_workflows(
-            " AND ".join(clauses),
-            page_size=page_size,
-            next_page_token=_decode_token(page_token),
-        )
-        try:
-            await executions.fetch_next_page()
-        except RPCError as err:
-            # A token that decodes but is not one of Temporal's gets INVALID_ARGUMENT or, from
-            # the dev server, UNKNOWN: either way the token is at fault, not the server.
-            if page_token is not None and not is_unreachable(err):
-                raise _invalid_page_token() from err
-            raise
-        token = executions.next_page_token
-        return OrderPage(
-            items=[_summary(e) for e in executions.current_page or []],
-            next_page_token=base64.urlsafe_b64encode(token).decode() if token else None,
-        )
-
     def _handle(self, order_id: str) -> WorkflowHandle[OrderSaga, OrderState]:
         return self._client.get_workflow_handle_for(OrderSaga.run, workflow_id(order_id))
 
@@ -245,37 +200,6 @@ def _deadline_passed(err: RPCError) -> bool:
     )
 
 
-def _summary(execution: WorkflowExecution) -> OrderSummary:
-    attributes = execution.typed_search_attributes
-    return OrderSummary(
-        order_id=order_id_of(execution.id),
-        status=_status(attributes.get(ORDER_STATUS)),
-        customer_id=attributes.get(CUSTOMER_ID),
-        total_cents=attributes.get(ORDER_TOTAL),
-        created_at=execution.start_time,
-        closed_at=execution.close_time,
-    )
-
-
 def _status(value: str | None) -> OrderStatus | None:
     """The OrderStatus search attribute, tolerating values this version does not know."""
     return OrderStatus(value) if value in OrderStatus.__members__ else None
-
-
-def _decode_token(token: str | None) -> bytes | None:
-    if token is None:
-        return None
-    try:
-        # Strict: only the alphabet and padding of the tokens this API hands out.
-        decoded = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise _invalid_page_token() from err
-    if not decoded:
-        raise _invalid_page_token()
-    return decoded
-
-
-def _invalid_page_token() -> UnprocessableField:
-    return UnprocessableField(
-        ("query", "page_token"), "not a page token this API returned", "invalid_page_token"
-    )

@@ -22,8 +22,10 @@ from cloudmart.contracts.orders import (
 )
 from cloudmart.devstack import ManagedProcess, settings_env
 from cloudmart.settings import Settings
+from services.database import create_db_engine
 from services.factory import Services
 from services.inventory.catalog import ProductSeed
+from services.migrations import MIGRATED, upgrade
 from services.payment import SimulatedProvider
 from services.reconcile import Books, reconcile
 
@@ -152,6 +154,14 @@ def api_process(settings: Settings) -> Iterator[httpx.Client]:
             yield client
     finally:
         assert api.stop() == 0, api.failure("did not exit 0")
+
+
+def migrate(settings: Settings) -> None:
+    """Every database at head, as the workers leave them."""
+    for name in MIGRATED:
+        engine = create_db_engine(settings.db_url(name), pool_size=1)
+        upgrade(name, engine)
+        engine.dispose()
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cloudmart.devstack import DevStack, throwaway_settings
-from tests.support import api_process, worker_process
+from tests.support import api_process, migrate, worker_process
 
 ROOT = Path(__file__).parent.parent
 RUNS = 6
@@ -74,5 +74,6 @@ def test_the_api_exits_0_on_sigterm_every_time(dev_stack: DevStack, tmp_path: Pa
         settings = throwaway_settings(
             tmp_path, temporal_address=dev_stack.settings.temporal_address
         )
+        migrate(settings)  # as a worker would have: /healthz checks the schemas are there
         with api_process(settings) as api:  # stops it with SIGTERM, checks the status is 0
             assert api.get("/healthz").status_code == 200

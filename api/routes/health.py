@@ -16,10 +16,21 @@ router = APIRouter(tags=["health"])
 CHECK_TIMEOUT = timedelta(seconds=2)
 
 
+class Projection(BaseModel):
+    position: int
+    """The last event the read side has projected."""
+    events_behind: int
+    lag_ms: float | None
+    """From the last projected event's arrival in the store to its projection."""
+
+
 class Health(BaseModel):
     status: str
     checks: dict[str, str]
     """"ok", or what is wrong, per dependency."""
+    projections: Projection | None = None
+    """How far the read side follows the events (absent if the event store or the read side's
+    database is unreachable)."""
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
@@ -31,9 +42,28 @@ async def healthz(state: State) -> JSONResponse:
         *(_check_database(engine) for engine in state.databases.values()),
     )
     checks = dict(zip(names, results, strict=True))
+    projections = None
+    if checks["orders_db"] == checks["readmodel_db"] == "ok":
+        try:
+            projections = await asyncio.to_thread(_projection, state)
+        except Exception as err:  # reachable, but not migrated yet (no worker has run)
+            checks["projections"] = f"unavailable: {_first_line(err)}"
     healthy = all(result == "ok" for result in checks.values())
-    body = Health(status="ok" if healthy else "unavailable", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
+    body = Health(
+        status="ok" if healthy else "unavailable",
+        checks=checks,
+        projections=projections,
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if healthy else 503)
+
+
+def _projection(state: State) -> Projection:
+    projected = state.read.status()
+    return Projection(
+        position=projected.position,
+        events_behind=state.events.head() - projected.position,
+        lag_ms=projected.lag_ms,
+    )
 
 
 async def _check_temporal(state: State) -> str:

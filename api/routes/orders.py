@@ -6,13 +6,14 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
+from pydantic import AwareDatetime
 
-from api.deps import SagasDep
-from api.errors import ERROR_RESPONSES
+from api.deps import ReadDep, SagasDep, State
+from api.errors import ERROR_RESPONSES, OrderNotFound, UnprocessableField
+from cloudmart.contracts.events import Event
 from cloudmart.contracts.orders import (
     CancelOrder,
     OrderAccepted,
-    OrderPage,
     OrderState,
     OrderStatus,
     PaymentReviewDecision,
@@ -20,6 +21,7 @@ from cloudmart.contracts.orders import (
     UpdateAccepted,
 )
 from cloudmart.contracts.text import CustomerId
+from services.readmodel.queries import InvalidCursor, OrderListing
 
 router = APIRouter(prefix="/orders", tags=["orders"], responses=ERROR_RESPONSES)
 
@@ -48,23 +50,39 @@ async def place_order(
     return accepted
 
 
-@router.get("", response_model=OrderPage)
-async def list_orders(
-    sagas: SagasDep,
+@router.get("", response_model=OrderListing)
+def list_orders(
+    read: ReadDep,
     status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
     customer_id: Annotated[CustomerId | None, Query()] = None,
+    created_from: Annotated[AwareDatetime | None, Query(description="inclusive")] = None,
+    created_to: Annotated[AwareDatetime | None, Query(description="exclusive")] = None,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-    page_token: Annotated[str | None, Query(max_length=2048)] = None,
-) -> OrderPage:
-    """Orders from Temporal's visibility store, newest first as it orders them: orders still in
-    progress first (newest started first), then finished ones (most recently finished first).
-    Visibility is eventually consistent: a just-placed order may appear a moment later."""
-    return await sagas.list(
-        status=status_filter,
-        customer_id=customer_id,
-        page_size=page_size,
-        page_token=page_token,
-    )
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> OrderListing:
+    """Orders from the read side (the ``order_summary`` projection), newest first; pass
+    ``next_cursor`` back as ``cursor`` for the next page. The projection follows the events
+    within the lag ``/healthz`` reports: a just-placed order may appear a moment later."""
+    try:
+        return read.orders(
+            status=status_filter,
+            customer_id=customer_id,
+            created_from=created_from,
+            created_to=created_to,
+            limit=page_size,
+            cursor=cursor,
+        )
+    except InvalidCursor as err:
+        raise UnprocessableField(("query", "cursor"), str(err), "invalid_cursor") from err
+
+
+@router.get("/{order_id}/events", response_model=list[Event])
+def order_events(order_id: UUID, state: State) -> list[Event]:
+    """The order's event timeline from the event store, oldest first."""
+    events = state.events.stream(str(order_id))
+    if not events:
+        raise OrderNotFound(str(order_id))
+    return [Event.model_validate(e.model_dump(include=set(Event.model_fields))) for e in events]
 
 
 @router.get("/{order_id}", response_model=OrderState)

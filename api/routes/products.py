@@ -1,15 +1,40 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from api.deps import State
+from fastapi import APIRouter, Query
+
+from api.deps import ReadDep
 from api.errors import ERROR_RESPONSES
 from cloudmart.contracts.steps import ProductView
+from services.readmodel.queries import ProductSort, SalesStats
 
 router = APIRouter(tags=["catalog"], responses=ERROR_RESPONSES)
 
 
 @router.get("/products", response_model=list[ProductView])
-def list_products(state: State) -> list[ProductView]:
-    """The catalog with live stock: on hand (free to order) and reserved (held by sagas)."""
-    return state.catalog.list_products()
+def search_products(
+    read: ReadDep,
+    q: Annotated[str | None, Query(max_length=100, description="in the name or sku")] = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    min_price: Annotated[int | None, Query(ge=0, description="cents")] = None,
+    max_price: Annotated[int | None, Query(ge=0, description="cents")] = None,
+    in_stock: bool | None = None,
+    sort: ProductSort = ProductSort.NAME,
+) -> list[ProductView]:
+    """The catalog with live stock, from the read side's ``product_search`` projection:
+    ``stock_on_hand`` is free to order, ``reserved`` is held by sagas in flight."""
+    return read.products(
+        q=q,
+        category=category,
+        min_price=min_price,
+        max_price=max_price,
+        in_stock=in_stock,
+        sort=sort,
+    )
+
+
+@router.get("/stats", response_model=SalesStats, tags=["stats"])
+def sales_stats(read: ReadDep) -> SalesStats:
+    """Per product: units sold, revenue, units given back by compensations; failures by type."""
+    return read.stats()

@@ -210,15 +210,15 @@ def test_an_idempotency_key_reused_with_another_body_is_refused(api: httpx.Clien
 
 
 def wait_until_listed(api: httpx.Client, customer: str, count: int) -> list[dict[str, Any]]:
-    """Visibility is eventually consistent: wait until ``count`` closed orders of ``customer``
-    are listed."""
+    """The read side follows the events: wait until ``count`` orders of ``customer`` are listed
+    with their final status."""
     deadline = time.monotonic() + 10
     while True:
         items = api.get("/orders", params={"customer_id": customer}).json()["items"]
-        closed = [o for o in items if o["closed_at"]]
-        if len(closed) >= count or time.monotonic() > deadline:
+        ended = [o for o in items if o["status"] in TERMINAL]
+        if len(ended) >= count or time.monotonic() > deadline:
             return items
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
 def test_orders_are_listed_by_customer_and_status_newest_first_in_pages(
@@ -230,21 +230,27 @@ def test_orders_are_listed_by_customer_and_status_newest_first_in_pages(
     failed = wait_for(api, place(api, order_body(customer=customer, token="tok_decline")))
     failed = failed["order_id"]
     listed = wait_until_listed(api, customer, 3)
-    assert {o["order_id"] for o in listed} == {*ok, failed}
-    assert all(o["customer_id"] == customer and o["closed_at"] for o in listed)
     assert [o["order_id"] for o in listed] == [failed, ok[1], ok[0]]
+    assert all(o["customer_id"] == customer for o in listed)
+    assert [o["status"] for o in listed] == ["FAILED", "COMPLETED", "COMPLETED"]
+    assert listed[0]["failure_type"] == "PaymentDeclined"
 
     only_failed = api.get("/orders", params={"customer_id": customer, "status": "FAILED"})
     assert [o["order_id"] for o in only_failed.json()["items"]] == [failed]
 
     page = api.get("/orders", params={"customer_id": customer, "page_size": 2}).json()
-    assert len(page["items"]) == 2 and page["next_page_token"]
+    assert len(page["items"]) == 2 and page["next_cursor"]
     rest = api.get(
         "/orders",
-        params={"customer_id": customer, "page_size": 2, "page_token": page["next_page_token"]},
+        params={"customer_id": customer, "page_size": 2, "cursor": page["next_cursor"]},
     ).json()
     assert [o["order_id"] for o in page["items"] + rest["items"]] == [failed, ok[1], ok[0]]
-    assert rest["next_page_token"] is None
+    assert rest["next_cursor"] is None
+
+    since = api.get(
+        "/orders", params={"customer_id": customer, "created_from": listed[1]["created_at"]}
+    ).json()
+    assert [o["order_id"] for o in since["items"]] == [failed, ok[1]]
 
 
 def test_products_show_the_catalog_with_stock(api: httpx.Client) -> None:
@@ -264,15 +270,18 @@ def test_products_show_the_catalog_with_stock(api: httpx.Client) -> None:
 def test_health_reports_every_dependency(api: httpx.Client) -> None:
     response = api.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {
-        "status": "ok",
-        "checks": {
-            "temporal": "ok",
-            "inventory_db": "ok",
-            "payment_db": "ok",
-            "shipping_db": "ok",
-        },
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"] == {
+        "temporal": "ok",
+        "orders_db": "ok",
+        "inventory_db": "ok",
+        "payment_db": "ok",
+        "shipping_db": "ok",
+        "readmodel_db": "ok",
+        "loyalty_db": "ok",
     }
+    assert set(body["projections"]) == {"position", "events_behind", "lag_ms"}
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -345,10 +354,13 @@ def test_invalid_orders_are_422_naming_the_field(
         ("/orders", {"status": "SHIPPED"}, ["query", "status"]),
         ("/orders", {"customer_id": 'x" OR "1"="1'}, ["query", "customer_id"]),
         ("/orders", {"page_size": 0}, ["query", "page_size"]),
-        ("/orders", {"page_token": "%%%not-base64"}, ["query", "page_token"]),
-        ("/orders", {"page_token": "%%%"}, ["query", "page_token"]),
-        ("/orders", {"page_token": ""}, ["query", "page_token"]),
-        ("/orders", {"page_token": "AAAA"}, ["query", "page_token"]),
+        ("/orders", {"cursor": "%%%not-base64"}, ["query", "cursor"]),
+        ("/orders", {"cursor": "AAAA"}, ["query", "cursor"]),
+        ("/orders", {"cursor": "WyJub3QgYSBkYXRlIiwgIngiXQ=="}, ["query", "cursor"]),
+        ("/orders", {"created_from": "2026-01-01T00:00:00"}, ["query", "created_from"]),
+        ("/products", {"sort": "popularity"}, ["query", "sort"]),
+        ("/products", {"min_price": -1}, ["query", "min_price"]),
+        ("/customers/c%20%22x/loyalty", {}, ["path", "customer_id"]),
         ("/orders/not-a-uuid", {}, ["path", "order_id"]),
     ],
 )
@@ -413,3 +425,84 @@ async def test_a_saga_whose_state_cannot_be_read_is_a_json_500(dev_stack: DevSta
     assert response.json() == {
         "detail": f"the state of order {order_id} could not be read; it has been logged"
     }
+
+
+# --- the read side ----------------------------------------------------------------------------
+
+EVENT_FIELDS = {
+    "event_id",
+    "aggregate_id",
+    "sequence",
+    "event_type",
+    "data",
+    "version",
+    "occurred_at",
+    "user_id",
+}
+
+
+def test_an_orders_events_are_its_timeline(api: httpx.Client) -> None:
+    order_id = place(api, order_body(country="JP"))
+    wait_for(api, order_id)
+    response = api.get(f"/orders/{order_id}/events")
+    assert response.status_code == 200
+    events = response.json()
+    assert all(set(e) == EVENT_FIELDS for e in events)
+    assert [e["event_type"] for e in events] == [
+        "OrderPlaced",
+        "InventoryReserved",
+        "PaymentCharged",
+        "ShipmentFailed",
+        "CompensationStarted",
+        "ShipmentCancelled",
+        "PaymentRefunded",
+        "InventoryReleased",
+        "OrderFailed",
+    ]
+    assert [e["sequence"] for e in events] == list(range(1, 10))
+    assert {e["aggregate_id"] for e in events} == {order_id}
+    assert events[0]["version"] == 2 and events[0]["data"]["country"] == "JP"
+    assert api.get(f"/orders/{UNKNOWN}/events").status_code == 404
+
+
+def test_search_stats_and_loyalty_follow_the_orders(api: httpx.Client) -> None:
+    customer = f"c-{uuid.uuid4().hex[:10]}"
+    before = {p["sku"]: p for p in api.get("/products", params={"q": "hub"}).json()}
+    sold_before = {p["sku"]: p["units_sold"] for p in api.get("/stats").json()["products"]}
+    order_id = place(api, order_body(customer=customer, items=[("HUB-USBC-7", 3)]))
+    total = wait_for(api, order_id)["total_cents"]
+
+    deadline = time.monotonic() + 10
+    while True:  # the read side and loyalty follow the events on their own
+        hub = api.get("/products", params={"q": "hub", "in_stock": "true"}).json()
+        points = api.get(f"/customers/{customer}/loyalty").json()
+        if (
+            hub
+            and hub[0]["stock_on_hand"] == before["HUB-USBC-7"]["stock_on_hand"] - 3
+            and points["points"]
+        ):
+            break
+        assert time.monotonic() < deadline, (hub, points)
+        time.sleep(0.05)
+    assert [p["sku"] for p in hub] == ["HUB-USBC-7"]
+    assert set(hub[0]) == {"sku", "name", "category", "price_cents", "stock_on_hand", "reserved"}
+    stats = api.get("/stats").json()
+    sold = {p["sku"]: p["units_sold"] for p in stats["products"]}
+    assert sold["HUB-USBC-7"] == sold_before.get("HUB-USBC-7", 0) + 3
+    assert points == {
+        "customer_id": customer,
+        "points": total // 100,
+        "history": [
+            {
+                "event_type": "PointsAwarded",
+                "points": total // 100,
+                "order_id": order_id,
+                "reason": "order completed",
+                "occurred_at": points["history"][0]["occurred_at"],
+            }
+        ],
+    }
+    cheap_first = api.get("/products", params={"category": "displays", "sort": "price"}).json()
+    prices = [p["price_cents"] for p in cheap_first]
+    assert prices == sorted(prices) and {p["category"] for p in cheap_first} == {"displays"}
+    assert api.get("/customers/nobody-here/loyalty").json()["points"] == 0

@@ -9,13 +9,16 @@ import httpx
 import pytest
 
 from cloudmart.devstack import DevStack, free_port, throwaway_settings
+from services.database import create_db_engine
+from services.migrations import upgrade
 from tests.api.test_api import order_body, wait_for
 from tests.support import api_process, worker_process
 
 
 @pytest.fixture(scope="module")
 def degraded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
-    """An API whose Temporal is not running and whose payment database cannot be opened."""
+    """An API whose Temporal is not running and whose payment database cannot be opened; the
+    read side and the event store are migrated, loyalty's database is not."""
     data = tmp_path_factory.mktemp("degraded")
     unopenable = data / "payment.db"
     unopenable.mkdir()  # a directory where the database file should be
@@ -23,6 +26,10 @@ def degraded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[htt
     settings = throwaway_settings(
         data, temporal_address=dead_temporal, payment_db_url=f"sqlite:///{unopenable}"
     )
+    for name in ("orders", "readmodel"):
+        engine = create_db_engine(settings.db_url(name), pool_size=1)
+        upgrade(name, engine)
+        engine.dispose()
     with api_process(settings) as api:
         yield api, dead_temporal
 
@@ -34,12 +41,19 @@ def test_placing_an_order_while_temporal_is_down_is_a_clear_503(degraded_api) ->
     assert response.json() == {"detail": f"Temporal is unreachable at {address}; try again shortly"}
 
 
-@pytest.mark.parametrize("path", ["/orders", "/orders/00000000-0000-4000-8000-000000000000"])
-def test_reads_while_temporal_is_down_are_503(degraded_api, path: str) -> None:
+def test_live_saga_state_while_temporal_is_down_is_503(degraded_api) -> None:
     api, address = degraded_api
-    response = api.get(path)
+    response = api.get("/orders/00000000-0000-4000-8000-000000000000")
     assert response.status_code == 503
     assert address in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/orders", "/products", "/stats"])
+def test_the_read_side_answers_while_temporal_is_down(degraded_api, path: str) -> None:
+    """CQRS: listing, search and stats come from projections, not from the saga engine."""
+    api, _ = degraded_api
+    response = api.get(path)
+    assert response.status_code == 200, response.text
 
 
 def test_health_names_what_is_down(degraded_api) -> None:
@@ -52,11 +66,14 @@ def test_health_names_what_is_down(degraded_api) -> None:
     assert body["checks"]["payment_db"].startswith("unreachable: ")
     assert body["checks"]["inventory_db"] == "ok"
     assert body["checks"]["shipping_db"] == "ok"
+    assert body["checks"]["readmodel_db"] == "ok"
+    # The read side is independent of Temporal: its progress is still reported.
+    assert body["projections"] == {"position": 0, "events_behind": 0, "lag_ms": None}
 
 
-def test_products_without_an_initialised_inventory_are_503(degraded_api) -> None:
-    api, _ = degraded_api  # nothing created inventory's tables: no worker ever ran here
-    response = api.get("/products")
+def test_loyalty_without_an_initialised_database_is_503(degraded_api) -> None:
+    api, _ = degraded_api  # nothing created loyalty's tables: no worker ever ran here
+    response = api.get("/customers/c-1/loyalty")
     assert response.status_code == 503
     assert response.json() == {"detail": "a service database is unavailable; see /healthz"}
 

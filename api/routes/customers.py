@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from api.deps import State
+from api.errors import ERROR_RESPONSES
+from cloudmart.contracts.text import CustomerId
+from services.loyalty.account import Statement
+
+router = APIRouter(prefix="/customers", tags=["loyalty"], responses=ERROR_RESPONSES)
+
+
+@router.get("/{customer_id}/loyalty", response_model=Statement)
+def loyalty(customer_id: Annotated[CustomerId, Path()], state: State) -> Statement:
+    """The customer's points and the latest entries of their account (at most 100, oldest
+    first; a customer with none has 0 points). Loyalty
+    follows the order events on its own, so a just-completed order may count a moment later."""
+    return state.loyalty.statement(customer_id)
