@@ -24,7 +24,7 @@ from cloudmart.binaries import find_binary
 from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
 from cloudmart.settings import DATABASES, Settings, get_settings
 
-WORKER_ROLES = ("orchestrator", "inventory", "payment", "shipping")
+WORKER_ROLES = ("orchestrator", "inventory", "payment", "shipping", "projector", "loyalty")
 
 RETENTION = "720h"
 """Closed sagas stay visible (and their Idempotency-Keys binding) for 30 days, not the dev
@@ -196,8 +196,8 @@ class DevStack:
     persist: bool = True
     """Keep Temporal's state in ``<data_dir>/temporal.db`` (False: in memory, for tests)."""
     split: bool = False
-    """One worker process per role (orchestrator, inventory, payment, shipping), as production
-    runs them, instead of one process hosting all four."""
+    """One worker process per role (orchestrator, inventory, payment, shipping, projector,
+    loyalty), as production runs them, instead of one process hosting them all."""
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     _temporal_log: IO[str] | None = None
 

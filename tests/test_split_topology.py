@@ -28,8 +28,10 @@ def test_sagas_wait_for_a_killed_payment_worker_and_finish_once_it_is_back(tmp_p
             "api",
             "temporal",
             "worker-inventory",
+            "worker-loyalty",
             "worker-orchestrator",
             "worker-payment",
+            "worker-projector",
             "worker-shipping",
         ]
         with httpx.Client(base_url=stack.api_url, timeout=30) as api:
@@ -54,6 +56,14 @@ def test_sagas_wait_for_a_killed_payment_worker_and_finish_once_it_is_back(tmp_p
                     break
                 assert time.monotonic() < deadline, [s["status"] for s in states]
                 time.sleep(0.5)
+            # The projector's and loyalty's own processes follow the events to the same end.
+            while True:
+                listed = api.get("/orders", params={"status": "COMPLETED", "page_size": 100})
+                points = api.get(f"/customers/{states[0]['customer_id']}/loyalty").json()
+                if len(listed.json()["items"]) == 20 and points["points"] > 0:
+                    break
+                assert time.monotonic() < deadline, (listed.json(), points)
+                time.sleep(0.2)
     finally:
         stopped = stack.stop()
     assert set(stopped.values()) == {0}, stopped
