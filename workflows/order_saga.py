@@ -350,8 +350,10 @@ class OrderSaga:
 
     @cancel.validator
     def _validate_cancel(self, request: CancelOrder) -> None:
-        if self._state.cancel_reason is not None and not self._state.status.is_terminal:
-            return  # already being cancelled: accepted again, idempotently
+        if self._state.cancel_reason is not None and (
+            self._state.status is OrderStatus.CANCELLED or not self._state.status.is_terminal
+        ):
+            return  # being or already cancelled: accepted again, idempotently
         refusal = self._cancel_refusal()
         if refusal is not None:
             raise ApplicationError(refusal, type="CancelRefused", non_retryable=True)
@@ -363,9 +365,14 @@ class OrderSaga:
 
     @review_payment.validator
     def _validate_review(self, decision: PaymentReviewDecision) -> None:
-        if self._state.status is not OrderStatus.AWAITING_PAYMENT_REVIEW or self._review:
+        status = self._state.status
+        if status.is_terminal:  # its last events may still be being stored
             raise ApplicationError(
-                f"order is {self._state.status}, not awaiting a payment review",
+                f"order is already {status}", type="NotAwaitingReview", non_retryable=True
+            )
+        if status is not OrderStatus.AWAITING_PAYMENT_REVIEW or self._review:
+            raise ApplicationError(
+                f"order is {status}, not awaiting a payment review",
                 type="NotAwaitingReview",
                 non_retryable=True,
             )
