@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from cloudmart.contracts.events import Event, EventType
 from cloudmart.contracts.orders import CancelOrder, OrderState, OrderStatus, PaymentReviewDecision
 from cloudmart.settings import Settings
 from services.factory import Services
 from services.orders.aggregate import replay
-from tests.support import new_saga_input
+from tests.support import Gate, new_saga_input
 from tests.workflows.saga_helpers import outcome, start, wait_for_status
 from workflows.order_saga import OrderSaga
 
@@ -130,3 +132,54 @@ COMPARED = {
     "failure",
     "cancel_reason",
 }
+
+
+def hold_the_last_append(monkeypatch: pytest.MonkeyPatch, workers: Services) -> Gate:
+    """Hold the append of the order's final event: the saga has its outcome, its execution is
+    still open (it waits for its events to be stored)."""
+    store, gate = workers.orders, Gate()
+    assert store is not None
+    original = store.append
+    final = {EventType.ORDER_COMPLETED, EventType.ORDER_FAILED, EventType.ORDER_CANCELLED}
+
+    def append(events: list[Event]) -> int:
+        if any(e.event_type in final for e in events):
+            gate.pass_()
+        return original(events)
+
+    monkeypatch.setattr(store, "append", append)
+    return gate
+
+
+async def test_a_finished_saga_storing_its_last_events_answers_as_an_ended_one(
+    client: Client, settings: Settings, workers: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = hold_the_last_append(monkeypatch, workers)
+    completed = await start(client, new_saga_input(settings))
+    await gate.entered()
+    assert (await completed.query(OrderSaga.state)).status is OrderStatus.COMPLETED
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await completed.execute_update(
+            OrderSaga.review_payment, PaymentReviewDecision(approved=True)
+        )
+    assert isinstance(refused.value.cause, ApplicationError)
+    assert refused.value.cause.message == "order is already COMPLETED"  # as once it has closed
+    gate.open()
+    await outcome(completed)
+    assert timeline(workers, completed.id.removeprefix("order-"))[-1] == "OrderCompleted"
+
+
+async def test_cancelling_again_while_the_cancel_is_being_stored_is_accepted(
+    client: Client, settings: Settings, workers: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = hold_the_last_append(monkeypatch, workers)
+    handle = await start(client, new_saga_input(settings, token="tok_review"))
+    await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+    await handle.execute_update(OrderSaga.cancel, CancelOrder(reason="changed my mind"))
+    await gate.entered()
+    again = await handle.execute_update(OrderSaga.cancel, CancelOrder(reason="clicked twice"))
+    assert again.status is OrderStatus.CANCELLED
+    gate.open()
+    state = await outcome(handle)
+    assert state.cancel_reason == "changed my mind"  # the first reason stands
+    assert timeline(workers, state.order_id).count("OrderCancelled") == 1
