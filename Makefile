@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test lint format bench clean install
+.PHONY: up up-split test lint format bench bench-read rebuild-projections clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m cloudmart.devstack
@@ -15,6 +15,10 @@ up: $(INSTALLED)
 # The same stack with one worker process per service, as production runs it.
 up-split: $(INSTALLED)
 	$(BIN)/python -m cloudmart.devstack --split
+
+# Drop the read side's projections and replay every order event into them.
+rebuild-projections: $(INSTALLED)
+	$(BIN)/python -m services.readmodel.rebuild
 
 test: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -31,6 +35,10 @@ format: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.saga_vs_floor $(BENCH_ARGS)
+
+# The read side: projections vs Temporal at 10,000 orders, rebuilds, snapshots (~25 minutes).
+bench-read: $(INSTALLED)
+	$(BIN)/python -m bench.read_side $(BENCH_ARGS)
 
 install: $(INSTALLED)
 
