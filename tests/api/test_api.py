@@ -55,13 +55,29 @@ def place(api: httpx.Client, body: dict[str, Any], key: str | None = None) -> st
 
 
 def wait_for(api: httpx.Client, order_id: str, statuses: set[str] = TERMINAL) -> dict[str, Any]:
+    """The live state once it reaches one of ``statuses``; a final one, once the read side
+    (eventually consistent) has it too, so that reads of stock and lists that follow see it."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         state = api.get(f"/orders/{order_id}").json()
         if state["status"] in statuses:
+            if state["status"] in TERMINAL:
+                wait_until_projected(api, state)
             return state
         time.sleep(0.05)
     raise AssertionError(f"order {order_id} never reached {statuses}: {state}")
+
+
+def wait_until_projected(api: httpx.Client, state: dict[str, Any]) -> None:
+    """Until the order is listed with its final status: its last event is projected."""
+    params = {"customer_id": state["customer_id"], "status": state["status"], "page_size": 100}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        listed = api.get("/orders", params=params).json()["items"]
+        if any(o["order_id"] == state["order_id"] for o in listed):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the read side never showed order {state['order_id']} as ended")
 
 
 def product(api: httpx.Client, sku: str) -> dict[str, Any]:
