@@ -16,6 +16,8 @@ from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.settings import DATABASES
 from services.database import create_db_engine
 from services.inventory.catalog import DEMO_CATALOG
+from services.orders.aggregate import replay
+from services.orders.store import EventStore
 from services.reconcile import reconcile
 from tests.api.test_api import TERMINAL, order_body
 
@@ -86,8 +88,8 @@ def test_sagas_end_and_books_balance_after_worker_and_server_crashes(tmp_path: P
             order_ids += queued
             states = states_when_all_ended(api, order_ids, timeout=120)
             # A client retrying after the crashes gets its order back, not a second one.
-            replay = api.post("/orders", json=bodies[0], headers={"Idempotency-Key": "before-0"})
-            assert replay.json()["order_id"] == order_ids[0]
+            retried = api.post("/orders", json=bodies[0], headers={"Idempotency-Key": "before-0"})
+            assert retried.json()["order_id"] == order_ids[0]
     finally:
         stopped = stack.stop()
     assert stopped == {"api": 0, "worker": 0, "temporal": 0}
@@ -103,4 +105,16 @@ def test_sagas_end_and_books_balance_after_worker_and_server_crashes(tmp_path: P
     )
     assert problems == []
     assert set(books.orders) >= {"COMPLETED", "FAILED"}
+
+    # The event store kept each order's story exactly once through both crashes: one event per
+    # step of its outcome (none repeated by a retried or replayed append), ending with it; and
+    # the order's fold agrees with its saga.
+    store = EventStore(engines["orders"])
+    for state in states:
+        story = store.stream(state["order_id"])
+        types = [e.event_type for e in story]
+        assert len(types) == len(set(types)), (state["order_id"], types)
+        assert [e.sequence for e in story] == list(range(1, len(story) + 1))
+        assert types[-1] == f"Order{state['status'].title()}", types
+        assert replay(state["order_id"], story).status == state["status"]
     assert books.charged_cents > books.refunded_cents > 0

@@ -15,7 +15,7 @@ from cloudmart.settings import Settings
 from services.factory import Services
 from services.orders.aggregate import replay
 from tests.support import Gate, new_saga_input
-from tests.workflows.saga_helpers import outcome, start, wait_for_status
+from tests.workflows.saga_helpers import activity_attempts, outcome, start, wait_for_status
 from workflows.order_saga import OrderSaga
 
 
@@ -183,3 +183,37 @@ async def test_cancelling_again_while_the_cancel_is_being_stored_is_accepted(
     state = await outcome(handle)
     assert state.cancel_reason == "changed my mind"  # the first reason stands
     assert timeline(workers, state.order_id).count("OrderCancelled") == 1
+
+
+async def test_a_retried_append_and_a_retried_step_store_each_event_once(
+    client: Client, settings: Settings, workers: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store commits the first batch, then the answer is lost (the activity fails): the
+    retry carries the same event ids and stores nothing again. tok_flaky makes the charge fail
+    twice before it succeeds: one PaymentCharged."""
+    store = workers.orders
+    assert store is not None
+    original, calls = store.append, []
+
+    def answer_lost_once(events: list[Event]) -> int:
+        stored = original(events)
+        calls.append(stored)
+        if len(calls) == 1:
+            raise ConnectionError("the answer was lost after the commit")
+        return stored
+
+    monkeypatch.setattr(store, "append", answer_lost_once)
+    handle = await start(client, new_saga_input(settings, token="tok_flaky"))
+    state = await outcome(handle)
+    assert state.status is OrderStatus.COMPLETED
+    assert calls[:2] == [1, 0]  # OrderPlaced stored, then the retry found it there
+    # The history keeps the attempt that completed: the first append's second one.
+    assert await activity_attempts(handle, "orders.append") == [2] + [1] * (len(calls) - 2)
+    assert timeline(workers, state.order_id) == [
+        "OrderPlaced",
+        "InventoryReserved",
+        "PaymentCharged",
+        "ShipmentCreated",
+        "InventoryCommitted",
+        "OrderCompleted",
+    ]
