@@ -63,18 +63,31 @@ class EventLog:
             self._appender = asyncio.create_task(self._append_pending())
 
     async def stored(self) -> None:
-        """Wait until every recorded event is in the store."""
-        while self._appender is not None and not self._appender.done():
-            await self._appender
+        """Wait until every recorded event is in the store (an append's failure is raised)."""
+        while True:
+            if self._appender is not None and not self._appender.done():
+                await self._appender
+            elif self._pending:  # left by an appender that failed: try them again
+                self._appender = asyncio.create_task(self._append_pending())
+            else:
+                return
 
     async def _append_pending(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            await workflow.execute_activity(
-                APPEND_EVENTS.name,
-                AppendEvents(events=batch),
-                result_type=APPEND_EVENTS.result_type,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=APPEND_RETRY,
-                summary=", ".join(e.event_type for e in batch)[:200],
-            )
+            try:
+                await self._append(batch)
+            except BaseException:
+                # Never lost: the next appender (or ``stored``) sends the batch again first.
+                self._pending = batch + self._pending
+                raise
+
+    async def _append(self, batch: list[Event]) -> None:
+        await workflow.execute_activity(
+            APPEND_EVENTS.name,
+            AppendEvents(events=batch),
+            result_type=APPEND_EVENTS.result_type,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=APPEND_RETRY,
+            summary=", ".join(e.event_type for e in batch)[:200],
+        )

@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from cloudmart.contracts.events import Event, StoredEvent
-from cloudmart.contracts.failures import InvalidTransition
 from services.database import read_only, transaction
 from services.orders.models import EventRow
 from services.orders.upcasting import upcast
@@ -21,8 +20,12 @@ order they were taken, so a subscriber that has read up to position p never late
 event below p. (SQLite serialises writers anyway.)"""
 
 
-class ConcurrencyConflict(InvalidTransition):
-    """Another event already has this aggregate's sequence number."""
+class ConcurrencyConflict(RuntimeError):
+    """The aggregate's sequence number already holds a different event.
+
+    Not a business failure but an incident (say, a saga reset past its appends, or an order id
+    reused after its saga's retention): the append is retried, and the saga waits with the error
+    on show in the Web UI, until an operator resolves it. Nothing is silently dropped."""
 
 
 class EventStore:
@@ -32,7 +35,7 @@ class EventStore:
     def append(self, events: Sequence[Event]) -> int:
         """Append the events not yet stored; returns how many were new.
 
-        An event whose id is already stored is skipped (a retried append). A different event
+        An event already stored exactly so is skipped (a retried append). A different event
         with a stored (aggregate, sequence) is a ``ConcurrencyConflict``.
         """
         if not events:
@@ -40,13 +43,23 @@ class EventStore:
         with transaction(self.engine) as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": APPEND_LOCK})
-            stored = set(
-                session.scalars(
-                    select(EventRow.event_id).where(
-                        col(EventRow.event_id).in_([e.event_id for e in events])
-                    )
+            stored = {
+                row.event_id: row
+                for row in session.scalars(
+                    select(EventRow).where(col(EventRow.event_id).in_([e.event_id for e in events]))
                 )
-            )
+            }
+            for event in events:
+                row = stored.get(event.event_id)
+                if row is not None and (row.event_type, row.version, row.data) != (
+                    event.event_type,
+                    event.version,
+                    event.data,
+                ):
+                    raise ConcurrencyConflict(
+                        f"order {event.aggregate_id}: sequence {event.sequence} already holds "
+                        f"a different event ({row.event_type}, not {event.event_type})"
+                    )
             new = [e for e in events if e.event_id not in stored]
             session.add_all(EventRow(**e.model_dump()) for e in new)
             try:

@@ -52,6 +52,17 @@ def test_another_event_with_a_taken_sequence_is_a_conflict(store: EventStore) ->
     assert len(store.stream("o-1")) == 1
 
 
+def test_a_different_event_under_a_taken_sequence_is_refused_not_dropped(
+    store: EventStore,
+) -> None:
+    """Same id (same order and sequence), other content: a reset saga, a reused order id."""
+    store.append([event("o-1", 1)])
+    rewritten = event("o-1", 1).model_copy(update={"data": {"customer_id": "someone-else"}})
+    with pytest.raises(ConcurrencyConflict, match="sequence 1 already holds a different event"):
+        store.append([rewritten, event("o-1", 2)])
+    assert [e.data for e in store.stream("o-1")] == [event("o-1", 1).data]  # nothing appended
+
+
 def test_subscribers_read_everything_in_one_order(store: EventStore) -> None:
     store.append([event("o-1", 1), event("o-2", 1)])
     store.append([event("o-1", 2)])
