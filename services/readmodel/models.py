@@ -30,6 +30,7 @@ class OrderSummary(ReadModelTable, table=True):
     customer_id: str = Field(max_length=64)
     status: str = Field(max_length=32)
     total_cents: int | None = None
+    """Set by InventoryReserved: None while the events show nothing reserved."""
     item_count: int
     """Units ordered, over all lines."""
     failure_type: str | None = Field(default=None, max_length=64)

@@ -165,7 +165,11 @@ def _apply(session: Session, event: StoredEvent, catalog: Catalog) -> None:
             if summary is not None:
                 summary.total_cents = data["total_cents"]
         case EventType.INVENTORY_RELEASED if data["outcome"] == Undo.UNDONE:
-            _move_stock(session, data["lines"], catalog, reserved=-1, sold=0)
+            # A cancel can interrupt the reservation after inventory committed it but before
+            # the saga heard back (no InventoryReserved): then the release undoes a reservation
+            # these projections never counted, and leaves their stock as it is.
+            if summary is not None and summary.total_cents is not None:
+                _move_stock(session, data["lines"], catalog, reserved=-1, sold=0)
             for line in data["lines"]:
                 _sales(session, line["sku"]).units_released += line["quantity"]
         case EventType.INVENTORY_COMMITTED:

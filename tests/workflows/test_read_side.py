@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 from temporalio.client import Client
 
-from cloudmart.contracts.orders import OrderState, OrderStatus
+from cloudmart.contracts.orders import CancelOrder, OrderState, OrderStatus
 from cloudmart.devstack import settings_env, throwaway_settings
 from cloudmart.settings import Settings
 from services.factory import Services
@@ -26,8 +26,9 @@ from services.readmodel.models import (
     ProductSearch,
 )
 from services.readmodel.queries import InvalidCursor, ProductSort, ReadModel
-from tests.support import INITIAL_STOCK, new_saga_input, stock
+from tests.support import INITIAL_STOCK, Gate, new_saga_input, stock
 from tests.workflows.saga_helpers import outcome, start
+from workflows.order_saga import OrderSaga
 
 MIX = [
     {"items": (("SKU-A", 2),)},
@@ -99,6 +100,39 @@ async def test_projections_agree_with_the_sagas_and_the_services(
     status = read.status()
     assert status.position == workers.orders.head()  # type: ignore[union-attr]
     assert status.lag_ms is not None and status.lag_ms >= 0
+
+
+async def test_a_cancel_that_interrupts_a_reservation_inventory_committed_moves_no_stock(
+    client: Client, settings: Settings, workers: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inventory reserves, and the cancel arrives before the saga hears back: no
+    InventoryReserved, yet the release is UNDONE. The search must still show inventory's stock."""
+    inventory, gate = workers.inventory, Gate()
+    assert inventory is not None and workers.projector is not None
+    reserve = inventory.reserve
+
+    def reserve_then_hang(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reservation = reserve(*args, **kwargs)
+        gate.pass_()  # committed; the answer is not back yet
+        return reservation
+
+    monkeypatch.setattr(inventory, "reserve", reserve_then_hang)
+    handle = await start(client, new_saga_input(settings, items=(("SKU-A", 4),)))
+    await gate.entered()
+    await handle.execute_update(OrderSaga.cancel, CancelOrder(reason="changed my mind"))
+    state = await outcome(handle)
+    gate.open()
+    assert state.status is OrderStatus.CANCELLED
+    story = {e.event_type: e.data for e in workers.orders.stream(state.order_id)}  # type: ignore[union-attr]
+    assert "InventoryReserved" not in story
+    assert story["InventoryReleased"]["outcome"] == "UNDONE"
+
+    workers.projector.sync_catalog()  # as the projector's worker does when it starts
+    workers.projector.catch_up()
+    read = ReadModel(workers.projector.engine)
+    assert {p.sku: (p.stock_on_hand, p.reserved) for p in read.products()} == stock(workers)
+    assert stock(workers)["SKU-A"] == (INITIAL_STOCK["SKU-A"], 0)
+    assert {p.sku: p.units_released for p in read.stats().products}["SKU-A"] == 4
 
 
 async def test_a_crash_mid_batch_neither_skips_nor_doubles_an_event(
