@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -67,8 +68,8 @@ def list_orders(
         return read.orders(
             status=status_filter,
             customer_id=customer_id,
-            created_from=created_from,
-            created_to=created_to,
+            created_from=_utc(created_from, "created_from"),
+            created_to=_utc(created_to, "created_to"),
             limit=page_size,
             cursor=cursor,
         )
@@ -107,3 +108,14 @@ async def review_payment(
 ) -> UpdateAccepted:
     """Approve or reject a payment held for fraud review (409 unless it is awaiting one)."""
     return await sagas.review_payment(str(order_id), decision)
+
+
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """In UTC, as the projection stores times; a time that does not fit (year 1 at +14:00) is
+    the client's error, not the database's."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as err:
+        raise UnprocessableField(("query", field), "out of range", "datetime_range") from err

@@ -64,4 +64,5 @@ class Subscription(LoyaltyTable, table=True):
     __tablename__ = "subscription"
 
     name: str = Field(primary_key=True, max_length=64)
-    position: int = 0
+    position: int = Field(default=0, sa_type=BigInteger)
+    """The store's positions are 64-bit: so is a subscriber's place in it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index
+from sqlalchemy import BigInteger, Index
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -79,7 +79,8 @@ class Checkpoint(ReadModelTable, table=True):
     __tablename__ = "checkpoints"
 
     name: str = Field(primary_key=True, max_length=64)
-    position: int = 0
+    position: int = Field(default=0, sa_type=BigInteger)
+    """The store's positions are 64-bit: so is a subscriber's place in it."""
     lag_ms: float | None = None
     """From the last event's arrival in the store to its projection."""
     updated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

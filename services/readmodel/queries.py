@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel
@@ -204,6 +204,9 @@ def _encode(created_at: datetime, order_id: str) -> str:
 def _decode(cursor: str) -> tuple[datetime, str]:
     try:
         created_at, order_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created_at), str(order_id)
-    except (ValueError, TypeError) as err:
+        at = datetime.fromisoformat(created_at)
+        if at.tzinfo is None:
+            raise ValueError("a naive time")
+        return at.astimezone(UTC), str(order_id)
+    except (ValueError, TypeError, OverflowError) as err:
         raise InvalidCursor("not a cursor this API returned") from err

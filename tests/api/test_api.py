@@ -374,6 +374,9 @@ def test_invalid_orders_are_422_naming_the_field(
         ("/orders", {"cursor": "AAAA"}, ["query", "cursor"]),
         ("/orders", {"cursor": "WyJub3QgYSBkYXRlIiwgIngiXQ=="}, ["query", "cursor"]),
         ("/orders", {"created_from": "2026-01-01T00:00:00"}, ["query", "created_from"]),
+        ("/orders", {"created_from": "0001-01-01T00:00:00+14:00"}, ["query", "created_from"]),
+        # A cursor this API never hands out: a naive time inside.
+        ("/orders", {"cursor": "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwgIngiXQ=="}, ["query", "cursor"]),
         ("/products", {"sort": "popularity"}, ["query", "sort"]),
         ("/products", {"min_price": -1}, ["query", "min_price"]),
         ("/customers/c%20%22x/loyalty", {}, ["path", "customer_id"]),

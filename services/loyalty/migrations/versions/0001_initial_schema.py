@@ -55,7 +55,7 @@ def upgrade() -> None:
     op.create_table(
         "subscription",
         sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
 

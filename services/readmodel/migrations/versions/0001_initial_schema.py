@@ -20,7 +20,7 @@ def upgrade() -> None:
     op.create_table(
         "checkpoints",
         sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
         sa.Column("lag_ms", sa.Float(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("name"),
