@@ -56,6 +56,33 @@ def _against_provider(
     return problems
 
 
+def _charges_per_order(provider: Engine) -> list[str]:
+    """The provider captured at most once per order and refunded at most what it captured,
+    whatever idempotency keys our side used."""
+    problems = []
+    captured: Counter[str] = Counter()
+    amounts: dict[str, int] = {}
+    for key, reference, amount in _rows(
+        provider,
+        "SELECT idempotency_key, reference, amount_cents FROM provider_charges "
+        "WHERE state = 'captured'",
+    ):
+        order_id = key.split(":")[1] if ":" in key else key
+        captured[order_id] += 1
+        amounts[reference] = amount
+        if captured[order_id] == 2:
+            problems.append(f"order {order_id} was captured more than once by the provider")
+    refunded: Counter[str] = Counter()
+    for reference, amount in _rows(
+        provider, "SELECT charge_reference, amount_cents FROM provider_refunds"
+    ):
+        refunded[reference] += amount
+    for reference, amount in refunded.items():
+        if amount > amounts.get(reference, 0):
+            problems.append(f"charge {reference}: refunded {amount} > captured")
+    return problems
+
+
 def _rows(engine: Engine, sql: str) -> list[tuple]:
     with read_only(engine).connect() as connection:
         return [tuple(row) for row in connection.execute(text(sql))]
@@ -71,12 +98,38 @@ def reconcile(
     initial_stock: Mapping[str, int] | None = None,
 ) -> tuple[Books, list[str]]:
     """Returns the books and the violations (empty when everything is accounted for)."""
+    books, by_area = audit(
+        orders,
+        inventory=inventory,
+        payment=payment,
+        shipping=shipping,
+        provider=provider,
+        initial_stock=initial_stock,
+    )
+    return books, [problem for problems in by_area.values() for problem in problems]
+
+
+AREAS = ("stock", "money", "one charge per order", "shipments")
+"""What :func:`audit` reports on, each on its own (the chaos run prints one line per area)."""
+
+
+def audit(
+    orders: Iterable[OrderState],
+    *,
+    inventory: Engine,
+    payment: Engine,
+    shipping: Engine,
+    provider: Engine | None = None,
+    initial_stock: Mapping[str, int] | None = None,
+) -> tuple[Books, dict[str, list[str]]]:
+    """The books, and the violations per area of :data:`AREAS`."""
     by_id = {o.order_id: o for o in orders}
     completed = {i: o for i, o in by_id.items() if o.status is OrderStatus.COMPLETED}
     ended = {i for i, o in by_id.items() if o.status.is_terminal}
-    problems: list[str] = []
+    found: dict[str, list[str]] = {area: [] for area in AREAS}
 
     # Stock: conserved per sku, never negative, nothing held by an ended order.
+    problems = found["stock"]
     for sku, on_hand, reserved, sold, received in _rows(
         inventory, "SELECT sku, stock_on_hand, reserved, sold, received FROM products"
     ):
@@ -115,6 +168,7 @@ def reconcile(
             problems.append(f"{sku}: reserved {reserved} != open lines {reserved_lines[sku]}")
 
     # Money: captured minus refunded is exactly what completed orders cost.
+    problems = found["money"]
     charges = {
         order_id: (status, amount)
         for order_id, status, amount in _rows(
@@ -138,8 +192,10 @@ def reconcile(
             problems.append(f"order {order_id} is {by_id[order_id].status}; charge is {status}")
     if provider is not None:
         problems += _against_provider(provider, charges, completed_total)
+        found["one charge per order"] += _charges_per_order(provider)
 
     # Shipping: a live shipment for every completed order and for no other ended order.
+    problems = found["shipments"]
     shipments = dict(_rows(shipping, "SELECT order_id, status FROM shipments"))
     for order_id, status in shipments.items():
         if order_id not in by_id:
@@ -157,4 +213,4 @@ def reconcile(
         completed_total_cents=completed_total,
         units_sold=sum(sold_lines.values()),
     )
-    return books, problems
+    return books, found

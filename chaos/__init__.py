@@ -1,0 +1,1 @@
+"""The chaos run (``make chaos``): orders under load while processes and a database fail."""

@@ -1,0 +1,59 @@
+"""The chaos run's HTTP client: it rides out a stack that is failing on purpose.
+
+A 503 (Temporal or a worker or a database down) or a dropped connection is retried until a
+deadline, and counted; anything else the API answers is returned to the caller. Orders are
+placed with an Idempotency-Key, so a retry after a lost answer never places a second order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+
+RETRYABLE = (httpx.TransportError,)  # connection refused/reset, timeouts, a dropped answer
+
+
+class GaveUp(RuntimeError):
+    """The API did not answer usefully before the deadline."""
+
+
+class ChaosClient:
+    def __init__(self, base_url: str, *, timeout: float = 15) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+        self._lock = threading.Lock()
+        self.retries: Counter[str] = Counter()
+        """Retries per kind of request (place, cancel, review, poll, list)."""
+        self.unexpected: list[str] = []
+        """Answers the API must never give (a 5xx other than 503)."""
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(
+        self, kind: str, method: str, path: str, *, deadline: float, **kwargs: Any
+    ) -> httpx.Response:
+        """The first answer that is not a 503 or a transport error; retried until ``deadline``."""
+        pause = 0.2
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+                if response.status_code != 503:
+                    if response.status_code >= 500:
+                        with self._lock:
+                            self.unexpected.append(
+                                f"{method} {path}: {response.status_code} {response.text[:200]}"
+                            )
+                    return response
+                why = f"503 {response.text[:120]}"
+            except RETRYABLE as err:
+                why = f"{type(err).__name__}: {err}"
+            if time.monotonic() > deadline:
+                raise GaveUp(f"{method} {path}: still failing at the deadline ({why})")
+            with self._lock:
+                self.retries[kind] += 1
+            time.sleep(pause)
+            pause = min(pause * 1.5, 2.0)

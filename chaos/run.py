@@ -1,0 +1,229 @@
+"""One chaos run: a stack of its own, the load and the faults, the settle phase, the checks."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, make_url, text
+
+from chaos import checks
+from chaos.client import ChaosClient
+from chaos.faults import Faults
+from chaos.orders import Load, plan
+from cloudmart.contracts.orders import OrderState
+from cloudmart.devstack import DevStack, settings_env, throwaway_settings
+from cloudmart.settings import DATABASES, Settings
+from services.database import create_db_engine
+from services.factory import build_projector
+from services.inventory.catalog import DEMO_CATALOG
+from services.reconcile import audit
+
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+STOP_ORDER = ("api", "worker", "temporal")
+"""Stopped in this order at the end whatever order the restarts left: clients first."""
+
+
+@dataclass(frozen=True)
+class Options:
+    orders: int = 300
+    concurrency: int = 20
+    split: bool = False
+    postgres: bool = False
+    postgres_url: str = POSTGRES_ADMIN_URL
+    kill_every: float = 4.0
+    outage_seconds: float = 10.0
+    seed: int = 1
+    settle_timeout: float = 120.0
+    data_dir: Path | None = None
+    """Where the stack keeps its state (default: a temporary directory, removed afterwards)."""
+
+
+@dataclass
+class Report:
+    options: Options
+    outcomes: dict[str, int]
+    kills: dict[str, int]
+    kill_statuses: dict[int, int]
+    temporal_restarts: int
+    outage: tuple[str, float] | None
+    retries: dict[str, int]
+    cancels: dict[str, int]
+    reviews: dict[str, int]
+    load_seconds: float
+    settle_seconds: float
+    checks: list[checks.Check]
+    exit_statuses: dict[str, int]
+    fault_log: list[str] = field(default_factory=list)
+
+    @property
+    def violations(self) -> list[str]:
+        return [f"{c.name}: {v}" for c in self.checks for v in c.violations]
+
+
+@contextmanager
+def postgres_databases(admin_url: str) -> Iterator[tuple[Engine, dict[str, str]]]:
+    """Databases of the run's own on the local PostgreSQL, dropped afterwards."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    prefix = f"chaos_{uuid.uuid4().hex[:8]}"
+    base = make_url(admin_url)
+    names = [f"{prefix}_{database}" for database in DATABASES]
+    try:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield (
+            admin,
+            {
+                f"{database}_db_url": base.set(database=name).render_as_string(hide_password=False)
+                for database, name in zip(DATABASES, names, strict=True)
+            },
+        )
+    finally:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run(options: Options) -> Report:
+    with tempfile.TemporaryDirectory(prefix="cloudmart-chaos-") as scratch:
+        data_dir = options.data_dir or Path(scratch)
+        if not options.postgres:
+            return _run(options, data_dir, admin=None, urls={})
+        with postgres_databases(options.postgres_url) as (admin, urls):
+            return _run(options, data_dir, admin=admin, urls=urls)
+
+
+def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[str, str]) -> Report:
+    settings = throwaway_settings(
+        data_dir, task_queue_prefix=f"chaos-{uuid.uuid4().hex[:6]}", **urls
+    )
+    stack = DevStack(
+        settings, settings_env(settings), output=None, persist=True, split=options.split
+    )
+    rng = random.Random(options.seed)
+    planned = plan(options.orders, options.seed)
+    statuses: dict[str, int] = {}
+    stack.start()
+    client = ChaosClient(stack.api_url)
+    load = Load(client, planned, options.concurrency)
+    faults = Faults(
+        stack,
+        kill_every=options.kill_every,
+        outage_seconds=options.outage_seconds,
+        progress=lambda: load.done / max(1, len(planned)),
+        rng=rng,
+        admin=admin,
+    )
+    reviewing = threading.Event()
+    try:
+        load.review_in_background(reviewing)
+        started = time.monotonic()
+        faults.start()
+        load.run(patience=options.settle_timeout)
+        load_seconds = time.monotonic() - started
+        faults.stop()
+        settled = time.monotonic()
+        _settle(load, settled + options.settle_timeout)
+        settle_seconds = time.monotonic() - settled
+        _wait_for_projector(settings, time.monotonic() + 60)
+    finally:
+        reviewing.set()
+        client.close()
+        statuses = _stop(stack)
+
+    states = {order_id: load.states.get(order_id) for order_id in load.order_ids.values()}
+    ended = [OrderState.model_validate(s) for s in states.values() if s is not None]
+    found = [checks.terminal(states, options.settle_timeout)]
+    found += _books(settings, ended, len(states))
+    found.append(checks.exit_statuses(statuses, faults.unexpected))
+    found.append(checks.api_answers(client.unexpected, load.gave_up, load.placed))
+    outcomes: dict[str, int] = {}
+    for state in states.values():
+        status = (state or {}).get("status", "UNKNOWN")
+        outcomes[status] = outcomes.get(status, 0) + 1
+    return Report(
+        options=options,
+        outcomes=outcomes,
+        kills=dict(faults.kills),
+        kill_statuses=dict(faults.kill_statuses),
+        temporal_restarts=faults.temporal_restarts,
+        outage=faults.outage,
+        retries=dict(client.retries),
+        cancels=load.cancels,
+        reviews=load.reviews,
+        load_seconds=load_seconds,
+        settle_seconds=settle_seconds,
+        checks=found,
+        exit_statuses=statuses,
+        fault_log=faults.log,
+    )
+
+
+def _settle(load: Load, deadline: float) -> None:
+    """Follow every order that has not ended yet, until all have or the deadline passes."""
+    while time.monotonic() < deadline:
+        unfinished = load.unfinished()
+        if not unfinished:
+            return
+        for order_id in unfinished:
+            load.follow(order_id, min(deadline, time.monotonic() + 1))
+        time.sleep(0.5)
+
+
+def _wait_for_projector(settings: Settings, deadline: float) -> None:
+    """Until the read side has every event (it follows the store: eventually consistent)."""
+    orders = create_db_engine(settings.db_url("orders"), pool_size=1)
+    readmodel = create_db_engine(settings.db_url("readmodel"), pool_size=1)
+    try:
+        while time.monotonic() < deadline:
+            with orders.connect() as connection:
+                head = connection.execute(text("SELECT MAX(position) FROM events")).scalar()
+            with readmodel.connect() as connection:
+                done = connection.execute(text("SELECT MAX(position) FROM checkpoints")).scalar()
+            if head is None or done == head:
+                return
+            time.sleep(0.3)
+    finally:
+        orders.dispose()
+        readmodel.dispose()
+
+
+def _stop(stack: DevStack) -> dict[str, int]:
+    statuses = {}
+    names = sorted(stack.processes, key=lambda n: STOP_ORDER.index(n.split("-")[0]))
+    for name in names:
+        statuses[name] = stack.processes.pop(name).stop()
+    statuses.update(stack.stop())
+    return statuses
+
+
+def _books(settings: Settings, states: list[OrderState], orders: int) -> list[checks.Check]:
+    engines = {name: create_db_engine(settings.db_url(name), pool_size=1) for name in DATABASES}
+    projector = build_projector(settings)
+    try:
+        _, by_area = audit(
+            states,
+            inventory=engines["inventory"],
+            payment=engines["payment"],
+            shipping=engines["shipping"],
+            provider=engines["payment_provider"],
+            initial_stock={p.sku: p.stock for p in DEMO_CATALOG},
+        )
+        found = checks.book_checks(by_area, orders)
+        found.append(checks.events_once(checks.event_rows(engines["orders"]), states))
+        found.append(checks.projections_equal_rebuild(projector))
+        return found
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+        projector.engine.dispose()
+        projector.store.engine.dispose()
