@@ -22,10 +22,17 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     )
 
 
+UNREACHABLE = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+
+
 def is_unreachable(err: BaseException) -> bool:
-    """Whether ``err`` means Temporal could not be reached (as opposed to a refused request)."""
+    """Whether ``err`` means Temporal could not be reached (as opposed to a refused request).
+
+    CANCELLED is what a call gets when the server dies under it (``h2 protocol error``: the
+    chaos run found it as a 500 where a 503 belongs); it never means the request was refused.
+    """
     if isinstance(err, RPCError):
-        return err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+        return err.status in UNREACHABLE
     return isinstance(err, RuntimeError) and str(err).startswith("Failed client connect")
 
 

@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from temporalio.service import RPCError, RPCStatusCode
 
 from cloudmart.devstack import DevStack, free_port, throwaway_settings
+from cloudmart.temporal import is_unreachable
 from services.database import create_db_engine
 from services.migrations import upgrade
 from tests.api.test_api import order_body, wait_for
@@ -108,3 +110,10 @@ def test_an_order_whose_worker_is_down_is_a_clear_503_and_a_retry_is_safe(
     # The cancel waiting since the 503 reached the saga in its very first task: before any step.
     assert state["status"] == "CANCELLED"
     assert state["steps"] == [] and state["compensations"] == []
+
+
+def test_a_call_cut_off_by_a_dying_server_is_unreachable_not_an_error() -> None:
+    """What a query gets when Temporal is SIGKILLed under it (found by the chaos run as a 500):
+    a 503, try again; a refused request stays an error."""
+    assert is_unreachable(RPCError("h2 protocol error: http2 error", RPCStatusCode.CANCELLED, b""))
+    assert not is_unreachable(RPCError("bad", RPCStatusCode.INVALID_ARGUMENT, b""))
