@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test lint format bench bench-read rebuild-projections clean install
+.PHONY: up up-split test lint format bench bench-read chaos load rebuild-projections clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m cloudmart.devstack
@@ -35,6 +35,15 @@ format: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.saga_vs_floor $(BENCH_ARGS)
+
+# 300 orders at concurrency 20 while workers, Temporal and a database fail; every invariant
+# checked at the end (exit 1 on a violation). E.g. CHAOS_ARGS="--split" or "--postgres".
+chaos: $(INSTALLED)
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
+
+# 1000 sagas at concurrency 50 from a client process, three times: no process dies mid-run.
+load: $(INSTALLED)
+	$(BIN)/python -m chaos.load $(LOAD_ARGS)
 
 # The read side: projections vs Temporal at 10,000 orders, rebuilds, snapshots (~25 minutes).
 bench-read: $(INSTALLED)

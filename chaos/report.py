@@ -42,5 +42,7 @@ def render(report: Report) -> str:
     if violations:
         lines += ["", f"{len(violations)} violation(s):"]
         lines += [f"  {v}" for v in violations[:50]]
+    if report.kept is not None:
+        lines += ["", f"state and logs kept in {report.kept}"]
     lines += ["", "VERDICT: " + ("PASS" if not violations else "FAIL")]
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import tempfile
 import threading
 import time
@@ -61,7 +62,12 @@ class Report:
     settle_seconds: float
     checks: list[checks.Check]
     exit_statuses: dict[str, int]
+    settings: Settings
+    states: list[OrderState]
+    """The orders' last states seen (what the books are checked against)."""
     fault_log: list[str] = field(default_factory=list)
+    kept: Path | None = None
+    """Where the run's state and logs (``logs/stack.log``) were kept."""
 
     @property
     def violations(self) -> list[str]:
@@ -94,20 +100,29 @@ def postgres_databases(admin_url: str) -> Iterator[tuple[Engine, dict[str, str]]
 
 
 def run(options: Options) -> Report:
-    with tempfile.TemporaryDirectory(prefix="cloudmart-chaos-") as scratch:
-        data_dir = options.data_dir or Path(scratch)
-        if not options.postgres:
-            return _run(options, data_dir, admin=None, urls={})
+    """The run; its state and logs are removed after a pass and kept (``Report.kept``) after a
+    violation, to find out why."""
+    data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="cloudmart-chaos-"))
+    if not options.postgres:
+        report = _run(options, data_dir, admin=None, urls={})
+    else:
         with postgres_databases(options.postgres_url) as (admin, urls):
-            return _run(options, data_dir, admin=admin, urls=urls)
+            report = _run(options, data_dir, admin=admin, urls=urls)
+    if options.data_dir is None and not report.violations:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    else:
+        report.kept = data_dir
+    return report
 
 
 def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[str, str]) -> Report:
     settings = throwaway_settings(
         data_dir, task_queue_prefix=f"chaos-{uuid.uuid4().hex[:6]}", **urls
     )
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    log = (data_dir / "logs" / "stack.log").open("a")
     stack = DevStack(
-        settings, settings_env(settings), output=None, persist=True, split=options.split
+        settings, settings_env(settings), output=log, persist=True, split=options.split
     )
     rng = random.Random(options.seed)
     planned = plan(options.orders, options.seed)
@@ -143,7 +158,7 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
     states = {order_id: load.states.get(order_id) for order_id in load.order_ids.values()}
     ended = [OrderState.model_validate(s) for s in states.values() if s is not None]
     found = [checks.terminal(states, options.settle_timeout)]
-    found += _books(settings, ended, len(states))
+    found += books(settings, ended, len(states))
     found.append(checks.exit_statuses(statuses, faults.unexpected))
     found.append(checks.api_answers(client.unexpected, load.gave_up, load.placed))
     outcomes: dict[str, int] = {}
@@ -164,6 +179,8 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
         settle_seconds=settle_seconds,
         checks=found,
         exit_statuses=statuses,
+        settings=settings,
+        states=ended,
         fault_log=faults.log,
     )
 
@@ -206,7 +223,9 @@ def _stop(stack: DevStack) -> dict[str, int]:
     return statuses
 
 
-def _books(settings: Settings, states: list[OrderState], orders: int) -> list[checks.Check]:
+def books(settings: Settings, states: list[OrderState], orders: int) -> list[checks.Check]:
+    """The checks of the stopped stack's databases: the services' books, the event store, and
+    the projections against a rebuild (done in place: nothing else writes any more)."""
     engines = {name: create_db_engine(settings.db_url(name), pool_size=1) for name in DATABASES}
     projector = build_projector(settings)
     try:

@@ -90,3 +90,23 @@ def test_money_the_provider_took_that_our_books_lack_is_reported(services: Servi
     found = problems(services, orders)
     assert "provider captured 99 for order o-2; we have no charge" in found
     assert any(p.startswith("provider captured 2099 - refunded 0") for p in found)
+
+
+def test_a_second_capture_or_an_over_refund_by_the_provider_is_reported(
+    services: Services,
+) -> None:
+    orders = [complete(services, "o-1")]
+    assert problems(services, orders) == []
+    provider = services.payment.provider
+    provider.charge(idempotency_key="charge:o-1:again", token="tok_ok", amount_cents=2000)
+    found = problems(services, orders)
+    assert "order o-1 was captured more than once by the provider" in found
+    reference = services.payment.provider.charge(
+        idempotency_key="charge:o-1", token="tok_ok", amount_cents=2000
+    ).reference
+    sql(
+        provider.engine,
+        "INSERT INTO provider_refunds (idempotency_key, reference, charge_reference, amount_cents)"
+        f" VALUES ('refund:x', 'r-x', '{reference}', 2001)",
+    )
+    assert f"charge {reference}: refunded 2001 > captured" in problems(services, orders)

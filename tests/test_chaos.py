@@ -1,0 +1,143 @@
+"""The chaos run (``make chaos``), short: 40 orders while the worker is SIGKILLed every 2.5 s,
+Temporal once and a service database goes away; every check passes. Then each check is shown to
+fail when the books it reads are broken: a check that cannot fail proves nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from chaos import checks
+from chaos.report import render
+from chaos.run import Options, Report, books, run
+from cloudmart.contracts.orders import OrderItem, OrderState, OrderStatus
+from services.database import create_db_engine
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    options = Options(
+        orders=40,
+        concurrency=10,
+        kill_every=2.5,
+        outage_seconds=4,
+        settle_timeout=90,
+        seed=7,
+        data_dir=tmp_path_factory.mktemp("chaos"),
+    )
+    return run(options)
+
+
+def test_a_short_chaos_run_breaks_nothing(report: Report) -> None:
+    assert report.violations == [], render(report)
+    assert report.kills["worker"] >= 1 and report.kills["temporal"] == 1
+    assert report.kill_statuses == {-9: sum(report.kills.values())}
+    assert report.temporal_restarts == 1
+    assert report.outage is not None and report.outage[1] >= 4
+    assert report.exit_statuses == {"api": 0, "worker": 0, "temporal": 0}
+    assert sum(report.outcomes.values()) == 40
+    assert {"COMPLETED", "FAILED"} <= set(report.outcomes)
+    assert "VERDICT: PASS" in render(report)
+
+
+def sql(report: Report, database: str, statement: str, **params: str) -> None:
+    engine = create_db_engine(report.settings.db_url(database), pool_size=1)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(statement), params)
+    finally:
+        engine.dispose()
+
+
+def failing(report: Report) -> dict[str, list[str]]:
+    found = books(report.settings, report.states, len(report.states))
+    return {check.name: check.violations for check in found if not check.passed}
+
+
+def test_the_checks_fail_on_broken_books_after_a_run(report: Report) -> None:
+    done = next(s.order_id for s in report.states if s.status is OrderStatus.COMPLETED)
+    failed = next(s.order_id for s in report.states if s.status is OrderStatus.FAILED)
+    assert failing(report) == {}
+
+    sql(report, "payment", "UPDATE charges SET amount_cents = 1 WHERE order_id = :o", o=done)
+    sql(
+        report,
+        "shipping",
+        "INSERT INTO shipments (order_id, status, created_at, updated_at)"
+        " VALUES (:o, 'CREATED', '2026-01-01', '2026-01-01')",
+        o=failed,
+    )
+    sql(
+        report,
+        "orders",
+        "UPDATE events SET event_type = 'OrderPlaced' WHERE aggregate_id = :o AND sequence = 2",
+        o=done,
+    )
+    sql(
+        report,
+        "readmodel",
+        "UPDATE order_summary SET status = 'FAILED' WHERE order_id = :o",
+        o=done,
+    )
+    broken = failing(report)
+
+    money = "money: charged - refunded = completed total (books and provider)"
+    assert f"completed order {done}: charge CAPTURED 1" in broken[money]
+    assert broken["no shipment for a failed or cancelled order"] == [
+        f"order {failed} is FAILED but was shipped"
+    ]
+    assert broken["no event appended twice; streams end in the outcome"] == [
+        f"order {done}: OrderPlaced appended 2 times"
+    ]
+    assert any(done in v for v in broken["projections equal a rebuild from the events"])
+
+
+NOW = datetime.now(UTC)
+
+
+def state(order_id: str, status: OrderStatus) -> OrderState:
+    return OrderState(
+        order_id=order_id,
+        customer_id="c",
+        status=status,
+        items=[OrderItem(sku="SKU-A", quantity=1)],
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def test_the_event_check_finds_repeats_gaps_and_missing_outcomes() -> None:
+    good = [("o-1", 1, "OrderPlaced", "e1"), ("o-1", 2, "OrderCompleted", "e2")]
+    assert checks.events_once(good, [state("o-1", OrderStatus.COMPLETED)]).passed
+    found = checks.events_once(
+        [
+            *good,
+            ("o-1", 2, "OrderCompleted", "e2"),
+            ("o-2", 1, "OrderPlaced", "e3"),
+            ("o-2", 3, "OrderFailed", "e4"),
+        ],
+        [state("o-1", OrderStatus.COMPLETED), state("o-2", OrderStatus.CANCELLED)],
+    ).violations
+    assert "order o-1: sequence 2 stored 2 times" in found
+    assert "event e2 stored 2 times" in found
+    assert "order o-1: OrderCompleted appended 2 times" in found
+    assert "order o-2: sequences [1, 3] have gaps" in found
+    assert "order o-2 is CANCELLED; its stream ends OrderFailed" in found
+    live = checks.events_once(good, [state("o-1", OrderStatus.CHARGING_PAYMENT)]).violations
+    assert live == ["order o-1 is CHARGING_PAYMENT but has ['OrderCompleted']"]
+
+
+def test_unfinished_sagas_and_bad_exit_statuses_fail() -> None:
+    ended = checks.terminal(
+        {"o-1": {"status": "COMPLETED"}, "o-2": {"status": "COMPENSATING"}, "o-3": None}, 60
+    )
+    assert ended.violations == ["order o-2 is still COMPENSATING", "order o-3 is still None"]
+    assert ended.counted == "1/3 ended"
+    stopped = checks.exit_statuses({"api": 0, "worker": -6}, ["worker died on its own (status 1)"])
+    assert stopped.violations == [
+        "worker exited with status -6 on SIGTERM",
+        "worker died on its own (status 1)",
+    ]
+    assert not checks.api_answers(["POST /orders: 500 boom"], [], 1).passed
