@@ -34,9 +34,13 @@ class Check:
         return not self.violations
 
 
-def terminal(states: Mapping[str, Mapping[str, Any] | None], settle_timeout: float) -> Check:
-    """Every saga ended: COMPLETED, FAILED or CANCELLED."""
+def terminal(
+    states: Mapping[str, Mapping[str, Any] | None], settle_timeout: float, running: int
+) -> Check:
+    """Every saga ended (COMPLETED, FAILED or CANCELLED), and its execution closed."""
     check = Check(f"every saga terminal <= {settle_timeout:.0f}s after the faults", "")
+    if running:
+        check.violations.append(f"{running} saga execution(s) still running (-1: unknown)")
     ended = 0
     for order_id, state in states.items():
         status = (state or {}).get("status")

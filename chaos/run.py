@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -19,6 +20,7 @@ from chaos import checks
 from chaos.client import ChaosClient
 from chaos.faults import Faults
 from chaos.orders import Load, plan
+from cloudmart.binaries import find_binary
 from cloudmart.contracts.orders import OrderState
 from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.settings import DATABASES, Settings
@@ -148,6 +150,7 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
         faults.stop()
         settled = time.monotonic()
         _settle(load, settled + options.settle_timeout)
+        running = _wait_until_closed(settings, settled + options.settle_timeout)
         settle_seconds = time.monotonic() - settled
         _wait_for_projector(settings, time.monotonic() + 60)
     finally:
@@ -157,7 +160,7 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
 
     states = {order_id: load.states.get(order_id) for order_id in load.order_ids.values()}
     ended = [OrderState.model_validate(s) for s in states.values() if s is not None]
-    found = [checks.terminal(states, options.settle_timeout)]
+    found = [checks.terminal(states, options.settle_timeout, running)]
     found += books(settings, ended, len(states))
     found.append(checks.exit_statuses(statuses, faults.unexpected))
     found.append(checks.api_answers(client.unexpected, load.gave_up, load.placed))
@@ -194,6 +197,27 @@ def _settle(load: Load, deadline: float) -> None:
         for order_id in unfinished:
             load.follow(order_id, min(deadline, time.monotonic() + 1))
         time.sleep(0.5)
+
+
+def _wait_until_closed(settings: Settings, deadline: float) -> int:
+    """Until no saga's execution is still running; how many still are at the deadline.
+
+    A saga reports its outcome (the state query) before it has stored its last events, and
+    ends only once they are: the books are checked when every execution has closed."""
+    command = [
+        *(find_binary("temporal"), "workflow", "count"),
+        *("--address", settings.temporal_address, "-n", settings.temporal_namespace),
+        *("--query", 'ExecutionStatus="Running"'),
+    ]
+    running = -1
+    while time.monotonic() < deadline:
+        counted = subprocess.run(command, capture_output=True, text=True)
+        if counted.returncode == 0:
+            running = int(counted.stdout.split()[-1])
+            if running == 0:
+                return 0
+        time.sleep(0.5)
+    return running
 
 
 def _wait_for_projector(settings: Settings, deadline: float) -> None:
