@@ -33,6 +33,9 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument("--postgres-url", default=POSTGRES_ADMIN_URL, help="an admin connection")
     parser.add_argument("--kill-every", type=float, default=4.0, metavar="SECONDS")
     parser.add_argument("--outage-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--temporal-down", type=float, default=3.0, help="seconds before Temporal is restarted"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--settle-timeout",

@@ -60,6 +60,8 @@ class Faults:
     stack: DevStack
     kill_every: float
     outage_seconds: float
+    temporal_down: float
+    """How long the Temporal server stays dead before its restart: clients meet it down."""
     progress: Callable[[], float]
     rng: random.Random
     admin: Engine | None = None
@@ -105,16 +107,18 @@ class Faults:
     def _note(self, what: str) -> None:
         self.log.append(f"{time.monotonic() - self._started:7.1f}s {what}")
 
-    def _kill(self, name: str) -> None:
+    def _kill(self, name: str, down: float = 0) -> None:
+        """SIGKILL, ``down`` seconds dead, then restarted and ready."""
+        killed = time.monotonic()
         status = self.stack.kill(name)
         self.kills[name] += 1
         self.kill_statuses[status] += 1
         if status != -signal.SIGKILL:
             self.unexpected.append(f"{name} killed with SIGKILL reported status {status}")
-        started = time.monotonic()
+        time.sleep(down)
         self._restart(name)
         self._note(
-            f"SIGKILL {name} (status {status}), ready again in {time.monotonic() - started:.1f}s"
+            f"SIGKILL {name} (status {status}), ready {time.monotonic() - killed:.1f}s later"
         )
 
     def _restart(self, name: str) -> None:
@@ -131,7 +135,7 @@ class Faults:
         self._kill(name)
 
     def _kill_temporal(self) -> None:
-        self._kill("temporal")  # restarted on the same --db-filename
+        self._kill("temporal", self.temporal_down)  # restarted on the same --db-filename
         self.temporal_restarts += 1
 
     def _database_outage(self) -> None:

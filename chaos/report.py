@@ -23,7 +23,7 @@ def render(report: Report) -> str:
         ("payment reviews", _counts(report.reviews)),
         ("SIGKILLs per process", _counts(report.kills)),
         ("SIGKILL exit statuses", _counts(report.kill_statuses)),
-        ("temporal restarts", str(report.temporal_restarts)),
+        ("temporal restarts", f"{report.temporal_restarts} (after {o.temporal_down:g}s dead)"),
         ("db outage", outage),
         ("client retries", f"{sum(report.retries.values())} ({_counts(report.retries)})"),
         ("exit on SIGTERM", _counts(report.exit_statuses)),

@@ -43,6 +43,7 @@ class Options:
     postgres_url: str = POSTGRES_ADMIN_URL
     kill_every: float = 4.0
     outage_seconds: float = 10.0
+    temporal_down: float = 3.0
     seed: int = 1
     settle_timeout: float = 120.0
     data_dir: Path | None = None
@@ -136,6 +137,7 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
         stack,
         kill_every=options.kill_every,
         outage_seconds=options.outage_seconds,
+        temporal_down=options.temporal_down,
         progress=lambda: load.done / max(1, len(planned)),
         rng=rng,
         admin=admin,

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from chaos import checks
+from chaos.load import one_run
 from chaos.report import render
 from chaos.run import Options, Report, books, run
 from cloudmart.contracts.orders import OrderItem, OrderState, OrderStatus
@@ -157,3 +158,11 @@ def test_unfinished_sagas_and_bad_exit_statuses_fail() -> None:
         "worker died on its own (status 1)",
     ]
     assert not checks.api_answers(["POST /orders: 500 boom"], [], 1).passed
+
+
+def test_a_client_process_under_load_ends_every_saga_and_exits_0() -> None:
+    """``make load``, small: 200 sagas at concurrency 50 from a child process whose exit status
+    is checked (it once died under such a load), on a stack whose processes must all exit 0."""
+    row, ok = one_run(1, sagas=200, concurrency=50, plain_exit=False)
+    assert ok, row
+    assert row[1] == "200/200" and row[5] == "0"
