@@ -36,6 +36,12 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--temporal-down", type=float, default=3.0, help="seconds before Temporal is restarted"
     )
+    parser.add_argument(
+        "--follow-seconds",
+        type=float,
+        default=5.0,
+        help="a customer follows its order this long at most before placing the next",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--settle-timeout",

@@ -84,8 +84,8 @@ class Faults:
 
     def stop(self) -> None:
         self._stop.set()
-        assert self._thread is not None
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
 
     def _run(self) -> None:
         next_kill = time.monotonic() + self.kill_every

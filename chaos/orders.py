@@ -25,8 +25,6 @@ SKUS = (
     "CAM-VINTAGE-01",  # one in stock: out-of-stock failures
 )
 UNKNOWN_SKU = "NO-SUCH-SKU"
-ORDER_WAIT = 90.0
-"""How long one customer follows its order during the load; the settle phase follows the rest."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +72,9 @@ class Load:
     client: ChaosClient
     orders: list[PlannedOrder]
     concurrency: int
+    follow_seconds: float
+    """How long a customer follows its order before placing the next (the settle phase follows
+    the rest): while the stack is down, new orders keep arriving, as they would."""
     order_ids: dict[int, str] = field(default_factory=dict)
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     cancels: dict[str, int] = field(default_factory=dict)
@@ -121,7 +122,7 @@ class Load:
                 with self._lock:
                     key = str(answer.status_code)
                     self.cancels[key] = self.cancels.get(key, 0) + 1
-            self.follow(order_id, time.monotonic() + ORDER_WAIT)
+            self.follow(order_id, time.monotonic() + self.follow_seconds)
         except GaveUp as err:
             with self._lock:
                 self.gave_up.append(str(err))

@@ -44,6 +44,7 @@ class Options:
     kill_every: float = 4.0
     outage_seconds: float = 10.0
     temporal_down: float = 3.0
+    follow_seconds: float = 5.0
     seed: int = 1
     settle_timeout: float = 120.0
     data_dir: Path | None = None
@@ -132,7 +133,7 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
     statuses: dict[str, int] = {}
     stack.start()
     client = ChaosClient(stack.api_url)
-    load = Load(client, planned, options.concurrency)
+    load = Load(client, planned, options.concurrency, options.follow_seconds)
     faults = Faults(
         stack,
         kill_every=options.kill_every,
@@ -152,11 +153,12 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
         faults.stop()
         settled = time.monotonic()
         _settle(load, settled + options.settle_timeout)
-        running = _wait_until_closed(settings, settled + options.settle_timeout)
+        running = wait_until_closed(settings, settled + options.settle_timeout)
         settle_seconds = time.monotonic() - settled
         _wait_for_projector(settings, time.monotonic() + 60)
     finally:
         reviewing.set()
+        faults.stop()  # again, harmless; first, if the load itself broke
         client.close()
         statuses = _stop(stack)
 
@@ -201,7 +203,7 @@ def _settle(load: Load, deadline: float) -> None:
         time.sleep(0.5)
 
 
-def _wait_until_closed(settings: Settings, deadline: float) -> int:
+def wait_until_closed(settings: Settings, deadline: float) -> int:
     """Until no saga's execution is still running; how many still are at the deadline.
 
     A saga reports its outcome (the state query) before it has stored its last events, and

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from chaos.run import wait_until_closed
 from cloudmart.contracts.orders import OrderState
 from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.settings import DATABASES
@@ -87,6 +88,8 @@ def test_sagas_end_and_books_balance_after_worker_and_server_crashes(tmp_path: P
             stack.start_process("temporal")  # on the same database file
             order_ids += queued
             states = states_when_all_ended(api, order_ids, timeout=120)
+            # A saga reports its outcome before it stores its last events: wait for its end.
+            assert wait_until_closed(settings, time.monotonic() + 60) == 0
             # A client retrying after the crashes gets its order back, not a second one.
             retried = api.post("/orders", json=bodies[0], headers={"Idempotency-Key": "before-0"})
             assert retried.json()["order_id"] == order_ids[0]
