@@ -26,7 +26,9 @@ class ChaosClient:
         self._http = httpx.Client(base_url=base_url, timeout=timeout)
         self._lock = threading.Lock()
         self.retries: Counter[str] = Counter()
-        """Retries per kind of request (place, cancel, review, poll, list)."""
+        """503s and dropped connections per kind of request (place, cancel, review, poll, list):
+        each is retried, unless the caller's deadline has passed (a customer who stops
+        following an order; the settle phase follows it again)."""
         self.unexpected: list[str] = []
         """Answers the API must never give (a 5xx other than 503)."""
 
@@ -51,9 +53,9 @@ class ChaosClient:
                 why = f"503 {response.text[:120]}"
             except RETRYABLE as err:
                 why = f"{type(err).__name__}: {err}"
-            if time.monotonic() > deadline:
-                raise GaveUp(f"{method} {path}: still failing at the deadline ({why})")
             with self._lock:
                 self.retries[kind] += 1
+            if time.monotonic() > deadline:
+                raise GaveUp(f"{method} {path}: still failing at the deadline ({why})")
             time.sleep(pause)
             pause = min(pause * 1.5, 2.0)

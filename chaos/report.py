@@ -25,7 +25,10 @@ def render(report: Report) -> str:
         ("SIGKILL exit statuses", _counts(report.kill_statuses)),
         ("temporal restarts", f"{report.temporal_restarts} (after {o.temporal_down:g}s dead)"),
         ("db outage", outage),
-        ("client retries", f"{sum(report.retries.values())} ({_counts(report.retries)})"),
+        (
+            "client retries (503, drop)",
+            f"{sum(report.retries.values())} ({_counts(report.retries)})",
+        ),
         ("exit on SIGTERM", _counts(report.exit_statuses)),
     ]
     width = max(len(k) for k, _ in facts)
