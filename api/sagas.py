@@ -172,6 +172,11 @@ class Sagas:
                 raise await self._not_running(order_id) from err
             if _deadline_passed(err):
                 raise self._no_worker(order_id, kind) from err
+            if _workflow_task_failing(err):
+                raise Unavailable(
+                    f"order {order_id}'s saga is recovering (its workflow task is being retried, "
+                    "e.g. after a worker crash); try again shortly"
+                ) from err
             raise
 
     @staticmethod
@@ -197,6 +202,14 @@ def _deadline_passed(err: RPCError) -> bool:
     # The SDK reports its own client-side deadline as CANCELLED "Timeout expired".
     return err.status is RPCStatusCode.DEADLINE_EXCEEDED or (
         err.status is RPCStatusCode.CANCELLED and "timeout" in err.message.lower()
+    )
+
+
+def _workflow_task_failing(err: RPCError) -> bool:
+    """The server refuses queries and updates while the saga's last workflow task failed or
+    timed out (a worker killed mid-task) until a worker completes its retry: transient."""
+    return err.status is RPCStatusCode.FAILED_PRECONDITION and any(
+        detail.type_url.endswith("WorkflowNotReadyFailure") for detail in err.grpc_status.details
     )
 
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from google.protobuf.any_pb2 import Any
+from temporalio.api.common.v1 import GrpcStatus
+from temporalio.api.errordetails.v1 import WorkflowNotReadyFailure
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.errors import Unavailable
+from api.sagas import Sagas
 from cloudmart.devstack import DevStack, free_port, throwaway_settings
 from cloudmart.temporal import is_unreachable
 from services.database import create_db_engine
@@ -117,3 +123,26 @@ def test_a_call_cut_off_by_a_dying_server_is_unreachable_not_an_error() -> None:
     a 503, try again; a refused request stays an error."""
     assert is_unreachable(RPCError("h2 protocol error: http2 error", RPCStatusCode.CANCELLED, b""))
     assert not is_unreachable(RPCError("bad", RPCStatusCode.INVALID_ARGUMENT, b""))
+
+
+async def test_a_saga_whose_workflow_task_is_being_retried_is_a_503_not_a_500() -> None:
+    """What a query gets while a killed worker's workflow task waits for its retry (found by the
+    chaos run as a 500): the server's FAILED_PRECONDITION with WorkflowNotReadyFailure."""
+    not_ready = GrpcStatus(
+        code=RPCStatusCode.FAILED_PRECONDITION,
+        message="Unable to query workflow due to Workflow Task in failed state.",
+        details=[
+            Any(type_url=f"type.googleapis.com/{WorkflowNotReadyFailure.DESCRIPTOR.full_name}")
+        ],
+    )
+    sagas = Sagas(None, throwaway_settings(Path("unused")))  # type: ignore[arg-type]
+    with pytest.raises(Unavailable, match="is recovering"):
+        async with sagas._answers("o-1", "query"):
+            raise RPCError(
+                not_ready.message, RPCStatusCode.FAILED_PRECONDITION, not_ready.SerializeToString()
+            )
+    with pytest.raises(RPCError):  # any other precondition is not a reason to retry
+        async with sagas._answers("o-1", "query"):
+            raise RPCError(
+                "other", RPCStatusCode.FAILED_PRECONDITION, GrpcStatus(code=9).SerializeToString()
+            )
