@@ -54,8 +54,9 @@ def database_outage(url: str, admin: Engine | None) -> Iterator[None]:
 class Faults:
     """Until stopped: a worker killed every ``kill_every`` seconds (restarted at once), one
     database outage once a quarter of the orders have ended (``progress``), one Temporal kill at
-    half; whatever was not injected yet is injected before it stops. One fault at a time: a
-    worker that starts while its database is down exits (it migrates before it polls)."""
+    half; whatever was not injected yet (a worker kill too) is injected before it stops. One
+    fault at a time: a worker that starts while its database is down can exit (it migrates
+    before it polls)."""
 
     stack: DevStack
     kill_every: float
@@ -102,6 +103,8 @@ class Faults:
             self._database_outage()
         if self.temporal_restarts == 0:
             self._kill_temporal()
+        if not any(name.startswith("worker") for name in self.kills):
+            self._kill_worker(self.rng.choice(self.stack.worker_names))
         self._check_alive()
 
     def _note(self, what: str) -> None:
