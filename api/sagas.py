@@ -81,6 +81,7 @@ class Sagas:
             order,
             payment_review_timeout=self._settings.payment_review_timeout,
             task_queues=self._settings.task_queues,
+            stuck_policy=self._settings.stuck_policy,
         )
         try:
             await self._client.start_workflow(

@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cloudmart.contracts.orders import StuckPolicy
 from cloudmart.contracts.routing import TaskQueues
 
 SERVICES = ("inventory", "payment", "shipping")
@@ -52,6 +53,13 @@ class Settings(BaseSettings):
     payment_review_timeout: timedelta = timedelta(hours=24)
     """How long a payment held for fraud review waits for a decision (seconds or ISO 8601)."""
 
+    compensation_stuck_attempts: int = Field(default=20, ge=1)
+    compensation_stuck_after: timedelta = Field(default=timedelta(minutes=10), gt=timedelta(0))
+    """A compensation failing this many times, or for this long, marks its order
+    COMPENSATION_STUCK for an operator; it keeps being retried."""
+    compensation_retry_cap: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    """The longest wait between retries of a stuck compensation."""
+
     shipping_countries: Annotated[frozenset[str], NoDecode] = frozenset(
         {"AT", "BE", "DE", "DK", "ES", "FR", "GB", "IE", "IT", "NL", "PL", "SE", "US"}
     )
@@ -86,6 +94,14 @@ class Settings(BaseSettings):
 
     def db_url(self, service: str) -> str:
         return getattr(self, f"{service}_db_url")
+
+    @property
+    def stuck_policy(self) -> StuckPolicy:
+        return StuckPolicy(
+            attempts=self.compensation_stuck_attempts,
+            after=self.compensation_stuck_after,
+            retry_cap=self.compensation_retry_cap,
+        )
 
     @property
     def task_queues(self) -> TaskQueues:

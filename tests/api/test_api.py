@@ -101,6 +101,7 @@ def test_an_order_completes_and_its_stock_is_sold(api: httpx.Client) -> None:
     assert state["failure"] is None
     assert [(s["name"], s["status"]) for s in state["steps"]] == [
         ("inventory.reserve", "COMPLETED"),
+        ("payment.check_fraud", "COMPLETED"),
         ("payment.charge", "COMPLETED"),
         ("shipping.create", "COMPLETED"),
         ("inventory.commit", "COMPLETED"),
@@ -471,6 +472,7 @@ def test_an_orders_events_are_its_timeline(api: httpx.Client) -> None:
     assert [e["event_type"] for e in events] == [
         "OrderPlaced",
         "InventoryReserved",
+        "FraudCheckPassed",
         "PaymentCharged",
         "ShipmentFailed",
         "CompensationStarted",
