@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import httpx
 
+from cloudmart.codec import new_key_entry, parse_payload_keys
 from cloudmart.contracts.orders import (
     OrderItem,
     OrderSagaInput,
@@ -22,6 +23,7 @@ from cloudmart.contracts.orders import (
 )
 from cloudmart.devstack import ManagedProcess, settings_env
 from cloudmart.settings import Settings
+from cloudmart.temporal import encrypted_converter
 from services.database import create_db_engine
 from services.factory import Services
 from services.inventory.catalog import ProductSeed
@@ -36,6 +38,11 @@ CATALOG = (
     ProductSeed(sku="RACE-10", name="Ten in stock", category="rare", price_cents=500, stock=10),
 )
 INITIAL_STOCK = {p.sku: p.stock for p in CATALOG}
+
+TEST_PAYLOAD_KEYS = new_key_entry("test-1")
+"""The tests' payload key, new each session: every test's Temporal client encrypts, as in
+production."""
+TEST_CONVERTER = encrypted_converter(parse_payload_keys(TEST_PAYLOAD_KEYS))
 
 
 def address(country: str = "DE") -> ShippingAddress:
