@@ -377,12 +377,18 @@ def main() -> None:
         workers = "4 worker processes" if split else "worker"
         print(f"Starting CloudMart Sagas (Temporal dev server, {workers}, API)...", flush=True)
         stack.start()
+        keys_from = (
+            "CLOUDMART_PAYLOAD_KEYS"
+            if settings.payload_key_ring
+            else str((settings.data_dir / PAYLOAD_KEYS_FILE).resolve())
+        )
         print(
             "\n"
             f"  API + docs     {stack.api_url}/docs\n"
             f"  Temporal UI    {stack.ui_url}\n"
             f"  Temporal gRPC  {settings.temporal_address}\n"
             f"  State          {settings.data_dir.resolve()} (logs in logs/)\n"
+            f"  Payload keys   {keys_from}\n"
             "\n  Ctrl-C stops everything; `make up` again picks up where it left off.\n",
             flush=True,
         )
