@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from temporalio.api.history.v1 import History
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from cloudmart.binaries import find_binary
 from cloudmart.codec import ENCODING, KEY_ID
 from cloudmart.contracts.orders import OrderState, OrderStatus
 from cloudmart.contracts.saga import workflow_id
@@ -213,6 +215,41 @@ async def test_the_codec_server_decodes_a_history_for_the_web_ui(
     assert placed["shipping_address"]["line1"] == "Hauptstr. 1"
     assert "charge 4999 cents" in values  # an activity's summary, as the UI lists it
     assert any(isinstance(v, dict) and v.get("status") == "COMPLETED" for v in values)  # result
+
+
+def test_the_cli_shows_a_history_decoded_through_the_codec_server(
+    ui_stack: DevStack, api: httpx.Client
+) -> None:
+    order_id = place(api, "tok_ok", "Hauptstr. 7")
+    assert wait_for_end(api, order_id)["status"] == "COMPLETED"
+
+    def shown_payload_data(*flags: str) -> bytes:
+        """Every payload's data in ``temporal workflow show -o json`` (protobuf JSON, base64)."""
+        command = [find_binary("temporal"), "workflow", "show", "-w", workflow_id(order_id)]
+        command += ["-o", "json", "--address", ui_stack.settings.temporal_address, *flags]
+        shown = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        found: list[bytes] = []
+
+        def walk(node: object) -> None:
+            if isinstance(node, dict):
+                if isinstance(node.get("data"), str) and "metadata" in node:
+                    found.append(base64.b64decode(node["data"]))
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(json.loads(shown))
+        return b"\n".join(found)
+
+    assert b"Hauptstr. 7" not in shown_payload_data()
+    assert b"Hauptstr. 7" in shown_payload_data("--codec-endpoint", ui_stack.codec_url)
 
 
 def test_the_codec_server_encodes_what_it_decodes(api: httpx.Client) -> None:
