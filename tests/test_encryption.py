@@ -173,6 +173,9 @@ def wait_for_end(api: httpx.Client, order_id: str) -> dict[str, Any]:
 
 
 async def plain_history(stack: DevStack, order_id: str) -> History:
+    """The closed saga's history, read without the codec (the saga reports its outcome a
+    moment before it returns: it still stores its last events)."""
+    await (await connect(stack.settings)).get_workflow_handle(workflow_id(order_id)).result()
     plain = await Client.connect(
         stack.settings.temporal_address, data_converter=pydantic_data_converter
     )
