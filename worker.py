@@ -33,7 +33,7 @@ from activities.shipping import ShippingActivities
 from cloudmart.contracts.routing import TaskQueues
 from cloudmart.process import exit_now
 from cloudmart.settings import SERVICES, Settings, get_settings
-from cloudmart.temporal import connect, is_unreachable
+from cloudmart.temporal import PayloadKeysMissing, connect, data_converter, is_unreachable
 from services.factory import Services, open_services, prepare
 from workflows.order_saga import OrderSaga
 
@@ -200,7 +200,11 @@ def main(argv: list[str] | None = None) -> None:
     roles = ROLES if args.service == "all" else (args.service,)
     status = 0
     try:
+        data_converter(settings)  # no keys: refuse before touching any database
         asyncio.run(serve(settings, roles, ready_file=args.ready_file))
+    except PayloadKeysMissing as err:
+        print(f"worker: {err}", file=sys.stderr)
+        status = 1
     except Exception as err:
         if is_unreachable(err):
             print(

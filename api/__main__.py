@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import signal
+import sys
 
 import uvicorn
 
 from cloudmart.process import exit_now
 from cloudmart.settings import get_settings
+from cloudmart.temporal import PayloadKeysMissing, data_converter
 
 
 def main() -> None:
     settings = get_settings()
+    try:
+        data_converter(settings)  # refuse to start rather than write order data in clear
+    except PayloadKeysMissing as err:
+        print(f"api: {err}", file=sys.stderr)
+        exit_now(1)
     config = uvicorn.Config(
         "api.main:create_app",
         factory=True,

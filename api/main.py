@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit, LastResort
-from api.routes import customers, health, orders, products
+from api.routes import codec, customers, health, orders, products
 from api.sagas import Sagas
 from cloudmart.settings import SERVICES, Settings, get_settings
 from cloudmart.temporal import connect
@@ -54,7 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app, settings.temporal_address)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
-    app.add_middleware(LastResort)  # added last: the outermost of ours
-    for router in (orders.router, products.router, customers.router, health.router):
+    app.add_middleware(LastResort)
+    # Outermost: even an error answer to the Web UI carries the CORS headers it needs to read it.
+    app.add_middleware(codec.CodecCORS, origins=settings.codec_origins)
+    for router in (orders.router, products.router, customers.router, health.router, codec.router):
         app.include_router(router)
     return app

@@ -1,7 +1,9 @@
 """The dev stack behind ``make up``: Temporal's dev server with its Web UI, the worker, the API.
 
 State persists under the data directory: ``temporal.db`` for Temporal, one SQLite file per
-service, and ``logs/``. Ctrl-C stops the API, then the worker, then Temporal, and exits 0.
+service, ``logs/``, and ``payload-keys`` (the payload encryption key, generated on first start
+when ``CLOUDMART_PAYLOAD_KEYS`` is not set). Ctrl-C stops the API, then the worker, then
+Temporal, and exits 0.
 The API tests and the benchmark start the same stack, with the same server flags, on free ports.
 """
 
@@ -20,7 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from pydantic import SecretStr
+
 from cloudmart.binaries import find_binary
+from cloudmart.codec import new_key_entry, parse_payload_keys
 from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
 from cloudmart.settings import DATABASES, Settings, get_settings
 
@@ -46,7 +51,12 @@ SERVER_TUNING = (
 
 
 def temporal_server_command(
-    *, port: int, ui_port: int | None, db_file: Path | None, log_level: str = "warn"
+    *,
+    port: int,
+    ui_port: int | None,
+    db_file: Path | None,
+    log_level: str = "warn",
+    codec_endpoint: str | None = None,
 ) -> list[str]:
     """The dev server's command line: the same flags for `make up`, tests and benchmarks."""
     command = [
@@ -64,6 +74,9 @@ def temporal_server_command(
     for key in SEARCH_ATTRIBUTES:
         command += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
     command += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+    if ui_port and codec_endpoint:
+        # The browser calls it to show decrypted payloads (the API's codec server).
+        command += ["--ui-codec-endpoint", codec_endpoint]
     if db_file is not None:
         command += ["--db-filename", str(db_file)]
     return command
@@ -147,10 +160,36 @@ def settings_env(settings: Settings, base: Mapping[str, str] = os.environ) -> di
     """An environment in which child processes read exactly ``settings``."""
     env = {k: v for k, v in base.items() if not k.startswith("CLOUDMART_")}
     for name, value in settings.model_dump(mode="json").items():
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):  # dumped masked; the children need the real value
+            value = secret.get_secret_value()
         if isinstance(value, list):
             value = ",".join(value)
         env[f"CLOUDMART_{name.upper()}"] = str(value)
     return env
+
+
+PAYLOAD_KEYS_FILE = "payload-keys"
+
+
+def with_dev_payload_keys(settings: Settings) -> Settings:
+    """``settings`` with payload keys: the configured ones, else the dev stack's own, generated
+    into ``<data_dir>/payload-keys`` (owner-only) on first use and reused after, so that every
+    process of the stack, and every restart, encrypts and decrypts with the same key."""
+    if settings.payload_key_ring:
+        return settings
+    path = settings.data_dir / PAYLOAD_KEYS_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(new_key_entry("dev-1") + "\n")
+    keys = path.read_text().strip()
+    try:
+        parse_payload_keys(keys)
+    except ValueError as err:
+        raise StackError(f"{path}: {err} (fix it, or delete it to generate a new key)") from None
+    return settings.model_copy(update={"payload_keys": SecretStr(keys)})
 
 
 def throwaway_settings(data_dir: Path, **overrides: object) -> Settings:
@@ -163,7 +202,7 @@ def throwaway_settings(data_dir: Path, **overrides: object) -> Settings:
         "api_port": free_port(),
         **{f"{database}_db_url": "" for database in DATABASES},
     }
-    return Settings(**{**defaults, **overrides})  # type: ignore[arg-type]
+    return with_dev_payload_keys(Settings(**{**defaults, **overrides}))  # type: ignore[arg-type]
 
 
 def free_port() -> int:
@@ -209,8 +248,17 @@ class DevStack:
     def ui_url(self) -> str:
         return f"http://localhost:{self.settings.temporal_ui_port}"
 
+    @property
+    def codec_url(self) -> str:
+        """The API's codec server, as the browser showing the Web UI reaches it."""
+        host = self.settings.api_host
+        host = "localhost" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{host}:{self.settings.api_port}/codec"
+
     def start(self) -> None:
         (self.settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.settings = with_dev_payload_keys(self.settings)
+        self.env["CLOUDMART_PAYLOAD_KEYS"] = self.settings.payload_keys.get_secret_value()
         self._check_ports()
         for name in ("temporal", *self.worker_names, "api"):
             self.start_process(name)
@@ -247,6 +295,7 @@ class DevStack:
                 port=port,
                 ui_port=self.settings.temporal_ui_port or None,
                 db_file=data_dir / "temporal.db" if self.persist else None,
+                codec_endpoint=self.codec_url,
             ),
             env=self.env,
             output=self._temporal_log,
@@ -328,12 +377,18 @@ def main() -> None:
         workers = "4 worker processes" if split else "worker"
         print(f"Starting CloudMart Sagas (Temporal dev server, {workers}, API)...", flush=True)
         stack.start()
+        keys_from = (
+            "CLOUDMART_PAYLOAD_KEYS"
+            if settings.payload_key_ring
+            else str((settings.data_dir / PAYLOAD_KEYS_FILE).resolve())
+        )
         print(
             "\n"
             f"  API + docs     {stack.api_url}/docs\n"
             f"  Temporal UI    {stack.ui_url}\n"
             f"  Temporal gRPC  {settings.temporal_address}\n"
             f"  State          {settings.data_dir.resolve()} (logs in logs/)\n"
+            f"  Payload keys   {keys_from}\n"
             "\n  Ctrl-C stops everything; `make up` again picks up where it left off.\n",
             flush=True,
         )

@@ -33,6 +33,17 @@ def test_the_dev_server_gets_the_documented_flags(tmp_path: Path) -> None:
         assert flag in command
 
 
+def test_the_web_ui_is_pointed_at_the_codec_server_and_a_headless_server_is_not() -> None:
+    with_ui = temporal_server_command(
+        port=7233, ui_port=8233, db_file=None, codec_endpoint="http://127.0.0.1:8000/codec"
+    )
+    assert " --ui-codec-endpoint http://127.0.0.1:8000/codec" in " ".join(with_ui)
+    headless = temporal_server_command(
+        port=7233, ui_port=None, db_file=None, codec_endpoint="http://127.0.0.1:8000/codec"
+    )
+    assert "--ui-codec-endpoint" not in headless
+
+
 def test_a_busy_port_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

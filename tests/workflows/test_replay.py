@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -32,7 +31,7 @@ from cloudmart.contracts.orders import (
 )
 from cloudmart.settings import Settings
 from services.factory import Services
-from tests.support import new_saga_input
+from tests.support import TEST_CONVERTER, new_saga_input
 from tests.workflows.saga_helpers import start, wait_for_status
 from workflows.order_saga import OrderSaga
 
@@ -81,7 +80,9 @@ async def record_scenarios(
 
 
 async def replay(histories: list[WorkflowHistory]) -> None:
-    replayer = Replayer(workflows=[OrderSaga], data_converter=pydantic_data_converter)
+    # Fresh histories are encrypted with the tests' key; recorded ones predate encryption and
+    # pass through the codec unchanged.
+    replayer = Replayer(workflows=[OrderSaga], data_converter=TEST_CONVERTER)
     for history in histories:
         await replayer.replay_workflow(history)  # raises on any nondeterminism
 
