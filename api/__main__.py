@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import signal
+import sys
 
 import uvicorn
 
+from api.auth import AuthConfigError, check_auth_settings
 from cloudmart.process import exit_now
 from cloudmart.settings import get_settings
 
 
 def main() -> None:
     settings = get_settings()
+    try:
+        check_auth_settings(settings)
+    except AuthConfigError as err:
+        print(f"api: {err}", file=sys.stderr, flush=True)
+        exit_now(2)
     config = uvicorn.Config(
         "api.main:create_app",
         factory=True,

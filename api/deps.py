@@ -13,6 +13,7 @@ from api.sagas import Sagas
 from cloudmart.settings import Settings
 from services.loyalty.service import LoyaltyService
 from services.orders.store import EventStore
+from services.readmodel.projector import Projector
 from services.readmodel.queries import ReadModel
 
 
@@ -27,6 +28,8 @@ class AppState:
     read: ReadModel
     events: EventStore
     loyalty: LoyaltyService
+    projector: Projector
+    """For operator-requested rebuilds only; the worker's projector follows the events."""
     databases: dict[str, Engine]
     """Every database, for /healthz."""
 
