@@ -92,8 +92,9 @@ def _encode(document: dict[str, object]) -> str:
 
 
 def _decode(part: str) -> dict[str, object]:
+    raw = _unb64(part)
     try:
-        document = json.loads(_unb64(part))
+        document = json.loads(raw)
     except (ValueError, RecursionError):
         raise InvalidToken("not JSON") from None
     if not isinstance(document, dict):
