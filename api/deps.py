@@ -19,8 +19,9 @@ from services.readmodel.queries import ReadModel
 
 @dataclass
 class AppState:
-    """What the API holds. It writes nothing itself: commands go to the sagas through Temporal;
-    reads come from the read side's projections, the event store and loyalty's accounts."""
+    """What the API holds. Commands go to the sagas through Temporal; reads come from the read
+    side's projections, the event store and loyalty's accounts. The one thing it writes itself
+    is an operator's rebuild of the projections."""
 
     settings: Settings
     client: Client
