@@ -12,10 +12,13 @@ and declare ``responses=AUTH_RESPONSES`` (api/errors.py) so the schema documents
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.deps import State
@@ -118,3 +121,35 @@ def require_operator_when_auth(credentials: Credentials, state: State) -> Caller
 
 
 OperatorWhenAuth = Annotated[Caller, Depends(require_operator_when_auth)]
+
+
+def document_optional_auth(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """While CLOUDMART_REQUIRE_AUTH is off, say so in the schema: a customer endpoint's token is
+    optional there (``security: [{}, {bearer: []}]``), an operator action's never."""
+    optional = {
+        (route.path_format, method.lower())
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and _calls(route.dependant, CUSTOMER_CHECKS)
+        for method in route.methods
+    }
+    build = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            schema = build()
+            for path, operations in schema["paths"].items():
+                for method, operation in operations.items():
+                    if (path, method) in optional:
+                        operation["security"] = [{}, *operation.get("security", [])]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+CUSTOMER_CHECKS = (get_caller, require_operator_when_auth)
+
+
+def _calls(dependant: Dependant, calls: tuple[object, ...]) -> bool:
+    return dependant.call in calls or any(_calls(d, calls) for d in dependant.dependencies)

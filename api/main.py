@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.auth import check_auth_settings
+from api.auth import check_auth_settings, document_optional_auth
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit, LastResort
@@ -64,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app, settings.temporal_address)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(LastResort)  # added last: the outermost of ours
-    routers = (orders, products, customers, projections, health)
-    for router in (module.router for module in routers):
+    routers = [module.router for module in (orders, products, customers, projections, health)]
+    for router in routers:
         app.include_router(router)
+    if not settings.require_auth:
+        document_optional_auth(app, routers)
     return app

@@ -339,3 +339,33 @@ def test_without_an_operator_token_configured_operator_actions_are_off(
             response = api.request(method, path, json=body, headers=bearer("x" * 40))
             assert response.status_code == 503
             assert "no operator token is configured" in response.json()["detail"]
+
+
+def security(api: httpx.Client) -> dict[str, object]:
+    schema = api.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    return {
+        f"{method.upper()} {path}": operation.get("security")
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+    }
+
+
+def test_the_schema_says_which_token_each_route_needs(
+    anonymous: httpx.Client, dev_stack: DevStack
+) -> None:
+    bearer_only, optional = [{"bearer": []}], [{}, {"bearer": []}]
+    required = security(anonymous)
+    assert required["POST /orders/{order_id}/payment-review"] == bearer_only
+    assert required["POST /projections/rebuild"] == bearer_only
+    assert required["GET /orders/{order_id}"] == bearer_only
+    assert required["GET /stats"] == bearer_only
+    assert required["GET /products"] is None and required["GET /healthz"] is None
+    with httpx.Client(base_url=dev_stack.api_url) as auth_off:
+        off = security(auth_off)
+    assert off["POST /orders/{order_id}/payment-review"] == bearer_only
+    assert off["GET /orders/{order_id}"] == optional
+    assert off["GET /stats"] == optional
+    assert {k for k, v in off.items() if v != required[k]} == {
+        k for k, v in required.items() if v == bearer_only
+    } - {"POST /orders/{order_id}/payment-review", "POST /projections/rebuild"}
