@@ -118,18 +118,6 @@ def test_the_api_refuses_to_start_requiring_tokens_it_cannot_check(tmp_path: Pat
 # --- over HTTP, with tokens required ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def auth_settings(dev_stack: DevStack) -> Settings:
-    """The dev stack's settings (its Temporal, task queues, databases), tokens required."""
-    return dev_stack.settings.model_copy(update={"api_port": free_port(), "require_auth": True})
-
-
-@pytest.fixture(scope="module")
-def anonymous(auth_settings: Settings) -> Iterator[httpx.Client]:
-    with api_process(auth_settings) as client:
-        yield client
-
-
 def client_for(anonymous: httpx.Client, headers: dict[str, str]) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=anonymous.base_url, timeout=15, headers=headers) as client:
         yield client
