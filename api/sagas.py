@@ -149,6 +149,16 @@ class Sagas:
                 rpc_timeout=WORKER_DEADLINE,
             )
 
+    async def owner(self, order_id: str) -> str | None:
+        """The customer whose order this is (404 if there is no such order)."""
+        try:
+            description = await self._handle(order_id).describe()
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                raise OrderNotFound(order_id) from err
+            raise
+        return description.typed_search_attributes.get(CUSTOMER_ID)
+
     def _handle(self, order_id: str) -> WorkflowHandle[OrderSaga, OrderState]:
         return self._client.get_workflow_handle_for(OrderSaga.run, workflow_id(order_id))
 

@@ -26,6 +26,10 @@ DATABASES = ("orders", *SERVICES, "payment_provider", "readmodel", "loyalty")
 """Every database: the order event store (the orchestrator's), one per service, the simulated
 payment provider's own, the read side's projections, and the loyalty service's."""
 
+MIN_SECRET_LENGTH = 24
+"""Operator token and auth secret: long enough that guessing is hopeless (token_urlsafe(32)
+makes 43 characters)."""
+
 
 class Settings(BaseSettings):
     # hide_input_in_errors: a rejected key (or database URL) is never echoed into a log.
@@ -88,6 +92,31 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_max_body_bytes: int = 64 * 1024
+
+    operator_token: SecretStr | None = None
+    """The bearer token of operator actions (payment review, projection rebuilds). Unset, the
+    API refuses them (503); ``make up`` makes one and keeps it in ``<data_dir>/operator-token``."""
+    auth_secret: SecretStr | None = None
+    """Signs customer tokens (HS256); required when ``require_auth`` is on. ``make up``
+    generates one and keeps it in ``<data_dir>/auth-secret``."""
+    require_auth: bool = False
+    """Customer endpoints need a customer (or the operator's) token; off, anyone may call them."""
+
+    @field_validator("operator_token", "auth_secret", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        # An empty variable (``CLOUDMART_OPERATOR_TOKEN=``) is unset, never an empty secret.
+        return None if value == "" else value
+
+    @field_validator("operator_token", "auth_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
 
     @field_validator("shipping_countries", mode="before")
     @classmethod

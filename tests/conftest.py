@@ -21,7 +21,7 @@ from cloudmart.process import exit_now
 from cloudmart.settings import DATABASES, SERVICES, Settings
 from cloudmart.temporal import register_search_attributes
 from services.factory import Services, open_services, prepare
-from tests.support import CATALOG, TEST_CONVERTER, TEST_PAYLOAD_KEYS
+from tests.support import CATALOG, TEST_CONVERTER, TEST_PAYLOAD_KEYS, operator_headers
 from worker import running_workers
 
 # --- exit status ------------------------------------------------------------------------------
@@ -265,3 +265,9 @@ def dev_stack(stack_settings: Settings) -> Iterator[DevStack]:
         statuses = stack.stop()
     # A clean stop of every process is part of what the stack promises.
     assert statuses == {"api": 0, "worker": 0, "temporal": 0}, statuses
+
+
+@pytest.fixture(scope="session")
+def as_operator(stack_settings: Settings) -> dict[str, str]:
+    """Headers for the dev stack's operator actions (its operator token)."""
+    return operator_headers(stack_settings)

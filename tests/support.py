@@ -147,6 +147,12 @@ def assert_reconciled(services: Services, orders: list[OrderState]) -> Books:
     return books
 
 
+def operator_headers(settings: Settings) -> dict[str, str]:
+    """What an operator action sends: the stack's operator token as a bearer token."""
+    assert settings.operator_token is not None
+    return {"Authorization": f"Bearer {settings.operator_token.get_secret_value()}"}
+
+
 @contextmanager
 def api_process(settings: Settings) -> Iterator[httpx.Client]:
     """``python -m api`` with ``settings``, and an HTTP client for it; it must stop with 0."""
