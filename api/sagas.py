@@ -40,6 +40,7 @@ from cloudmart.contracts.orders import (
     OrderStatus,
     PaymentReviewDecision,
     PlaceOrder,
+    ResolveCompensation,
     UpdateAccepted,
     saga_input,
 )
@@ -158,6 +159,24 @@ class Sagas:
                 raise OrderNotFound(order_id) from err
             raise
         return description.typed_search_attributes.get(CUSTOMER_ID)
+
+    async def retry_compensation(self, order_id: str) -> UpdateAccepted:
+        async with self._answers(order_id, "update"):
+            return await self._handle(order_id).execute_update(
+                OrderSaga.retry_compensation, rpc_timeout=WORKER_DEADLINE
+            )
+
+    async def resolve_compensation(
+        self, order_id: str, resolution: ResolveCompensation
+    ) -> UpdateAccepted:
+        async with self._answers(order_id, "update"):
+            return await self._handle(order_id).execute_update(
+                OrderSaga.resolve_compensation,
+                resolution,
+                # One resolution per step: a retried request joins the first one's outcome.
+                id=f"resolve-{resolution.step}",
+                rpc_timeout=WORKER_DEADLINE,
+            )
 
     def _handle(self, order_id: str) -> WorkflowHandle[OrderSaga, OrderState]:
         return self._client.get_workflow_handle_for(OrderSaga.run, workflow_id(order_id))

@@ -21,6 +21,7 @@ from cloudmart.contracts.orders import (
     OrderStatus,
     PaymentReviewDecision,
     PlaceOrder,
+    ResolveCompensation,
     UpdateAccepted,
 )
 from cloudmart.contracts.text import CustomerId
@@ -127,6 +128,23 @@ async def review_payment(
     """Approve or reject a payment held for fraud review (409 unless it is awaiting one).
     An operator action: the operator's bearer token only."""
     return await sagas.review_payment(str(order_id), decision)
+
+
+@router.post("/{order_id}/compensation/retry", status_code=status.HTTP_202_ACCEPTED)
+async def retry_compensation(order_id: UUID, sagas: SagasDep, _: Operator) -> UpdateAccepted:
+    """Retry the order's stuck compensation now rather than at its next backoff (409 unless
+    the order is COMPENSATION_STUCK). An operator action."""
+    return await sagas.retry_compensation(str(order_id))
+
+
+@router.post("/{order_id}/compensation/resolve", status_code=status.HTTP_202_ACCEPTED)
+async def resolve_compensation(
+    order_id: UUID, resolution: ResolveCompensation, sagas: SagasDep, _: Operator
+) -> UpdateAccepted:
+    """Mark the stuck compensation as done by hand, with a note saying how; the saga records
+    it (history and event store) and goes on with the rest. 409 unless ``step`` is the stuck
+    one, or if it succeeded on its own meanwhile. An operator action."""
+    return await sagas.resolve_compensation(str(order_id), resolution)
 
 
 async def _check_owner(sagas: Sagas, caller: Caller, order_id: str) -> None:

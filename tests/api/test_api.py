@@ -495,7 +495,7 @@ def test_an_orders_events_are_its_timeline(api: httpx.Client) -> None:
         "InventoryReleased",
         "OrderFailed",
     ]
-    assert [e["sequence"] for e in events] == list(range(1, 10))
+    assert [e["sequence"] for e in events] == list(range(1, 11))
     assert {e["aggregate_id"] for e in events} == {order_id}
     assert events[0]["version"] == 2 and events[0]["data"]["country"] == "JP"
     assert api.get(f"/orders/{UNKNOWN}/events").status_code == 404

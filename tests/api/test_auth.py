@@ -22,7 +22,7 @@ from cloudmart.credentials import AUTH_SECRET_FILE
 from cloudmart.devstack import DevStack, free_port, settings_env
 from cloudmart.settings import Settings
 from tests.api.test_api import UNKNOWN, order_body, place, wait_for
-from tests.support import api_process, operator_headers
+from tests.support import TEST_PAYLOAD_KEYS, api_process, operator_headers
 
 SECRET = "s" * 32
 
@@ -103,7 +103,9 @@ def test_secrets_are_never_empty_or_short() -> None:
 
 
 def test_the_api_refuses_to_start_requiring_tokens_it_cannot_check(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, require_auth=True, api_port=free_port())
+    settings = Settings(
+        data_dir=tmp_path, require_auth=True, api_port=free_port(), payload_keys=TEST_PAYLOAD_KEYS
+    )
     started = subprocess.run(
         [sys.executable, "-m", "api"],
         env=settings_env(settings),
@@ -168,6 +170,8 @@ CUSTOMER_ROUTES = [
 OPERATOR_ROUTES = [
     ("POST", f"/orders/{UNKNOWN}/payment-review", {"approved": True}),
     ("POST", "/projections/rebuild", None),
+    ("POST", f"/orders/{UNKNOWN}/compensation/retry", None),
+    ("POST", f"/orders/{UNKNOWN}/compensation/resolve", {"step": "payment.refund", "note": "x"}),
     ("GET", "/stats", None),  # business-wide figures
 ]
 
@@ -303,6 +307,31 @@ def test_the_operator_sees_every_order_and_reviews_payments(
     assert operator.get("/stats").status_code == 200
 
 
+def test_stuck_compensations_are_the_operators_to_list_retry_and_resolve(
+    operator: httpx.Client, alice: httpx.Client
+) -> None:
+    """The dead-letter path itself is proven in tests/workflows/test_stuck_compensations.py;
+    here, what the API makes of it."""
+    alices_order = place(alice, order_body(customer=ALICE, token="tok_review"))
+    wait_for(alice, alices_order, {"AWAITING_PAYMENT_REVIEW"})
+    listed = operator.get("/orders", params={"status": "COMPENSATION_STUCK"})
+    assert listed.status_code == 200 and alices_order not in listed.text
+    retry = operator.post(f"/orders/{alices_order}/compensation/retry")
+    assert retry.status_code == 409, retry.text
+    assert "no compensation is stuck" in retry.json()["detail"]
+    resolve = operator.post(
+        f"/orders/{alices_order}/compensation/resolve",
+        json={"step": "payment.refund", "note": "refunded by hand"},
+    )
+    assert resolve.status_code == 409 and "no compensation is stuck" in resolve.text
+    bad = operator.post(
+        f"/orders/{alices_order}/compensation/resolve", json={"step": "refund everything"}
+    )
+    assert bad.status_code == 422
+    assert {tuple(e["loc"]) for e in bad.json()["detail"]} == {("body", "step"), ("body", "note")}
+    assert alice.post(f"/orders/{alices_order}/compensation/retry").status_code == 403
+
+
 def test_the_operator_rebuilds_the_projections_while_the_projector_runs(
     operator: httpx.Client, alice: httpx.Client, alices_order: str
 ) -> None:
@@ -356,4 +385,9 @@ def test_the_schema_says_which_token_each_route_needs(
     assert off["GET /stats"] == optional
     assert {k for k, v in off.items() if v != required[k]} == {
         k for k, v in required.items() if v == bearer_only
-    } - {"POST /orders/{order_id}/payment-review", "POST /projections/rebuild"}
+    } - {
+        "POST /orders/{order_id}/payment-review",
+        "POST /projections/rebuild",
+        "POST /orders/{order_id}/compensation/retry",
+        "POST /orders/{order_id}/compensation/resolve",
+    }

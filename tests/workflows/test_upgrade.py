@@ -1,27 +1,48 @@
 """Saga v2 (the fraud screen before the charge) reaches sagas that v1 workers started.
 
 The v1 worker here is today's code with the ``fraud-check`` patch not taken: that is exactly
-what ``if workflow.patched(...)`` makes the old branch, and it runs in a worker of its own that
-stops before the v2 worker starts, as a deployment replaces one with the other. The histories
-of real v1 code are replayed by test_replay.py.
+what ``if workflow.patched(...)`` makes the old branch. The upgrade is the switch from that
+code to today's, under a worker that keeps no saga in memory: each of its workflow tasks
+replays the saga's whole history first, as a freshly deployed worker does. (The histories of
+real v1 code are replayed by test_replay.py.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
 
 from cloudmart.contracts.orders import OrderState, OrderStatus, PaymentReviewDecision
 from cloudmart.settings import Settings
 from services.factory import Services
-from tests.conftest import SagaWorkers
 from tests.support import assert_reconciled, new_saga_input
 from tests.workflows.saga_helpers import outcome, outline, start, wait_for_status
+from worker import running_workers
 from workflows.order_saga import FRAUD_CHECK, OrderSaga
+
+Workers = Callable[..., AbstractAsyncContextManager[list[Worker]]]
+
+
+@pytest.fixture
+def uncached_workers(client: Client, settings: Settings) -> Workers:
+    def run(services: Services, *, orchestrator: bool = True) -> AsyncIterator[list[Worker]]:
+        return running_workers(  # type: ignore[return-value]
+            client,
+            settings.task_queues,
+            orchestrator=orchestrator,
+            services=services,
+            activity_threads=settings.activity_threads,
+            eager_activities=False,  # see the saga_workers fixture
+            max_cached_workflows=0,
+        )
+
+    return run
 
 
 def v1_code(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,18 +62,18 @@ async def markers(handle: WorkflowHandle[OrderSaga, OrderState]) -> int:
 async def test_a_v1_saga_past_the_screen_finishes_on_v2_without_it(
     client: Client,
     settings: Settings,
-    saga_workers: SagaWorkers,
+    uncached_workers: Workers,
     services: Services,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with monkeypatch.context() as v1:
-        v1_code(v1)
-        async with saga_workers(services):
+    async with uncached_workers(services):
+        with monkeypatch.context() as v1:
+            v1_code(v1)
             handle = await start(client, new_saga_input(settings, token="tok_review"))
             await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
-    assert await markers(handle) == 1  # the event log's patch only
+        assert await markers(handle) == 1  # the event log's patch only
 
-    async with saga_workers(services):  # the upgraded worker replays v1's history, then goes on
+        # v2 replays v1's history (no screen), then goes on.
         await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
         state = await outcome(handle)
 
@@ -72,19 +93,21 @@ async def test_a_v1_saga_past_the_screen_finishes_on_v2_without_it(
 async def test_a_v1_saga_before_the_screen_is_screened_on_v2(
     client: Client,
     settings: Settings,
-    saga_workers: SagaWorkers,
+    uncached_workers: Workers,
     services: Services,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with monkeypatch.context() as v1:
-        v1_code(v1)
-        # Only the saga runs: its reservation waits for inventory's worker, which comes with v2.
-        async with saga_workers(Services(orders=services.orders)):
+    async with uncached_workers(Services(orders=services.orders)):
+        with monkeypatch.context() as v1:
+            v1_code(v1)
+            # Only the saga runs: its reservation waits for inventory's worker.
             handle = await start(client, new_saga_input(settings, token="tok_fraud"))
             await wait_for_status(handle, OrderStatus.RESERVING_INVENTORY)
-
-    async with saga_workers(services):
-        state = await outcome(handle)
+        service_workers = Services(
+            inventory=services.inventory, payment=services.payment, shipping=services.shipping
+        )
+        async with uncached_workers(service_workers, orchestrator=False):
+            state = await outcome(handle)
 
     assert state.status is OrderStatus.FAILED
     assert state.failure is not None and state.failure.type == "FraudSuspected"
