@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test lint format bench bench-read chaos load rebuild-projections clean install
+.PHONY: up up-split test lint format bench bench-read chaos load rebuild-projections token clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m cloudmart.devstack
@@ -19,6 +19,12 @@ up-split: $(INSTALLED)
 # Drop the read side's projections and replay every order event into them.
 rebuild-projections: $(INSTALLED)
 	$(BIN)/python -m services.readmodel.rebuild
+
+# A customer's bearer token, signed with the API's secret (CLOUDMART_AUTH_SECRET, or the one
+# `make up` keeps in the data directory): make token CUSTOMER=c-42
+token: $(INSTALLED)
+	@test -n "$(CUSTOMER)" || { echo "usage: make token CUSTOMER=<customer id>" >&2; exit 2; }
+	@$(BIN)/python -m api.tokens '$(CUSTOMER)'
 
 test: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -33,7 +33,7 @@ from activities.shipping import ShippingActivities
 from cloudmart.contracts.routing import TaskQueues
 from cloudmart.process import exit_now
 from cloudmart.settings import SERVICES, Settings, get_settings
-from cloudmart.temporal import connect, is_unreachable
+from cloudmart.temporal import PayloadKeysMissing, connect, data_converter, is_unreachable
 from services.factory import Services, open_services, prepare
 from workflows.order_saga import OrderSaga
 
@@ -54,6 +54,7 @@ async def running_workers(
     services: Services,
     activity_threads: int,
     eager_activities: bool = True,
+    max_cached_workflows: int = 1000,
 ) -> AsyncIterator[list[Worker]]:
     """Run the saga's workflow worker and/or the hosted services' activity workers.
 
@@ -61,6 +62,8 @@ async def running_workers(
     pool; its size is also the service's activity concurrency and database pool size.
     ``eager_activities`` lets Temporal hand an activity on the saga's own queue (the event
     appends) straight back to this worker; only the time-skipping test server needs it off.
+    ``max_cached_workflows`` (the SDK's default: 1000) bounds the sagas kept in memory; an evicted
+    one is rebuilt by replaying its history when it next has work.
     """
     if orchestrator and services.orders is None:
         raise ValueError("the orchestrator hosts the orders service: its event store is needed")
@@ -88,6 +91,7 @@ async def running_workers(
                 max_concurrent_activities=activity_threads,
                 graceful_shutdown_timeout=timedelta(seconds=10),
                 disable_eager_activity_execution=not eager_activities,
+                max_cached_workflows=max_cached_workflows,
             )
         )
     try:
@@ -200,7 +204,11 @@ def main(argv: list[str] | None = None) -> None:
     roles = ROLES if args.service == "all" else (args.service,)
     status = 0
     try:
+        data_converter(settings)  # no keys: refuse before touching any database
         asyncio.run(serve(settings, roles, ready_file=args.ready_file))
+    except PayloadKeysMissing as err:
+        print(f"worker: {err}", file=sys.stderr)
+        status = 1
     except Exception as err:
         if is_unreachable(err):
             print(

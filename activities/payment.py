@@ -7,8 +7,10 @@ from cloudmart.contracts import activities as spec
 from cloudmart.contracts.steps import (
     ChargePayment,
     ChargeResult,
+    CheckFraud,
     Compensate,
     CompensationResult,
+    FraudAssessment,
     ResolvePaymentReview,
 )
 from services.payment import PaymentService
@@ -17,6 +19,11 @@ from services.payment import PaymentService
 class PaymentActivities:
     def __init__(self, payment: PaymentService) -> None:
         self._payment = payment
+
+    @activity.defn(name=spec.CHECK_FRAUD.name)
+    @business_failures_are_final
+    def check_fraud(self, request: CheckFraud) -> FraudAssessment:
+        return self._payment.check_fraud(request)
 
     @activity.defn(name=spec.CHARGE_PAYMENT.name)
     @business_failures_are_final
@@ -36,4 +43,4 @@ class PaymentActivities:
         return self._payment.refund(request.order_id, request.reason)
 
     def all(self) -> list[object]:
-        return [self.charge, self.resolve_review, self.refund]
+        return [self.check_fraud, self.charge, self.resolve_review, self.refund]

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import signal
+import sys
 
 import uvicorn
 
+from api.auth import AuthConfigError, check_auth_settings
 from cloudmart.process import exit_now
 from cloudmart.settings import get_settings
+from cloudmart.temporal import PayloadKeysMissing, data_converter
 
 
 def main() -> None:
     settings = get_settings()
+    try:
+        data_converter(settings)  # refuse to start rather than write order data in clear
+    except PayloadKeysMissing as err:
+        print(f"api: {err}", file=sys.stderr, flush=True)
+        exit_now(1)
+    try:
+        check_auth_settings(settings)
+    except AuthConfigError as err:
+        print(f"api: {err}", file=sys.stderr, flush=True)
+        exit_now(2)
     config = uvicorn.Config(
         "api.main:create_app",
         factory=True,

@@ -13,13 +13,15 @@ from api.sagas import Sagas
 from cloudmart.settings import Settings
 from services.loyalty.service import LoyaltyService
 from services.orders.store import EventStore
+from services.readmodel.projector import Projector
 from services.readmodel.queries import ReadModel
 
 
 @dataclass
 class AppState:
-    """What the API holds. It writes nothing itself: commands go to the sagas through Temporal;
-    reads come from the read side's projections, the event store and loyalty's accounts."""
+    """What the API holds. Commands go to the sagas through Temporal; reads come from the read
+    side's projections, the event store and loyalty's accounts. The one thing it writes itself
+    is an operator's rebuild of the projections."""
 
     settings: Settings
     client: Client
@@ -27,6 +29,8 @@ class AppState:
     read: ReadModel
     events: EventStore
     loyalty: LoyaltyService
+    projector: Projector
+    """For operator-requested rebuilds only; the worker's projector follows the events."""
     databases: dict[str, Engine]
     """Every database, for /healthz."""
 

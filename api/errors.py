@@ -25,10 +25,24 @@ class ErrorBody(BaseModel):
 
 class ApiError(Exception):
     status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class Unauthorized(ApiError):
+    """No credentials, or ones that prove nothing (bad signature, expired)."""
+
+    status_code = status.HTTP_401_UNAUTHORIZED
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ApiError):
+    """Credentials that are valid but do not allow this request."""
+
+    status_code = status.HTTP_403_FORBIDDEN
 
 
 class OrderNotFound(ApiError):
@@ -36,6 +50,13 @@ class OrderNotFound(ApiError):
 
     def __init__(self, order_id: str) -> None:
         super().__init__(f"order {order_id} not found")
+
+
+class CustomerNotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"customer {customer_id} not found")
 
 
 class OrderConflict(ApiError):
@@ -69,6 +90,17 @@ class UnprocessableField(ApiError):
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (404, 409, 503)
 }
+AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {
+        "model": ErrorBody,
+        "description": "No bearer token, or one that is invalid or expired",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
+    403: {"model": ErrorBody, "description": "The token does not allow this request"},
+    503: {"model": ErrorBody},
+}
+"""What a route behind a token may also answer (503: operator actions with no operator token
+configured)."""
 
 
 def install_error_handlers(app: FastAPI, temporal_address: str) -> None:
@@ -88,7 +120,9 @@ def install_error_handlers(app: FastAPI, temporal_address: str) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, err: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": err.detail}, status_code=err.status_code)
+        return JSONResponse(
+            {"detail": err.detail}, status_code=err.status_code, headers=err.headers
+        )
 
     @app.exception_handler(SQLAlchemyError)
     async def _database(request: Request, err: SQLAlchemyError) -> JSONResponse:

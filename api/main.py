@@ -7,16 +7,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.auth import check_auth_settings, document_optional_auth
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit, LastResort
-from api.routes import customers, health, orders, products
+from api.routes import codec, customers, health, orders, products, projections
 from api.sagas import Sagas
 from cloudmart.settings import SERVICES, Settings, get_settings
 from cloudmart.temporal import connect
 from services.database import create_db_engine
+from services.inventory import InventoryService
 from services.loyalty.service import LoyaltyService
 from services.orders.store import EventStore
+from services.readmodel.projector import Projector
 from services.readmodel.queries import ReadModel
 
 API_DATABASES = ("orders", *SERVICES, "readmodel", "loyalty")
@@ -25,6 +28,7 @@ API_DATABASES = ("orders", *SERVICES, "readmodel", "loyalty")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    check_auth_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,6 +44,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             read=ReadModel(databases["readmodel"]),
             events=EventStore(databases["orders"]),
             loyalty=LoyaltyService(databases["loyalty"], EventStore(databases["orders"])),
+            projector=Projector(
+                EventStore(databases["orders"]),
+                databases["readmodel"],
+                InventoryService(databases["inventory"]).catalog,
+            ),
             databases=databases,
         )
         yield
@@ -54,7 +63,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app, settings.temporal_address)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
-    app.add_middleware(LastResort)  # added last: the outermost of ours
-    for router in (orders.router, products.router, customers.router, health.router):
+    app.add_middleware(LastResort)
+    # Outermost: even an error answer to the Web UI carries the CORS headers it needs to read it.
+    app.add_middleware(codec.CodecCORS, origins=settings.codec_origins)
+    routers = [
+        module.router for module in (orders, products, customers, projections, health, codec)
+    ]
+    for router in routers:
         app.include_router(router)
+    if not settings.require_auth:
+        document_optional_auth(app, routers)
     return app

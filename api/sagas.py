@@ -40,6 +40,7 @@ from cloudmart.contracts.orders import (
     OrderStatus,
     PaymentReviewDecision,
     PlaceOrder,
+    ResolveCompensation,
     UpdateAccepted,
     saga_input,
 )
@@ -81,6 +82,7 @@ class Sagas:
             order,
             payment_review_timeout=self._settings.payment_review_timeout,
             task_queues=self._settings.task_queues,
+            stuck_policy=self._settings.stuck_policy,
         )
         try:
             await self._client.start_workflow(
@@ -145,6 +147,34 @@ class Sagas:
                 OrderSaga.review_payment,
                 decision,
                 id=f"review-payment-{'approve' if decision.approved else 'reject'}",
+                rpc_timeout=WORKER_DEADLINE,
+            )
+
+    async def owner(self, order_id: str) -> str | None:
+        """The customer whose order this is (404 if there is no such order)."""
+        try:
+            description = await self._handle(order_id).describe()
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                raise OrderNotFound(order_id) from err
+            raise
+        return description.typed_search_attributes.get(CUSTOMER_ID)
+
+    async def retry_compensation(self, order_id: str) -> UpdateAccepted:
+        async with self._answers(order_id, "update"):
+            return await self._handle(order_id).execute_update(
+                OrderSaga.retry_compensation, rpc_timeout=WORKER_DEADLINE
+            )
+
+    async def resolve_compensation(
+        self, order_id: str, resolution: ResolveCompensation
+    ) -> UpdateAccepted:
+        async with self._answers(order_id, "update"):
+            return await self._handle(order_id).execute_update(
+                OrderSaga.resolve_compensation,
+                resolution,
+                # One resolution per step: a retried request joins the first one's outcome.
+                id=f"resolve-{resolution.step}",
                 rpc_timeout=WORKER_DEADLINE,
             )
 

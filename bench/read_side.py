@@ -40,7 +40,6 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from bench.stats import table
 from cloudmart.contracts.events import Event, EventType, event_id
@@ -56,6 +55,7 @@ from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, WORKFLOW_TYPE, w
 from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.process import exit_now
 from cloudmart.settings import Settings
+from cloudmart.temporal import connect
 from services.database import create_db_engine
 from services.factory import build_inventory, build_orders, prepare
 from services.inventory.catalog import ProductSeed
@@ -194,7 +194,7 @@ def search_from(states: list[OrderState], catalog: dict[str, ProductSeed]) -> li
 
 async def questions(stack: DevStack, samples: int, scans: int) -> list[list[str]]:
     settings = stack.settings
-    client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
+    client = await connect(settings)
     read = ReadModel(create_db_engine(settings.db_url("readmodel"), pool_size=2))
     customer = "bench-007"
     catalog = {p.sku: p for p in CATALOG}
@@ -494,9 +494,7 @@ async def place_orders_and_wait(stack: DevStack, count: int) -> tuple[float, lis
     """Place the orders while sampling the projection lag ``/healthz`` reports (4 times a
     second); then wait until the projector has every event. Returns the seconds the orders took,
     the lags seen, and the most events the projector was ever behind."""
-    client = await Client.connect(
-        stack.settings.temporal_address, data_converter=pydantic_data_converter
-    )
+    client = await connect(stack.settings)
     lags: list[float] = []
     behind = 0
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:

@@ -16,9 +16,6 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-
 from bench.saga_vs_floor import SKUS, drive
 from bench.stats import Run, table
 from cloudmart.contracts.orders import OrderItem, PlaceOrder, ShippingAddress, saga_input
@@ -26,11 +23,12 @@ from cloudmart.contracts.saga import workflow_id
 from cloudmart.devstack import DevStack, ManagedProcess, settings_env, throwaway_settings
 from cloudmart.process import exit_now
 from cloudmart.settings import Settings
+from cloudmart.temporal import connect
 from workflows.order_saga import OrderSaga
 
 
 async def sagas(settings: Settings, orders: int, concurrency: int, name: str) -> Run:
-    client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
+    client = await connect(settings)
     address = ShippingAddress(
         name="Bench", line1="1 Main St", city="Utrecht", postal_code="3511", country="NL"
     )

@@ -1,7 +1,9 @@
 """The dev stack behind ``make up``: Temporal's dev server with its Web UI, the worker, the API.
 
 State persists under the data directory: ``temporal.db`` for Temporal, one SQLite file per
-service, and ``logs/``. Ctrl-C stops the API, then the worker, then Temporal, and exits 0.
+service, ``logs/``, and ``payload-keys`` (the payload encryption key, generated on first start
+when ``CLOUDMART_PAYLOAD_KEYS`` is not set). Ctrl-C stops the API, then the worker, then
+Temporal, and exits 0.
 The API tests and the benchmark start the same stack, with the same server flags, on free ports.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,8 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from pydantic import SecretStr, ValidationError
+
 from cloudmart.binaries import find_binary
+from cloudmart.codec import new_key_entry, parse_payload_keys
 from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
+from cloudmart.credentials import OPERATOR_TOKEN_FILE, read_secret, with_dev_credentials
 from cloudmart.settings import DATABASES, Settings, get_settings
 
 WORKER_ROLES = ("orchestrator", "inventory", "payment", "shipping", "projector", "loyalty")
@@ -46,7 +53,12 @@ SERVER_TUNING = (
 
 
 def temporal_server_command(
-    *, port: int, ui_port: int | None, db_file: Path | None, log_level: str = "warn"
+    *,
+    port: int,
+    ui_port: int | None,
+    db_file: Path | None,
+    log_level: str = "warn",
+    codec_endpoint: str | None = None,
 ) -> list[str]:
     """The dev server's command line: the same flags for `make up`, tests and benchmarks."""
     command = [
@@ -64,6 +76,9 @@ def temporal_server_command(
     for key in SEARCH_ATTRIBUTES:
         command += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
     command += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+    if ui_port and codec_endpoint:
+        # The browser calls it to show decrypted payloads (the API's codec server).
+        command += ["--ui-codec-endpoint", codec_endpoint]
     if db_file is not None:
         command += ["--db-filename", str(db_file)]
     return command
@@ -147,23 +162,64 @@ def settings_env(settings: Settings, base: Mapping[str, str] = os.environ) -> di
     """An environment in which child processes read exactly ``settings``."""
     env = {k: v for k, v in base.items() if not k.startswith("CLOUDMART_")}
     for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):  # dumped masked; the children need the real value
+            value = secret.get_secret_value()
         if isinstance(value, list):
             value = ",".join(value)
         env[f"CLOUDMART_{name.upper()}"] = str(value)
+    return env | secrets_env(settings)  # secrets are dumped as "**********"
+
+
+def secrets_env(settings: Settings) -> dict[str, str]:
+    """The operator token and auth secret as child processes read them (where set)."""
+    env = {}
+    for name in ("operator_token", "auth_secret"):
+        secret: SecretStr | None = getattr(settings, name)
+        if secret is not None:
+            env[f"CLOUDMART_{name.upper()}"] = secret.get_secret_value()
     return env
 
 
+PAYLOAD_KEYS_FILE = "payload-keys"
+
+
+def with_dev_payload_keys(settings: Settings) -> Settings:
+    """``settings`` with payload keys: the configured ones, else the dev stack's own, generated
+    into ``<data_dir>/payload-keys`` (owner-only) on first use and reused after, so that every
+    process of the stack, and every restart, encrypts and decrypts with the same key."""
+    if settings.payload_key_ring:
+        return settings
+    path = settings.data_dir / PAYLOAD_KEYS_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(new_key_entry("dev-1") + "\n")
+    keys = path.read_text().strip()
+    try:
+        parse_payload_keys(keys)
+    except ValueError as err:
+        raise StackError(f"{path}: {err} (fix it, or delete it to generate a new key)") from None
+    return settings.model_copy(update={"payload_keys": SecretStr(keys)})
+
+
 def throwaway_settings(data_dir: Path, **overrides: object) -> Settings:
-    """Settings for a stack of its own (tests, benchmarks): free ports, no Web UI, and SQLite
-    databases under ``data_dir`` whatever ``CLOUDMART_*_DB_URL`` says."""
+    """Settings for a stack of its own (tests, benchmarks): free ports, no Web UI, SQLite
+    databases under ``data_dir`` whatever ``CLOUDMART_*_DB_URL`` says, and a fresh operator
+    token and customer-token secret."""
     defaults: dict[str, object] = {
         "data_dir": data_dir,
+        "operator_token": secrets.token_urlsafe(32),
+        "auth_secret": secrets.token_urlsafe(32),
         "temporal_address": f"127.0.0.1:{free_port()}",
         "temporal_ui_port": 0,
         "api_port": free_port(),
         **{f"{database}_db_url": "" for database in DATABASES},
     }
-    return Settings(**{**defaults, **overrides})  # type: ignore[arg-type]
+    return with_dev_payload_keys(Settings(**{**defaults, **overrides}))  # type: ignore[arg-type]
 
 
 def free_port() -> int:
@@ -209,8 +265,17 @@ class DevStack:
     def ui_url(self) -> str:
         return f"http://localhost:{self.settings.temporal_ui_port}"
 
+    @property
+    def codec_url(self) -> str:
+        """The API's codec server, as the browser showing the Web UI reaches it."""
+        host = self.settings.api_host
+        host = "localhost" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{host}:{self.settings.api_port}/codec"
+
     def start(self) -> None:
         (self.settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.settings = with_dev_payload_keys(self.settings)
+        self.env["CLOUDMART_PAYLOAD_KEYS"] = self.settings.payload_keys.get_secret_value()
         self._check_ports()
         for name in ("temporal", *self.worker_names, "api"):
             self.start_process(name)
@@ -247,6 +312,7 @@ class DevStack:
                 port=port,
                 ui_port=self.settings.temporal_ui_port or None,
                 db_file=data_dir / "temporal.db" if self.persist else None,
+                codec_endpoint=self.codec_url,
             ),
             env=self.env,
             output=self._temporal_log,
@@ -312,14 +378,50 @@ class DevStack:
         return next((p for p in self.processes.values() if not p.running), None)
 
 
+def banner(stack: DevStack) -> str:
+    """What `make up` prints once everything runs: where things are, and how to authenticate."""
+    settings = stack.settings
+    assert settings.operator_token is not None  # main() fills it in
+    token = settings.operator_token.get_secret_value()
+    data_dir = settings.data_dir.resolve()
+    stored = data_dir / OPERATOR_TOKEN_FILE
+    source = f"kept in {stored}" if read_secret(stored) == token else "CLOUDMART_OPERATOR_TOKEN"
+    keys_from = (
+        "CLOUDMART_PAYLOAD_KEYS" if settings.payload_key_ring else str(data_dir / PAYLOAD_KEYS_FILE)
+    )
+    if settings.require_auth:
+        customers = "required: mint one with `make token CUSTOMER=<customer id>`"
+    else:
+        customers = "off (anyone may call them; CLOUDMART_REQUIRE_AUTH=true requires tokens)"
+    return (
+        "\n"
+        f"  API + docs      {stack.api_url}/docs\n"
+        f"  Temporal UI     {stack.ui_url}\n"
+        f"  Temporal gRPC   {settings.temporal_address}\n"
+        f"  State           {data_dir} (logs in logs/)\n"
+        f"  Payload keys    {keys_from}\n"
+        "\n"
+        f"  Operator token: {token}\n"
+        f"    ({source}; operator actions send it as a bearer token)\n"
+        f"    curl -X POST {stack.api_url}/projections/rebuild \\\n"
+        f"         -H 'Authorization: Bearer {token}'\n"
+        f"  Customer tokens {customers}\n"
+        "\n  Ctrl-C stops everything; `make up` again picks up where it left off.\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the dev stack (make up).")
     parser.add_argument(
         "--split", action="store_true", help="one worker process per service (make up-split)"
     )
     split = parser.parse_args().split
-    settings = get_settings()
-    stack = DevStack(settings, dict(os.environ), split=split)
+    try:
+        settings = with_dev_credentials(get_settings())
+    except ValidationError as err:
+        print(f"make up: invalid settings:\n{err}", file=sys.stderr)
+        sys.exit(2)
+    stack = DevStack(settings, {**os.environ, **secrets_env(settings)}, split=split)
     interrupted = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     signal.signal(signal.SIGTERM, lambda *_: interrupted.set())
@@ -328,15 +430,7 @@ def main() -> None:
         workers = "4 worker processes" if split else "worker"
         print(f"Starting CloudMart Sagas (Temporal dev server, {workers}, API)...", flush=True)
         stack.start()
-        print(
-            "\n"
-            f"  API + docs     {stack.api_url}/docs\n"
-            f"  Temporal UI    {stack.ui_url}\n"
-            f"  Temporal gRPC  {settings.temporal_address}\n"
-            f"  State          {settings.data_dir.resolve()} (logs in logs/)\n"
-            "\n  Ctrl-C stops everything; `make up` again picks up where it left off.\n",
-            flush=True,
-        )
+        print(banner(stack), flush=True)
         while not interrupted.wait(0.5):
             dead = stack.first_dead()
             if dead is not None:

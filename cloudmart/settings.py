@@ -7,14 +7,17 @@ Every field maps to an environment variable named ``CLOUDMART_<FIELD>``, e.g.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cloudmart.codec import PayloadKey, parse_payload_keys
+from cloudmart.contracts.orders import StuckPolicy
 from cloudmart.contracts.routing import TaskQueues
 
 SERVICES = ("inventory", "payment", "shipping")
@@ -23,9 +26,16 @@ DATABASES = ("orders", *SERVICES, "payment_provider", "readmodel", "loyalty")
 """Every database: the order event store (the orchestrator's), one per service, the simulated
 payment provider's own, the read side's projections, and the loyalty service's."""
 
+MIN_SECRET_LENGTH = 24
+"""Operator token and auth secret: long enough that guessing is hopeless (token_urlsafe(32)
+makes 43 characters)."""
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CLOUDMART_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a rejected key (or database URL) is never echoed into a log.
+    model_config = SettingsConfigDict(
+        env_prefix="CLOUDMART_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     data_dir: Path = Path(".data")
     """Where the default SQLite databases and the dev server's state live."""
@@ -52,6 +62,13 @@ class Settings(BaseSettings):
     payment_review_timeout: timedelta = timedelta(hours=24)
     """How long a payment held for fraud review waits for a decision (seconds or ISO 8601)."""
 
+    compensation_stuck_attempts: int = Field(default=20, ge=1)
+    compensation_stuck_after: timedelta = Field(default=timedelta(minutes=10), gt=timedelta(0))
+    """A compensation failing this many times, or for this long, marks its order
+    COMPENSATION_STUCK for an operator; it keeps being retried."""
+    compensation_retry_cap: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    """The longest wait between retries of a stuck compensation."""
+
     shipping_countries: Annotated[frozenset[str], NoDecode] = frozenset(
         {"AT", "BE", "DE", "DK", "ES", "FR", "GB", "IE", "IT", "NL", "PL", "SE", "US"}
     )
@@ -64,15 +81,70 @@ class Settings(BaseSettings):
     activity_threads: int = Field(default=16, ge=1, le=256)
     """Threads (and concurrent activities) per service worker; database pools are sized to match."""
 
+    payload_keys: SecretStr = SecretStr("")
+    """Payload encryption keys (AES-256-GCM): ``id:base64key`` entries, comma-separated, newest
+    first. New payloads use the first; every listed key still decrypts. Required by every process
+    that talks to Temporal; `make up` generates one into ``<data_dir>/payload-keys``."""
+    codec_cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """Web UI origins allowed to call the API's codec server (comma-separated); empty means the
+    dev server's UI, ``http://localhost:<temporal_ui_port>`` and ``http://127.0.0.1:<port>``."""
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_max_body_bytes: int = 64 * 1024
+
+    operator_token: SecretStr | None = None
+    """The bearer token of operator actions (payment review, projection rebuilds). Unset, the
+    API refuses them (503); ``make up`` makes one and keeps it in ``<data_dir>/operator-token``."""
+    auth_secret: SecretStr | None = None
+    """Signs customer tokens (HS256); required when ``require_auth`` is on. ``make up``
+    generates one and keeps it in ``<data_dir>/auth-secret``."""
+    require_auth: bool = False
+    """Customer endpoints need a customer (or the operator's) token; off, anyone may call them."""
+
+    @field_validator("operator_token", "auth_secret", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        # An empty variable (``CLOUDMART_OPERATOR_TOKEN=``) is unset, never an empty secret.
+        return None if value == "" else value
+
+    @field_validator("operator_token", "auth_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
 
     @field_validator("shipping_countries", mode="before")
     @classmethod
     def _split_countries(cls, value: object) -> object:
         if isinstance(value, str):
             return frozenset(code.strip().upper() for code in value.split(",") if code.strip())
+        return value
+
+    @field_validator("payload_keys")
+    @classmethod
+    def _parse_keys(cls, value: SecretStr) -> SecretStr:
+        parse_payload_keys(value.get_secret_value())  # raises, naming the bad entry
+        return value
+
+    @field_validator("codec_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("codec_cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            # CORS compares origins exactly: a path or trailing slash would never match.
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin like http://localhost:8080")
         return value
 
     @model_validator(mode="after")
@@ -86,6 +158,28 @@ class Settings(BaseSettings):
 
     def db_url(self, service: str) -> str:
         return getattr(self, f"{service}_db_url")
+
+    @property
+    def stuck_policy(self) -> StuckPolicy:
+        return StuckPolicy(
+            attempts=self.compensation_stuck_attempts,
+            after=self.compensation_stuck_after,
+            retry_cap=self.compensation_retry_cap,
+        )
+
+    @property
+    def payload_key_ring(self) -> tuple[PayloadKey, ...]:
+        """The keys, newest first (empty when none are configured)."""
+        return parse_payload_keys(self.payload_keys.get_secret_value())
+
+    @property
+    def codec_origins(self) -> tuple[str, ...]:
+        if self.codec_cors_origins:
+            return self.codec_cors_origins
+        if not self.temporal_ui_port:
+            return ()
+        port = self.temporal_ui_port
+        return (f"http://localhost:{port}", f"http://127.0.0.1:{port}")
 
     @property
     def task_queues(self) -> TaskQueues:

@@ -1,14 +1,43 @@
-"""The Temporal client every process uses: same address, namespace and pydantic converter."""
+"""The Temporal client every process uses: same address, namespace, and data converter (pydantic
+JSON, encrypted by the payload codec)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
+from cloudmart.codec import EncryptionCodec, PayloadKey
 from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
 from cloudmart.settings import Settings
+
+
+class PayloadKeysMissing(RuntimeError):
+    """No payload keys: a process would otherwise write order data to Temporal in clear."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "CLOUDMART_PAYLOAD_KEYS is not set: order data in Temporal is encrypted, and every "
+            "process needs the same keys. `make up` generates them (<data dir>/payload-keys); "
+            "elsewhere create one with `python -m cloudmart.codec new-key k1` and give its output "
+            "to every worker and the API as CLOUDMART_PAYLOAD_KEYS"
+        )
+
+
+def encrypted_converter(keys: tuple[PayloadKey, ...]) -> DataConverter:
+    """The pydantic converter, every payload encrypted with the newest of ``keys``."""
+    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys))
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    keys = settings.payload_key_ring
+    if not keys:
+        raise PayloadKeysMissing()
+    return encrypted_converter(keys)
 
 
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:
@@ -17,7 +46,7 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         lazy=lazy,
     )
 

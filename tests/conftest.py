@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -22,7 +21,7 @@ from cloudmart.process import exit_now
 from cloudmart.settings import DATABASES, SERVICES, Settings
 from cloudmart.temporal import register_search_attributes
 from services.factory import Services, open_services, prepare
-from tests.support import CATALOG
+from tests.support import CATALOG, TEST_CONVERTER, TEST_PAYLOAD_KEYS, operator_headers
 from worker import running_workers
 
 # --- exit status ------------------------------------------------------------------------------
@@ -161,6 +160,7 @@ def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> It
         seed_demo_catalog=False,
         task_queue_prefix=f"t-{uuid.uuid4().hex[:12]}",
         activity_threads=8,
+        payload_keys=TEST_PAYLOAD_KEYS,
         **urls,
     )
     if pool is not None:
@@ -191,10 +191,13 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     automatically while a test awaits a result: left to itself the server skips whenever it
     believes nothing is in flight, and it believed so while workflow tasks and event appends
     were still running — their timeouts fired in skipped time, and then the ten-year run
-    timeout. A retry backoff therefore takes its real second or two."""
+    timeout. A retry backoff therefore takes its real second or two.
+
+    Its client (and so every worker on it) encrypts payloads with the tests' key, as every
+    CloudMart process does."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_CONVERTER,
     )
     await register_search_attributes(env.client)
     with env.auto_time_skipping_disabled():
@@ -262,3 +265,9 @@ def dev_stack(stack_settings: Settings) -> Iterator[DevStack]:
         statuses = stack.stop()
     # A clean stop of every process is part of what the stack promises.
     assert statuses == {"api": 0, "worker": 0, "temporal": 0}, statuses
+
+
+@pytest.fixture(scope="session")
+def as_operator(stack_settings: Settings) -> dict[str, str]:
+    """Headers for the dev stack's operator actions (its operator token)."""
+    return operator_headers(stack_settings)

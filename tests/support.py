@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import sys
 import threading
 import uuid
@@ -12,6 +13,7 @@ from datetime import timedelta
 
 import httpx
 
+from cloudmart.codec import parse_payload_keys
 from cloudmart.contracts.orders import (
     OrderItem,
     OrderSagaInput,
@@ -22,6 +24,7 @@ from cloudmart.contracts.orders import (
 )
 from cloudmart.devstack import ManagedProcess, settings_env
 from cloudmart.settings import Settings
+from cloudmart.temporal import encrypted_converter
 from services.database import create_db_engine
 from services.factory import Services
 from services.inventory.catalog import ProductSeed
@@ -36,6 +39,12 @@ CATALOG = (
     ProductSeed(sku="RACE-10", name="Ten in stock", category="rare", price_cents=500, stock=10),
 )
 INITIAL_STOCK = {p.sku: p.stock for p in CATALOG}
+
+TEST_PAYLOAD_KEYS = "test-1:" + base64.b64encode(bytes(range(32))).decode()
+"""The tests' payload key: every test's Temporal client encrypts, as in production. Fixed (and
+public, so worthless as a secret) because histories recorded by the tests are kept as fixtures
+(tests/histories/) and must decrypt in every later run."""
+TEST_CONVERTER = encrypted_converter(parse_payload_keys(TEST_PAYLOAD_KEYS))
 
 
 def address(country: str = "DE") -> ShippingAddress:
@@ -136,6 +145,12 @@ def assert_reconciled(services: Services, orders: list[OrderState]) -> Books:
     books, problems = reconcile_services(services, orders)
     assert problems == []
     return books
+
+
+def operator_headers(settings: Settings) -> dict[str, str]:
+    """What an operator action sends: the stack's operator token as a bearer token."""
+    assert settings.operator_token is not None
+    return {"Authorization": f"Bearer {settings.operator_token.get_secret_value()}"}
 
 
 @contextmanager

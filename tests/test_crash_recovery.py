@@ -21,6 +21,7 @@ from services.orders.aggregate import replay
 from services.orders.store import EventStore
 from services.reconcile import reconcile
 from tests.api.test_api import TERMINAL, order_body
+from tests.support import operator_headers
 
 
 def place_mixed_orders(
@@ -79,7 +80,9 @@ def test_sagas_end_and_books_balance_after_worker_and_server_crashes(tmp_path: P
     stack = DevStack(settings, settings_env(settings), output=None, persist=True)
     stack.start()
     try:
-        with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        # As the operator: the payment reviews are operator actions.
+        headers = operator_headers(settings)
+        with httpx.Client(base_url=stack.api_url, timeout=30, headers=headers) as api:
             order_ids, bodies = place_mixed_orders(api, 24, "before")
             assert stack.kill("worker") == -9  # mid-saga: activities and workflow tasks in flight
             queued, _ = place_mixed_orders(api, 8, "no-worker")  # accepted, wait for a worker

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from sqlalchemy import make_url
 
+from cloudmart.codec import new_key_entry
 from cloudmart.devstack import WORKER_ROLES
 from cloudmart.settings import DATABASES, Settings
 from services.migrations import MIGRATED
@@ -33,12 +34,27 @@ READS = {
 }
 """The databases each worker may be given: its own, and (subscribers) the events they follow."""
 DEFAULT = re.compile(r"\$\{(\w+)(:-([^}]*))?\}")
+REQUIRED = re.compile(r"\$\{(\w+):\?([^}]+)\}")
+"""``${NAME:?message}``: compose refuses to start unless NAME is set (and not empty): no default
+is safe."""
+OPERATOR_SUPPLIED = {
+    "CLOUDMART_PAYLOAD_KEYS": new_key_entry("k1"),
+    **{
+        name: f"{name.lower()}-as-the-operator-sets-it"
+        for name in ("CLOUDMART_OPERATOR_TOKEN", "CLOUDMART_AUTH_SECRET")
+    },
+}
+"""What an operator sets for each required variable."""
 
 
 def environment(service: str) -> dict[str, str]:
-    """A container's environment as compose would give it, with the documented defaults."""
+    """A container's environment as compose would give it, with the documented defaults and
+    the required variables set as an operator would set them."""
     env = SERVICES_IN_COMPOSE[service].get("environment") or {}
-    return {k: DEFAULT.sub(lambda m: m.group(3) or "", str(v)) for k, v in env.items()}
+    defaulted = {k: DEFAULT.sub(lambda m: m.group(3) or "", str(v)) for k, v in env.items()}
+    return {
+        k: REQUIRED.sub(lambda m: OPERATOR_SUPPLIED[m.group(1)], v) for k, v in defaulted.items()
+    }
 
 
 def test_images_are_pinned_to_the_reference_tags() -> None:
@@ -123,12 +139,62 @@ def test_start_order_and_health() -> None:
         assert "healthcheck" in SERVICES_IN_COMPOSE[name], name
 
 
+def test_the_api_requires_tokens_and_secrets_the_operator_must_set() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    required = dict(REQUIRED.findall(text))
+    assert set(required) == set(OPERATOR_SUPPLIED)
+    for name, message in required.items():
+        assert message.startswith(f"set {name}"), message
+        assert name in text.split("\n\n")[0], f"{name} is not documented at the top of the file"
+    raw = SERVICES_IN_COMPOSE["api"]["environment"]
+    for name in OPERATOR_SUPPLIED:
+        assert REQUIRED.fullmatch(raw[name]), f"{name} must have no default"
+    env = environment("api")
+    settings = Settings(
+        **{k.removeprefix("CLOUDMART_").lower(): v for k, v in env.items() if "CLOUDMART_" in k}
+    )
+    assert settings.require_auth is True
+    assert settings.operator_token is not None and settings.auth_secret is not None
+    assert (
+        settings.operator_token.get_secret_value() == OPERATOR_SUPPLIED["CLOUDMART_OPERATOR_TOKEN"]
+    )
+    # Only the API checks tokens; no worker is given a secret it does not need.
+    auth_secrets = {"CLOUDMART_OPERATOR_TOKEN", "CLOUDMART_AUTH_SECRET"}
+    for name in WORKERS:
+        assert not set(environment(name)) & auth_secrets, name
+
+
 def test_every_secret_has_a_documented_default() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
-    variables = DEFAULT.findall(text)
+    variables = DEFAULT.findall(REQUIRED.sub("", text))  # the required ones: above
     assert variables and all(default for _, default, _ in variables)
     for name, _, _ in variables:
         assert name in text.split("\n\n")[0], f"{name} is not documented at the top of the file"
+
+
+def test_payload_keys_must_be_given_and_reach_every_process_that_talks_to_temporal() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    required = {name for name, _ in REQUIRED.findall(text)}
+    assert required == set(OPERATOR_SUPPLIED)
+    for name in required:
+        assert name in text.split("\n\n")[0], f"{name} is not documented at the top of the file"
+    raw = {
+        name: SERVICES_IN_COMPOSE[name]["environment"]["CLOUDMART_PAYLOAD_KEYS"]
+        for name in (*WORKERS, "api")
+    }
+    assert all(REQUIRED.fullmatch(value) for value in raw.values()), raw  # never a default
+    for name in (*WORKERS, "api"):
+        settings = Settings(payload_keys=environment(name)["CLOUDMART_PAYLOAD_KEYS"])
+        assert [key.id for key in settings.payload_key_ring] == ["k1"]
+
+
+def test_the_web_ui_decodes_through_the_apis_codec_server() -> None:
+    ui = environment("temporal-ui")
+    published_api = SERVICES_IN_COMPOSE["api"]["ports"][0].split(":")[0]
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{published_api}/codec"
+    published_ui = SERVICES_IN_COMPOSE["temporal-ui"]["ports"][0].split(":")[0]
+    api = Settings(codec_cors_origins=environment("api")["CLOUDMART_CODEC_CORS_ORIGINS"])
+    assert f"http://localhost:{published_ui}" in api.codec_origins
 
 
 def test_mounted_scripts_exist_and_parse() -> None:

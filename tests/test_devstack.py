@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import socket
+import stat
+import sys
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
+from cloudmart.credentials import AUTH_SECRET_FILE, OPERATOR_TOKEN_FILE, with_dev_credentials
 from cloudmart.devstack import (
     DevStack,
+    ManagedProcess,
     StackError,
+    banner,
     settings_env,
     temporal_server_command,
     throwaway_settings,
 )
+from cloudmart.settings import Settings
 
 
 def test_the_dev_server_gets_the_documented_flags(tmp_path: Path) -> None:
@@ -33,6 +41,17 @@ def test_the_dev_server_gets_the_documented_flags(tmp_path: Path) -> None:
         assert flag in command
 
 
+def test_the_web_ui_is_pointed_at_the_codec_server_and_a_headless_server_is_not() -> None:
+    with_ui = temporal_server_command(
+        port=7233, ui_port=8233, db_file=None, codec_endpoint="http://127.0.0.1:8000/codec"
+    )
+    assert " --ui-codec-endpoint http://127.0.0.1:8000/codec" in " ".join(with_ui)
+    headless = temporal_server_command(
+        port=7233, ui_port=None, db_file=None, codec_endpoint="http://127.0.0.1:8000/codec"
+    )
+    assert "--ui-codec-endpoint" not in headless
+
+
 def test_a_busy_port_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -43,3 +62,83 @@ def test_a_busy_port_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> None
         with pytest.raises(StackError, match=f"port {port} for the API .* is in use"):
             stack.start()
     assert stack.processes == {}
+
+
+# --- the operator token `make up` uses ----------------------------------------------------------
+
+
+def test_make_up_generates_an_operator_token_once_and_keeps_it_private(tmp_path: Path) -> None:
+    first = with_dev_credentials(Settings(data_dir=tmp_path, operator_token=None, auth_secret=None))
+    assert first.operator_token is not None and first.auth_secret is not None
+    token = first.operator_token.get_secret_value()
+    assert len(token) >= 40 and token != first.auth_secret.get_secret_value()
+    for name in (OPERATOR_TOKEN_FILE, AUTH_SECRET_FILE):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+    assert (tmp_path / OPERATOR_TOKEN_FILE).read_text().strip() == token
+
+    again = with_dev_credentials(Settings(data_dir=tmp_path, operator_token=None, auth_secret=None))
+    assert again.operator_token == first.operator_token
+    assert again.auth_secret == first.auth_secret
+    # The API gets them through its environment, in clear (a dump would mask them).
+    env = settings_env(again)
+    assert env["CLOUDMART_OPERATOR_TOKEN"] == token
+    assert env["CLOUDMART_AUTH_SECRET"] == first.auth_secret.get_secret_value()
+
+
+def test_a_configured_operator_token_wins_and_nothing_is_stored(tmp_path: Path) -> None:
+    chosen = "o" * 30
+    settings = with_dev_credentials(
+        Settings(data_dir=tmp_path, operator_token=chosen, auth_secret="a" * 30)
+    )
+    assert settings.operator_token is not None
+    assert settings.operator_token.get_secret_value() == chosen
+    assert not (tmp_path / OPERATOR_TOKEN_FILE).exists()
+    assert not (tmp_path / AUTH_SECRET_FILE).exists()
+    assert "Operator token: " + chosen in banner(DevStack(settings, {}, output=None))
+    assert "(CLOUDMART_OPERATOR_TOKEN;" in banner(DevStack(settings, {}, output=None))
+
+
+def test_the_banner_prints_the_operator_token_and_how_to_use_it(tmp_path: Path) -> None:
+    settings = with_dev_credentials(
+        throwaway_settings(tmp_path, operator_token=None, auth_secret=None)
+    )
+    assert settings.operator_token is not None
+    token = settings.operator_token.get_secret_value()
+    stack = DevStack(settings, settings_env(settings), output=None)
+    text = banner(stack)
+    assert f"  Operator token: {token}\n" in text
+    assert f"kept in {tmp_path.resolve() / OPERATOR_TOKEN_FILE}" in text
+    assert f"curl -X POST {stack.api_url}/projections/rebuild" in text
+    assert f"-H 'Authorization: Bearer {token}'" in text
+    assert "Customer tokens off" in text
+    required = banner(DevStack(settings.model_copy(update={"require_auth": True}), {}))
+    assert "make token CUSTOMER=<customer id>" in required
+
+
+@pytest.mark.devstack
+def test_make_up_prints_the_operator_token_the_api_accepts(tmp_path: Path) -> None:
+    settings = throwaway_settings(
+        tmp_path, operator_token=None, auth_secret=None, task_queue_prefix="up-token"
+    )
+    up = ManagedProcess.start(
+        "make up",
+        [sys.executable, "-m", "cloudmart.devstack"],
+        env=settings_env(settings),
+        output=None,
+        ready_marker="Ctrl-C stops everything",
+    )
+    try:
+        up.wait_ready(120)
+        [line] = [line for line in up.tail if "Operator token: " in line]
+        token = line.split("Operator token: ")[1]
+        assert token == (tmp_path / OPERATOR_TOKEN_FILE).read_text().strip()
+        url = f"http://127.0.0.1:{settings.api_port}/orders/{uuid.uuid4()}/payment-review"
+        decision = {"approved": True}
+        with httpx.Client(timeout=15) as api:
+            assert api.post(url, json=decision).status_code == 401
+            wrong = {"Authorization": "Bearer " + "w" * 43}
+            assert api.post(url, json=decision, headers=wrong).status_code == 403
+            passed = api.post(url, json=decision, headers={"Authorization": f"Bearer {token}"})
+            assert passed.status_code == 404  # past the token, to the order itself
+    finally:
+        assert up.stop(60) == 0, up.failure("did not stop cleanly")

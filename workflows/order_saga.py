@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ApplicationErrorCategory,
+    RetryState,
+    is_cancelled_exception,
+)
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from cloudmart.contracts import activities as act
@@ -29,16 +37,20 @@ with workflow.unsafe.imports_passed_through():
         OrderState,
         OrderStatus,
         PaymentReviewDecision,
+        ResolveCompensation,
         StepRecord,
         StepStatus,
+        StuckCompensation,
         UpdateAccepted,
     )
-    from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL, WORKFLOW_TYPE
+    from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, WORKFLOW_TYPE
     from cloudmart.contracts.steps import (
         ChargePayment,
         ChargeStatus,
+        CheckFraud,
         CommitInventory,
         Compensate,
+        CompensationResult,
         CreateShipment,
         ReserveInventory,
         ResolvePaymentReview,
@@ -65,7 +77,8 @@ UNDO_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=60),
 )
-"""Compensations retry until they succeed."""
+"""Compensations retry until they succeed; past the saga's StuckPolicy, in rounds that an
+operator can see and act on."""
 
 UNDO_EVENTS = {
     act.RELEASE_INVENTORY.name: EventType.INVENTORY_RELEASED,
@@ -75,6 +88,14 @@ UNDO_EVENTS = {
 
 ORDER_EVENTS = "order-events"
 """The patch that added the order event log: sagas started before it replay without it."""
+FRAUD_CHECK = "fraud-check"
+"""Saga v2: the fraud screen before the charge. Sagas that had passed that point when the
+worker was upgraded replay (and finish) without it."""
+
+STUCK_ROUND_ATTEMPTS = 10
+"""Once stuck, a compensation is retried in rounds of this many attempts; each failed round
+refreshes the error an operator sees. Rounds keep the history small: about 50 minutes of
+retries (at the default cap) cost a handful of events, not one per attempt."""
 
 SYSTEM, OPERATOR = "system", "operator"
 """Who caused an event, besides the customer: the saga itself, or an operator (a payment
@@ -104,6 +125,9 @@ class OrderSaga:
         self._review: PaymentReviewDecision | None = None
         self._cancelled_by = SYSTEM
         self._events = EventLog(order.order_id)
+        self._retry_now = False
+        self._resolution: ResolveCompensation | None = None
+        self._resolved = False
 
     @workflow.run
     async def run(self, order: OrderSagaInput) -> OrderState:
@@ -122,6 +146,7 @@ class OrderSaga:
             self._set_status(OrderStatus.COMPLETED)
         except SAGA_ABORTS as abort:
             await uninterruptible(self._compensate(undo, abort))
+        await workflow.wait_condition(workflow.all_handlers_finished)  # an operator's answer
         self._record_outcome()
         await uninterruptible(self._events.stored())
         # How the execution ends, in Temporal's terms (the state query has the details):
@@ -154,9 +179,13 @@ class OrderSaga:
             total_cents=reservation.total_cents,
         )
 
+        screened = workflow.patched(FRAUD_CHECK)
+        if screened:
+            await self._check_fraud(order, reservation.total_cents)
+
         undo.push(act.REFUND_PAYMENT)
         charge = await self._step(
-            OrderStatus.CHARGING_PAYMENT,
+            None if screened else OrderStatus.CHARGING_PAYMENT,  # set by the screen already
             act.CHARGE_PAYMENT,
             ChargePayment(
                 order_id=order.order_id,
@@ -206,6 +235,25 @@ class OrderSaga:
             lines=[line.model_dump() for line in sold.lines],
         )
 
+    async def _check_fraud(self, order: OrderSagaInput, amount_cents: int) -> None:
+        """Nothing to compensate: the screen only reads, and its verdict is kept per order."""
+        verdict = await self._step(
+            OrderStatus.CHARGING_PAYMENT,
+            act.CHECK_FRAUD,
+            CheckFraud(
+                order_id=order.order_id,
+                customer_id=order.customer_id,
+                payment_token=order.payment_token,
+                amount_cents=amount_cents,
+                country=order.shipping_address.country,
+            ),
+            summary=f"fraud screen of {amount_cents} cents",
+            failed=EventType.FRAUD_CHECK_FAILED,
+        )
+        self._events.record(
+            EventType.FRAUD_CHECK_PASSED, by=SYSTEM, score=verdict.score, reasons=verdict.reasons
+        )
+
     async def _payment_review(self, order: OrderSagaInput) -> None:
         self._set_status(OrderStatus.AWAITING_PAYMENT_REVIEW)
         record = self._begin(self._state.steps, "payment.review")
@@ -253,30 +301,116 @@ class OrderSaga:
 
     async def _undo(self, compensation: Compensation, reason: str, *, summary: str) -> None:
         record = self._begin(self._state.compensations, compensation.name)
+        request = Compensate(order_id=self._order.order_id, reason=reason)
+        policy = self._order.stuck_policy
         try:
             result = await workflow.execute_activity(
                 compensation.name,
-                Compensate(order_id=self._order.order_id, reason=reason),
+                request,
                 result_type=compensation.result_type,
                 task_queue=self._order.task_queues.for_service(compensation.service),
                 start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=UNDO_RETRY,
+                # Past either limit it is reported stuck (and retried on, see _until_unstuck).
+                schedule_to_close_timeout=policy.after,
+                retry_policy=replace(UNDO_RETRY, maximum_attempts=policy.attempts),
                 summary=summary,
             )
         except ActivityError as err:
-            # Only a non-retryable error ends up here; the remaining compensations still run.
-            self._end(record, StepStatus.FAILED, _describe(err))
-            workflow.logger.error("Compensation %s failed: %s", compensation.name, _describe(err))
-        else:
-            detail = f"{result.outcome}: {result.detail}" if result.detail else str(result.outcome)
-            self._end(record, StepStatus.COMPLETED, detail)
-            self._events.record(
-                UNDO_EVENTS[compensation.name],
-                by=SYSTEM,
-                outcome=result.outcome,
-                lines=[line.model_dump() for line in result.lines],
-                amount_cents=result.amount_cents,
-            )
+            if err.retry_state is RetryState.NON_RETRYABLE_FAILURE:
+                # Its service says it can never succeed; the remaining compensations still run.
+                self._end(record, StepStatus.FAILED, _describe(err))
+                workflow.logger.error("Compensation %s failed: %s", record.name, _describe(err))
+                return
+            result = await self._until_unstuck(compensation, request, record, err)
+            if result is None:
+                return  # resolved by hand, or given up by its service
+        detail = f"{result.outcome}: {result.detail}" if result.detail else str(result.outcome)
+        self._end(record, StepStatus.COMPLETED, detail)
+        self._events.record(
+            UNDO_EVENTS[compensation.name],
+            by=SYSTEM,
+            outcome=result.outcome,
+            lines=[line.model_dump() for line in result.lines],
+            amount_cents=result.amount_cents,
+        )
+
+    async def _until_unstuck(
+        self,
+        compensation: Compensation,
+        request: Compensate,
+        record: StepRecord,
+        failure: ActivityError,
+    ) -> CompensationResult | None:
+        """The dead-letter path: report the compensation stuck, keep retrying it in rounds with
+        a capped backoff, and let an operator retry it now or resolve it by hand."""
+        self._state.stuck = StuckCompensation(
+            step=compensation.name, since=workflow.now(), last_error=_last_error(failure)
+        )
+        self._set_status(OrderStatus.COMPENSATION_STUCK)
+        self._events.record(
+            EventType.COMPENSATION_STUCK,
+            by=SYSTEM,
+            step=compensation.name,
+            error=self._state.stuck.last_error,
+        )
+        workflow.logger.error(
+            "Compensation %s is stuck: %s", compensation.name, self._state.stuck.last_error
+        )
+        try:
+            while True:
+                self._retry_now = False
+                round_ = workflow.start_activity(
+                    compensation.name,
+                    request,
+                    result_type=compensation.result_type,
+                    task_queue=self._order.task_queues.for_service(compensation.service),
+                    start_to_close_timeout=STEP_TIMEOUT,
+                    retry_policy=replace(
+                        UNDO_RETRY,
+                        maximum_interval=self._order.stuck_policy.retry_cap,
+                        maximum_attempts=STUCK_ROUND_ATTEMPTS,
+                    ),
+                    # A round stopped for an operator ends only once its attempt has: nothing
+                    # of it runs on behind the operator's back.
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary="retry of a stuck compensation",
+                )
+                await workflow.wait_condition(
+                    lambda round_=round_: (
+                        round_.done() or self._retry_now or self._resolution is not None
+                    )
+                )
+                if not round_.done():
+                    round_.cancel()
+                try:
+                    result = await round_
+                except (ActivityError, asyncio.CancelledError) as err:
+                    if not is_cancelled_exception(err):
+                        assert isinstance(err, ActivityError)
+                        if err.retry_state is RetryState.NON_RETRYABLE_FAILURE:
+                            self._end(record, StepStatus.FAILED, _describe(err))
+                            return None
+                        self._state.stuck.rounds += 1
+                        self._state.stuck.last_error = _last_error(err)
+                else:
+                    return result  # an operator's resolution arriving meanwhile is refused
+                if self._resolution is not None:
+                    self._resolve_by_hand(record, self._resolution)
+                    self._resolved = True
+                    return None
+        finally:
+            self._state.stuck = None
+            self._resolution = None
+            self._set_status(OrderStatus.COMPENSATING)
+
+    def _resolve_by_hand(self, record: StepRecord, resolution: ResolveCompensation) -> None:
+        self._end(record, StepStatus.RESOLVED, resolution.note)
+        self._events.record(
+            EventType.COMPENSATION_RESOLVED,
+            by=OPERATOR,
+            step=resolution.step,
+            note=resolution.note,
+        )
 
     async def _step(
         self,
@@ -377,6 +511,53 @@ class OrderSaga:
                 non_retryable=True,
             )
 
+    @workflow.update
+    def retry_compensation(self) -> UpdateAccepted:
+        """Operator: retry the stuck compensation now instead of at its next backoff."""
+        self._retry_now = True
+        return UpdateAccepted(order_id=self._order.order_id, status=self._state.status)
+
+    @retry_compensation.validator
+    def _validate_retry(self) -> None:
+        self._require_stuck()
+
+    @workflow.update
+    async def resolve_compensation(self, resolution: ResolveCompensation) -> UpdateAccepted:
+        """Operator: the stuck compensation was done by hand; record it and go on."""
+        self._resolution, self._resolved = resolution, False
+        await workflow.wait_condition(lambda: self._resolution is None)
+        if not self._resolved:
+            raise ApplicationError(
+                f"{resolution.step} succeeded on its own before the resolution was applied; "
+                "nothing was marked as done by hand",
+                type="CompensationSucceeded",
+                non_retryable=True,
+            )
+        return UpdateAccepted(order_id=self._order.order_id, status=self._state.status)
+
+    @resolve_compensation.validator
+    def _validate_resolution(self, resolution: ResolveCompensation) -> None:
+        stuck = self._require_stuck()
+        if resolution.step != stuck.step:
+            raise ApplicationError(
+                f"the stuck compensation is {stuck.step}, not {resolution.step}",
+                type="NotStuck",
+                non_retryable=True,
+            )
+        if self._resolution is not None:
+            raise ApplicationError(
+                f"{stuck.step} is already being resolved", type="NotStuck", non_retryable=True
+            )
+
+    def _require_stuck(self) -> StuckCompensation:
+        if self._state.stuck is None:
+            raise ApplicationError(
+                f"order is {self._state.status}, no compensation is stuck",
+                type="NotStuck",
+                non_retryable=True,
+            )
+        return self._state.stuck
+
     def _cancel_refusal(self) -> str | None:
         status = self._state.status
         if status.is_terminal:
@@ -414,13 +595,14 @@ class OrderSaga:
     def _set_status(self, status: OrderStatus) -> None:
         self._state.status = status
         self._state.updated_at = workflow.now()
-        attributes = [
-            ORDER_STATUS.value_set(status.value),
-            CUSTOMER_ID.value_set(self._order.customer_id),
-        ]
-        if self._state.total_cents is not None:
-            attributes.append(ORDER_TOTAL.value_set(self._state.total_cents))
-        workflow.upsert_search_attributes(attributes)
+        # No amount among them: search attributes are stored in clear, out of the codec's reach
+        # (sagas started before this still carry an OrderTotal; the read side has the totals).
+        workflow.upsert_search_attributes(
+            [
+                ORDER_STATUS.value_set(status.value),
+                CUSTOMER_ID.value_set(self._order.customer_id),
+            ]
+        )
         workflow.logger.info("Order %s is %s", self._order.order_id, status)
 
     def _begin(self, records: list[StepRecord], name: str) -> StepRecord:
@@ -455,6 +637,19 @@ def _failure_of(abort: BaseException) -> Failure:
 def _describe(err: BaseException) -> str:
     failure = _failure_of(err)
     return f"{failure.type}: {failure.message}"
+
+
+def _last_error(err: ActivityError) -> str:
+    """What the last attempt failed with, also when the limit that ended the retries was a
+    timeout (its cause is the last attempt's failure, when there was one)."""
+    cause: BaseException = err
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    if cause is err:
+        return _describe(err)
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type or 'ApplicationError'}: {cause.message}"
+    return f"{type(cause).__name__}: {cause}"
 
 
 def _duration(span: timedelta) -> str:

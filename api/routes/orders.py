@@ -9,9 +9,11 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from pydantic import AwareDatetime
 
+from api.auth import Caller, CallerDep, Operator
 from api.deps import ReadDep, SagasDep, State
-from api.errors import ERROR_RESPONSES, OrderNotFound, UnprocessableField
-from cloudmart.contracts.events import Event
+from api.errors import AUTH_RESPONSES, ERROR_RESPONSES, Forbidden, OrderNotFound, UnprocessableField
+from api.sagas import Sagas
+from cloudmart.contracts.events import Event, EventType
 from cloudmart.contracts.orders import (
     CancelOrder,
     OrderAccepted,
@@ -19,12 +21,15 @@ from cloudmart.contracts.orders import (
     OrderStatus,
     PaymentReviewDecision,
     PlaceOrder,
+    ResolveCompensation,
     UpdateAccepted,
 )
 from cloudmart.contracts.text import CustomerId
 from services.readmodel.queries import InvalidCursor, OrderListing
 
-router = APIRouter(prefix="/orders", tags=["orders"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/orders", tags=["orders"], responses={**ERROR_RESPONSES, **AUTH_RESPONSES}
+)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -43,9 +48,13 @@ async def place_order(
     order: PlaceOrder,
     response: Response,
     sagas: SagasDep,
+    caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> OrderAccepted:
-    """Start the order's saga. Amounts come from the catalog, never from the request."""
+    """Start the order's saga. Amounts come from the catalog, never from the request. With a
+    customer token, ``customer_id`` must be the token's customer (403 otherwise)."""
+    if not caller.sees(order.customer_id):
+        raise Forbidden("customer_id: a customer token may place orders only for its customer")
     accepted = await sagas.place(order, idempotency_key)
     response.headers["Location"] = f"/orders/{accepted.order_id}"
     return accepted
@@ -54,6 +63,7 @@ async def place_order(
 @router.get("", response_model=OrderListing)
 def list_orders(
     read: ReadDep,
+    caller: CallerDep,
     status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
     customer_id: Annotated[CustomerId | None, Query()] = None,
     created_from: Annotated[AwareDatetime | None, Query(description="inclusive")] = None,
@@ -63,7 +73,12 @@ def list_orders(
 ) -> OrderListing:
     """Orders from the read side (the ``order_summary`` projection), newest first; pass
     ``next_cursor`` back as ``cursor`` for the next page. The projection follows the events
-    within the lag ``/healthz`` reports: a just-placed order may appear a moment later."""
+    within the lag ``/healthz`` reports: a just-placed order may appear a moment later.
+    A customer token lists its customer's orders only (403 for another ``customer_id``)."""
+    if caller.customer_id is not None:
+        if customer_id not in (None, caller.customer_id):
+            raise Forbidden("customer_id: a customer token may list only its customer's orders")
+        customer_id = caller.customer_id
     try:
         return read.orders(
             status=status_filter,
@@ -78,17 +93,19 @@ def list_orders(
 
 
 @router.get("/{order_id}/events", response_model=list[Event])
-def order_events(order_id: UUID, state: State) -> list[Event]:
+def order_events(order_id: UUID, state: State, caller: CallerDep) -> list[Event]:
     """The order's event timeline from the event store, oldest first."""
     events = state.events.stream(str(order_id))
-    if not events:
+    # The first event, OrderPlaced, names the customer: another's order is as unknown as none.
+    if not events or not caller.sees(_placed_by(events[0])):
         raise OrderNotFound(str(order_id))
     return [Event.model_validate(e.model_dump(include=set(Event.model_fields))) for e in events]
 
 
 @router.get("/{order_id}", response_model=OrderState)
-async def get_order(order_id: UUID, sagas: SagasDep) -> OrderState:
+async def get_order(order_id: UUID, sagas: SagasDep, caller: CallerDep) -> OrderState:
     """The saga's live state: status, every step and compensation, total, failure."""
+    await _check_owner(sagas, caller, str(order_id))
     return await sagas.state(str(order_id))
 
 
@@ -96,18 +113,53 @@ async def get_order(order_id: UUID, sagas: SagasDep) -> OrderState:
 async def cancel_order(
     order_id: UUID,
     sagas: SagasDep,
+    caller: CallerDep,
     request: Annotated[CancelOrder | None, Body()] = None,
 ) -> UpdateAccepted:
     """Cancel until the shipment is created (409 with the reason after that)."""
+    await _check_owner(sagas, caller, str(order_id))  # before the saga hears of it
     return await sagas.cancel(str(order_id), request or CancelOrder())
 
 
 @router.post("/{order_id}/payment-review", status_code=status.HTTP_202_ACCEPTED)
 async def review_payment(
-    order_id: UUID, decision: PaymentReviewDecision, sagas: SagasDep
+    order_id: UUID, decision: PaymentReviewDecision, sagas: SagasDep, _: Operator
 ) -> UpdateAccepted:
-    """Approve or reject a payment held for fraud review (409 unless it is awaiting one)."""
+    """Approve or reject a payment held for fraud review (409 unless it is awaiting one).
+    An operator action: the operator's bearer token only."""
     return await sagas.review_payment(str(order_id), decision)
+
+
+@router.post("/{order_id}/compensation/retry", status_code=status.HTTP_202_ACCEPTED)
+async def retry_compensation(order_id: UUID, sagas: SagasDep, _: Operator) -> UpdateAccepted:
+    """Retry the order's stuck compensation now rather than at its next backoff (409 unless
+    the order is COMPENSATION_STUCK). An operator action."""
+    return await sagas.retry_compensation(str(order_id))
+
+
+@router.post("/{order_id}/compensation/resolve", status_code=status.HTTP_202_ACCEPTED)
+async def resolve_compensation(
+    order_id: UUID, resolution: ResolveCompensation, sagas: SagasDep, _: Operator
+) -> UpdateAccepted:
+    """Mark the stuck compensation as done by hand, with a note saying how; the saga records
+    it (history and event store) and goes on with the rest. 409 unless ``step`` is the stuck
+    one, or if it succeeded on its own meanwhile. An operator action."""
+    return await sagas.resolve_compensation(str(order_id), resolution)
+
+
+async def _check_owner(sagas: Sagas, caller: Caller, order_id: str) -> None:
+    """404 for another customer's order, exactly as for an unknown one. The owner comes from
+    the saga's CustomerId search attribute (Temporal's server, not a worker), so the answer
+    does not depend on whether a worker is up either."""
+    if caller.customer_id is not None and await sagas.owner(order_id) != caller.customer_id:
+        raise OrderNotFound(order_id)
+
+
+def _placed_by(first: Event) -> str | None:
+    if first.event_type != EventType.ORDER_PLACED:
+        return None
+    customer = first.data.get("customer_id")
+    return customer if isinstance(customer, str) else None
 
 
 def _utc(value: datetime | None, field: str) -> datetime | None:

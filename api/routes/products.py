@@ -4,8 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.auth import OperatorWhenAuth
 from api.deps import ReadDep
-from api.errors import ERROR_RESPONSES
+from api.errors import AUTH_RESPONSES, ERROR_RESPONSES
 from cloudmart.contracts.steps import ProductView
 from services.readmodel.queries import ProductSort, SalesStats
 
@@ -38,7 +39,8 @@ def search_products(
     )
 
 
-@router.get("/stats", response_model=SalesStats, tags=["stats"])
-def sales_stats(read: ReadDep) -> SalesStats:
-    """Per product: units sold, revenue, units given back by compensations; failures by type."""
+@router.get("/stats", response_model=SalesStats, tags=["stats"], responses=AUTH_RESPONSES)
+def sales_stats(read: ReadDep, _: OperatorWhenAuth) -> SalesStats:
+    """Per product: units sold, revenue, units given back by compensations; failures by type.
+    Business-wide figures: the operator's alone when customer tokens are required."""
     return read.stats()

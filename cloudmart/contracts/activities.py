@@ -16,10 +16,12 @@ from cloudmart.contracts.events import Appended, AppendEvents
 from cloudmart.contracts.steps import (
     ChargePayment,
     ChargeResult,
+    CheckFraud,
     CommitInventory,
     Compensate,
     CompensationResult,
     CreateShipment,
+    FraudAssessment,
     Reservation,
     ReserveInventory,
     ResolvePaymentReview,
@@ -42,6 +44,7 @@ RESERVE_INVENTORY = ActivitySpec("inventory.reserve", "inventory", ReserveInvent
 RELEASE_INVENTORY = ActivitySpec("inventory.release", "inventory", Compensate, CompensationResult)
 COMMIT_INVENTORY = ActivitySpec("inventory.commit", "inventory", CommitInventory, Reservation)
 
+CHECK_FRAUD = ActivitySpec("payment.check_fraud", "payment", CheckFraud, FraudAssessment)
 CHARGE_PAYMENT = ActivitySpec("payment.charge", "payment", ChargePayment, ChargeResult)
 RESOLVE_PAYMENT_REVIEW = ActivitySpec(
     "payment.resolve_review", "payment", ResolvePaymentReview, ChargeResult
@@ -60,6 +63,7 @@ ALL_ACTIVITIES: tuple[ActivitySpec[BaseModel, BaseModel], ...] = (
     RESERVE_INVENTORY,
     RELEASE_INVENTORY,
     COMMIT_INVENTORY,
+    CHECK_FRAUD,
     CHARGE_PAYMENT,
     RESOLVE_PAYMENT_REVIEW,
     REFUND_PAYMENT,

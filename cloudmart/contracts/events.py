@@ -10,6 +10,8 @@ event type (version)              data
 OrderPlaced (2)                   customer_id, items [{sku, quantity}], country
 InventoryReserved (1)             lines [{sku, quantity, unit_price_cents}], total_cents
 InventoryReservationFailed (1)    type, message
+FraudCheckPassed (1)              score, reasons
+FraudCheckFailed (1)              type, message
 PaymentCharged (1)                amount_cents
 PaymentReviewRequested (1)        amount_cents
 PaymentReviewed (1)               approved
@@ -18,6 +20,8 @@ ShipmentCreated (1)               tracking_number, country
 ShipmentFailed (1)                type, message
 InventoryCommitted (1)            lines [{sku, quantity, unit_price_cents}]
 CompensationStarted (1)           reason
+CompensationStuck (1)             step, error
+CompensationResolved (1)          step, note (by the operator who resolved it by hand)
 InventoryReleased (1)             outcome, lines
 PaymentRefunded (1)               outcome, amount_cents
 ShipmentCancelled (1)             outcome
@@ -44,6 +48,8 @@ class EventType(StrEnum):
     ORDER_PLACED = "OrderPlaced"
     INVENTORY_RESERVED = "InventoryReserved"
     INVENTORY_RESERVATION_FAILED = "InventoryReservationFailed"
+    FRAUD_CHECK_PASSED = "FraudCheckPassed"
+    FRAUD_CHECK_FAILED = "FraudCheckFailed"
     PAYMENT_CHARGED = "PaymentCharged"
     PAYMENT_REVIEW_REQUESTED = "PaymentReviewRequested"
     PAYMENT_REVIEWED = "PaymentReviewed"
@@ -52,6 +58,8 @@ class EventType(StrEnum):
     SHIPMENT_FAILED = "ShipmentFailed"
     INVENTORY_COMMITTED = "InventoryCommitted"
     COMPENSATION_STARTED = "CompensationStarted"
+    COMPENSATION_STUCK = "CompensationStuck"
+    COMPENSATION_RESOLVED = "CompensationResolved"
     INVENTORY_RELEASED = "InventoryReleased"
     PAYMENT_REFUNDED = "PaymentRefunded"
     SHIPMENT_CANCELLED = "ShipmentCancelled"

@@ -28,6 +28,10 @@ class PaymentDeclined(BusinessFailure):
     pass
 
 
+class FraudSuspected(BusinessFailure):
+    """The fraud screen scored the order too risky to charge."""
+
+
 class PaymentReviewRejected(BusinessFailure):
     pass
 
@@ -56,6 +60,7 @@ BUSINESS_FAILURES: tuple[type[BusinessFailure], ...] = (
     UnknownSku,
     OutOfStock,
     PaymentDeclined,
+    FraudSuspected,
     PaymentReviewRejected,
     PaymentReviewTimedOut,
     Undeliverable,

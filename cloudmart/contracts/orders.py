@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from cloudmart.contracts.routing import TaskQueues
 from cloudmart.contracts.text import (
@@ -63,6 +64,19 @@ class PlaceOrder(_Request):
         return items
 
 
+class StuckPolicy(BaseModel):
+    """When a compensation that keeps failing is reported stuck, and how it retries after."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempts: int = Field(default=20, ge=1)
+    """Stuck after this many failed attempts..."""
+    after: timedelta = timedelta(minutes=10)
+    """...or after failing for this long, whichever comes first."""
+    retry_cap: timedelta = timedelta(minutes=5)
+    """Once stuck, retries back off up to this interval, and never stop."""
+
+
 class OrderSagaInput(BaseModel):
     """Everything the saga needs, fixed at start so that replays see the same values."""
 
@@ -75,6 +89,8 @@ class OrderSagaInput(BaseModel):
     shipping_address: ShippingAddress
     payment_review_timeout: timedelta
     task_queues: TaskQueues
+    stuck_policy: StuckPolicy = StuckPolicy()
+    """Absent from sagas started before it existed: they get the defaults."""
 
 
 class OrderStatus(StrEnum):
@@ -84,6 +100,8 @@ class OrderStatus(StrEnum):
     AWAITING_PAYMENT_REVIEW = "AWAITING_PAYMENT_REVIEW"
     CREATING_SHIPMENT = "CREATING_SHIPMENT"
     COMPENSATING = "COMPENSATING"
+    COMPENSATION_STUCK = "COMPENSATION_STUCK"
+    """A compensation keeps failing: still retried, and waiting for an operator's eye."""
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -101,6 +119,8 @@ class StepStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    RESOLVED = "RESOLVED"
+    """A stuck compensation an operator marked as done by hand."""
 
 
 class StepRecord(BaseModel):
@@ -117,6 +137,16 @@ class Failure(BaseModel):
     message: str
 
 
+class StuckCompensation(BaseModel):
+    """The compensation an operator is asked to look at."""
+
+    step: str
+    since: datetime
+    last_error: str
+    rounds: int = 1
+    """Rounds of retries failed so far (the first is the one that declared it stuck)."""
+
+
 class OrderState(BaseModel):
     """The saga's state: the answer of its ``state`` query and of ``GET /orders/{id}``."""
 
@@ -130,6 +160,7 @@ class OrderState(BaseModel):
     cancel_reason: str | None = None
     steps: list[StepRecord] = []
     compensations: list[StepRecord] = []
+    stuck: StuckCompensation | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -144,6 +175,15 @@ class PaymentReviewDecision(_Request):
     """The body of ``POST /orders/{id}/payment-review`` and the saga's ``review_payment`` update."""
 
     approved: bool = Field(strict=True)
+
+
+class ResolveCompensation(_Request):
+    """The body of ``POST /orders/{id}/compensation/resolve``: an operator undid ``step`` by
+    hand (refunded from the provider's dashboard, say) and says how."""
+
+    step: Annotated[str, StringConstraints(pattern=r"^[a-z]{1,30}\.[a-z_]{1,30}$")]
+    """The stuck compensation, e.g. ``payment.refund`` (as the order's state names it)."""
+    note: Reason
 
 
 class UpdateAccepted(BaseModel):
@@ -164,6 +204,7 @@ def saga_input(
     *,
     payment_review_timeout: timedelta,
     task_queues: TaskQueues,
+    stuck_policy: StuckPolicy | None = None,
 ) -> OrderSagaInput:
     return OrderSagaInput(
         order_id=order_id,
@@ -173,4 +214,5 @@ def saga_input(
         shipping_address=order.shipping_address,
         payment_review_timeout=payment_review_timeout,
         task_queues=task_queues,
+        stuck_policy=stuck_policy or StuckPolicy(),
     )

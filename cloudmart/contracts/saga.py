@@ -10,6 +10,8 @@ WORKFLOW_ID_PREFIX = "order-"
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 ORDER_TOTAL = SearchAttributeKey.for_int("OrderTotal")
+"""No longer set (an amount, stored in clear by Temporal); still registered for the sagas
+started before, which carry it."""
 SEARCH_ATTRIBUTES = (ORDER_STATUS, CUSTOMER_ID, ORDER_TOTAL)
 """Registered on the server (``make up`` passes them to the dev server) before any saga runs."""
 

@@ -104,6 +104,23 @@ class ChargeResult(_Message):
     reference: str
 
 
+class CheckFraud(_Message):
+    """What the fraud screen weighs before any money moves."""
+
+    order_id: str
+    customer_id: str
+    payment_token: str
+    amount_cents: int
+    country: str
+
+
+class FraudAssessment(_Message):
+    order_id: str
+    score: int
+    """0 (no risk seen) to 100; at or above the screen's limit the order is refused."""
+    reasons: list[str] = []
+
+
 class ResolvePaymentReview(_Message):
     order_id: str
     approved: bool

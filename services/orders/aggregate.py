@@ -37,6 +37,12 @@ STATUS_AFTER: dict[str, OrderStatus] = {
     EventType.PAYMENT_REVIEWED: OrderStatus.CHARGING_PAYMENT,
     EventType.PAYMENT_CHARGED: OrderStatus.CREATING_SHIPMENT,
     EventType.COMPENSATION_STARTED: OrderStatus.COMPENSATING,
+    EventType.COMPENSATION_STUCK: OrderStatus.COMPENSATION_STUCK,
+    # A stuck compensation that finally worked, or was resolved by hand, unsticks the order.
+    EventType.COMPENSATION_RESOLVED: OrderStatus.COMPENSATING,
+    EventType.INVENTORY_RELEASED: OrderStatus.COMPENSATING,
+    EventType.PAYMENT_REFUNDED: OrderStatus.COMPENSATING,
+    EventType.SHIPMENT_CANCELLED: OrderStatus.COMPENSATING,
     EventType.ORDER_COMPLETED: OrderStatus.COMPLETED,
     EventType.ORDER_FAILED: OrderStatus.FAILED,
     EventType.ORDER_CANCELLED: OrderStatus.CANCELLED,

@@ -87,3 +87,17 @@ class Refund(PaymentTable, table=True):
     reason: str = Field(max_length=500)
     provider_reference: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+
+
+class FraudCheck(PaymentTable, table=True):
+    """The fraud screen's verdict on an order, kept so that a retried check gets the same one
+    (a screen's scores drift; the saga must see one decision per order)."""
+
+    __tablename__ = "fraud_checks"
+
+    order_id: str = Field(primary_key=True, max_length=64)
+    score: int
+    passed: bool
+    reasons: str = Field(default="", max_length=500)
+    """Semicolon-separated."""
+    checked_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)

@@ -25,7 +25,13 @@ from cloudmart.contracts.failures import (
     PaymentDeclined,
     PaymentReviewRejected,
 )
-from cloudmart.contracts.steps import ChargeResult, CompensationResult, Undo
+from cloudmart.contracts.steps import (
+    ChargeResult,
+    CheckFraud,
+    CompensationResult,
+    FraudAssessment,
+    Undo,
+)
 from cloudmart.contracts.steps import ChargeStatus as ChargeOutcome
 from services.database import (
     get_for_update,
@@ -34,6 +40,7 @@ from services.database import (
     transaction,
     utcnow,
 )
+from services.payment.fraud import FraudChecks, FraudScreen, SimulatedFraudScreen
 from services.payment.models import (
     AWAITING_PROVIDER,
     MONEY_TAKEN,
@@ -60,9 +67,16 @@ class PaymentTotals(BaseModel):
 
 
 class PaymentService:
-    def __init__(self, engine: Engine, provider: PaymentProvider) -> None:
+    def __init__(
+        self, engine: Engine, provider: PaymentProvider, screen: FraudScreen | None = None
+    ) -> None:
         self.engine = engine
         self.provider = provider
+        self.fraud = FraudChecks(engine, screen or SimulatedFraudScreen())
+
+    def check_fraud(self, request: CheckFraud) -> FraudAssessment:
+        """The fraud screen's verdict before the charge (``FraudSuspected`` if refused)."""
+        return self.fraud.check(request)
 
     def charge(
         self, order_id: str, customer_id: str, token: str, amount_cents: int

@@ -101,6 +101,7 @@ def test_an_order_completes_and_its_stock_is_sold(api: httpx.Client) -> None:
     assert state["failure"] is None
     assert [(s["name"], s["status"]) for s in state["steps"]] == [
         ("inventory.reserve", "COMPLETED"),
+        ("payment.check_fraud", "COMPLETED"),
         ("payment.charge", "COMPLETED"),
         ("shipping.create", "COMPLETED"),
         ("inventory.commit", "COMPLETED"),
@@ -144,22 +145,32 @@ def test_an_undeliverable_order_is_refunded_then_released(api: httpx.Client) -> 
     ]
 
 
-def test_a_payment_review_is_approved_through_the_api(api: httpx.Client) -> None:
+def test_a_payment_review_is_approved_through_the_api(
+    api: httpx.Client, as_operator: dict[str, str]
+) -> None:
     order_id = place(api, order_body(token="tok_review"))
     wait_for(api, order_id, {"AWAITING_PAYMENT_REVIEW"})
-    response = api.post(f"/orders/{order_id}/payment-review", json={"approved": True})
+    response = api.post(
+        f"/orders/{order_id}/payment-review", json={"approved": True}, headers=as_operator
+    )
     assert response.status_code == 202, response.text
     assert wait_for(api, order_id)["status"] == "COMPLETED"
 
-    again = api.post(f"/orders/{order_id}/payment-review", json={"approved": False})
+    again = api.post(
+        f"/orders/{order_id}/payment-review", json={"approved": False}, headers=as_operator
+    )
     assert again.status_code == 409
     assert again.json() == {"detail": "order is already COMPLETED"}
 
 
-def test_a_rejected_payment_review_fails_the_order(api: httpx.Client) -> None:
+def test_a_rejected_payment_review_fails_the_order(
+    api: httpx.Client, as_operator: dict[str, str]
+) -> None:
     order_id = place(api, order_body(token="tok_review"))
     wait_for(api, order_id, {"AWAITING_PAYMENT_REVIEW"})
-    response = api.post(f"/orders/{order_id}/payment-review", json={"approved": False})
+    response = api.post(
+        f"/orders/{order_id}/payment-review", json={"approved": False}, headers=as_operator
+    )
     assert response.status_code == 202
     state = wait_for(api, order_id)
     assert state["status"] == "FAILED"
@@ -167,11 +178,13 @@ def test_a_rejected_payment_review_fails_the_order(api: httpx.Client) -> None:
 
 
 def test_a_payment_review_is_refused_for_an_order_that_never_needed_one(
-    api: httpx.Client,
+    api: httpx.Client, as_operator: dict[str, str]
 ) -> None:
     order_id = place(api, order_body(token="tok_ok"))
     wait_for(api, order_id)
-    response = api.post(f"/orders/{order_id}/payment-review", json={"approved": True})
+    response = api.post(
+        f"/orders/{order_id}/payment-review", json={"approved": True}, headers=as_operator
+    )
     assert response.status_code == 409
     assert response.json() == {"detail": "order is already COMPLETED"}
 
@@ -313,8 +326,10 @@ UNKNOWN = "00000000-0000-4000-8000-000000000000"
         ("POST", f"/orders/{UNKNOWN}/payment-review", {"approved": True}),
     ],
 )
-def test_an_unknown_order_is_404(api: httpx.Client, method: str, path: str, body: Any) -> None:
-    response = api.request(method, path, json=body)
+def test_an_unknown_order_is_404(
+    api: httpx.Client, as_operator: dict[str, str], method: str, path: str, body: Any
+) -> None:
+    response = api.request(method, path, json=body, headers=as_operator)
     assert response.status_code == 404
     assert response.json() == {"detail": f"order {UNKNOWN} not found"}
 
@@ -471,6 +486,7 @@ def test_an_orders_events_are_its_timeline(api: httpx.Client) -> None:
     assert [e["event_type"] for e in events] == [
         "OrderPlaced",
         "InventoryReserved",
+        "FraudCheckPassed",
         "PaymentCharged",
         "ShipmentFailed",
         "CompensationStarted",
@@ -479,7 +495,7 @@ def test_an_orders_events_are_its_timeline(api: httpx.Client) -> None:
         "InventoryReleased",
         "OrderFailed",
     ]
-    assert [e["sequence"] for e in events] == list(range(1, 10))
+    assert [e["sequence"] for e in events] == list(range(1, 11))
     assert {e["aggregate_id"] for e in events} == {order_id}
     assert events[0]["version"] == 2 and events[0]["data"]["country"] == "JP"
     assert api.get(f"/orders/{UNKNOWN}/events").status_code == 404

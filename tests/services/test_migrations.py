@@ -7,13 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, inspect, text
 
 from cloudmart.settings import Settings
 from services.database import create_db_engine
 from services.inventory.models import InventoryTable
 from services.loyalty.models import LoyaltyTable
-from services.migrations import MIGRATED, upgrade
+from services.migrations import MIGRATED, alembic_config, upgrade
 from services.orders.models import OrdersTable
 from services.payment.models import PaymentTable
 from services.readmodel.models import ReadModelTable
@@ -38,7 +39,27 @@ def test_migrations_build_exactly_the_models_schema(settings: Settings, service:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     engine.dispose()
     assert drift == [], "a model changed without a migration (alembic revision --autogenerate)"
-    assert version == "0001"
+    assert version == ScriptDirectory.from_config(alembic_config(service)).get_current_head()
+
+
+def test_payment_upgrades_from_its_first_schema_keeping_its_charges(settings: Settings) -> None:
+    """Saga v2's fraud_checks table arrives by migration on a database that already has data."""
+    engine = create_db_engine(settings.db_url("payment"), pool_size=1)
+    upgrade("payment", engine, revision="0001")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO charges (order_id, customer_id, amount_cents, status, payment_token,"
+                " created_at, updated_at) VALUES ('o-1', 'c-1', 500, 'CAPTURED', 'tok_ok',"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+    upgrade("payment", engine)
+    with engine.connect() as connection:
+        charges = connection.execute(text("SELECT order_id FROM charges")).scalars().all()
+        checks = connection.execute(text("SELECT count(*) FROM fraud_checks")).scalar()
+    engine.dispose()
+    assert charges == ["o-1"] and checks == 0
 
 
 def test_every_migrated_database_is_covered() -> None:

@@ -11,8 +11,12 @@ from typing import Any
 
 import pytest
 
-from cloudmart.contracts.failures import AlreadyCompensated, PaymentReviewRejected
-from cloudmart.contracts.steps import ChargeStatus, Undo
+from cloudmart.contracts.failures import (
+    AlreadyCompensated,
+    FraudSuspected,
+    PaymentReviewRejected,
+)
+from cloudmart.contracts.steps import ChargeStatus, CheckFraud, FraudAssessment, Undo
 from cloudmart.settings import Settings
 from services.factory import build_payment, prepare
 from services.payment import PaymentService, SimulatedProvider
@@ -171,3 +175,49 @@ def test_the_provider_remembers_across_restarts(payment: PaymentService) -> None
     again = restarted.charge(idempotency_key="k", token="tok_ok", amount_cents=5)
     assert again == first
     assert restarted.ledger().captured_by_key == {"k": 5}
+
+
+# --- the fraud screen (saga v2) -------------------------------------------------------------
+
+
+def fraud_check(order_id: str, token: str = "tok_ok", amount_cents: int = 2000) -> CheckFraud:
+    return CheckFraud(
+        order_id=order_id,
+        customer_id="c-1",
+        payment_token=token,
+        amount_cents=amount_cents,
+        country="DE",
+    )
+
+
+def test_the_fraud_screen_passes_an_ordinary_order(payment: PaymentService) -> None:
+    verdict = payment.check_fraud(fraud_check("o-1"))
+    assert (verdict.score, verdict.reasons) == (0, [])
+
+
+def test_the_fraud_screen_refuses_a_stolen_card_and_a_large_order_only_weighs(
+    payment: PaymentService,
+) -> None:
+    with pytest.raises(FraudSuspected, match="score 95: card reported stolen"):
+        payment.check_fraud(fraud_check("o-1", token="tok_fraud"))
+    large = payment.check_fraud(fraud_check("o-2", amount_cents=600_000))
+    assert (large.score, large.reasons) == (50, ["unusually large order"])
+    with pytest.raises(FraudSuspected, match="score 100"):
+        payment.check_fraud(fraud_check("o-3", token="tok_fraud", amount_cents=600_000))
+
+
+def test_a_retried_fraud_check_gets_the_first_verdict(
+    payment: PaymentService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Screens drift; an order must see one decision, whatever a retry would be told now."""
+    payment.check_fraud(fraud_check("o-1"))
+    monkeypatch.setattr(
+        payment.fraud.screen,
+        "assess",
+        lambda request: FraudAssessment(order_id=request.order_id, score=99, reasons=["drift"]),
+    )
+    assert payment.check_fraud(fraud_check("o-1")).score == 0
+    with pytest.raises(FraudSuspected):
+        payment.check_fraud(fraud_check("o-2"))
+    with pytest.raises(FraudSuspected):  # and a refusal stays a refusal
+        payment.check_fraud(fraud_check("o-2"))

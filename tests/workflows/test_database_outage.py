@@ -54,17 +54,17 @@ async def test_a_payment_database_outage_delays_the_saga_and_loses_nothing(
     saga = new_saga_input(settings)
     with database_outage(settings, "payment", request):
         handle = await start(client, saga)
-        for _ in range(400):  # until the charge has failed at least once
+        for _ in range(400):  # until payment's first step (the fraud screen) has failed once
             pending = (await handle.describe()).raw_description.pending_activities
             if (
                 pending
-                and pending[0].activity_type.name == "payment.charge"
+                and pending[0].activity_type.name == "payment.check_fraud"
                 and pending[0].attempt > 1
             ):
                 break
             await asyncio.sleep(0.05)
         else:
-            raise AssertionError("payment.charge never failed during the outage")
+            raise AssertionError("payment.check_fraud never failed during the outage")
         last_failure = pending[0].last_failure.message
     state = await outcome(handle)
 

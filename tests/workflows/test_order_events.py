@@ -31,13 +31,14 @@ async def test_a_completed_order_has_its_whole_story(
     assert timeline(workers, state.order_id) == [
         "OrderPlaced",
         "InventoryReserved",
+        "FraudCheckPassed",
         "PaymentCharged",
         "ShipmentCreated",
         "InventoryCommitted",
         "OrderCompleted",
     ]
     events = workers.orders.stream(state.order_id)  # type: ignore[union-attr]
-    assert [e.sequence for e in events] == [1, 2, 3, 4, 5, 6]
+    assert [e.sequence for e in events] == [1, 2, 3, 4, 5, 6, 7]
     assert events[0].user_id == "c-42" and events[1].user_id == "system"
     assert events[0].data["country"] == "DE"
     assert events[1].data == {
@@ -53,6 +54,7 @@ async def test_a_failed_order_records_its_failure_and_every_compensation(
     assert timeline(workers, state.order_id) == [
         "OrderPlaced",
         "InventoryReserved",
+        "FraudCheckPassed",
         "PaymentCharged",
         "ShipmentFailed",
         "CompensationStarted",
@@ -82,7 +84,7 @@ async def test_a_reviewed_and_a_cancelled_order(
     for handle in (approved, cancelled):
         await outcome(handle)
 
-    assert timeline(workers, approved.id.removeprefix("order-"))[2:5] == [
+    assert timeline(workers, approved.id.removeprefix("order-"))[3:6] == [
         "PaymentReviewRequested",
         "PaymentReviewed",
         "PaymentCharged",
@@ -212,6 +214,7 @@ async def test_a_retried_append_and_a_retried_step_store_each_event_once(
     assert timeline(workers, state.order_id) == [
         "OrderPlaced",
         "InventoryReserved",
+        "FraudCheckPassed",
         "PaymentCharged",
         "ShipmentCreated",
         "InventoryCommitted",

@@ -48,6 +48,7 @@ async def test_happy_path_reserves_charges_ships_and_commits(
     assert state.tracking_number and state.tracking_number.startswith("CM")
     assert outline(state.steps) == [
         ("inventory.reserve", ALL_DONE),
+        ("payment.check_fraud", ALL_DONE),
         ("payment.charge", ALL_DONE),
         ("shipping.create", ALL_DONE),
         ("inventory.commit", ALL_DONE),
@@ -60,7 +61,7 @@ async def test_happy_path_reserves_charges_ships_and_commits(
     attributes = description.typed_search_attributes
     assert attributes.get(ORDER_STATUS) == "COMPLETED"
     assert attributes.get(CUSTOMER_ID) == "c-42"
-    assert attributes.get(ORDER_TOTAL) == 4500
+    assert attributes.get(ORDER_TOTAL) is None  # an amount: never in clear in Temporal
 
 
 @pytest.mark.parametrize(
@@ -99,6 +100,25 @@ async def test_declined_payment_releases_the_inventory(
         ("inventory.release", ALL_DONE),
     ]
     assert state.compensations[1].detail == "UNDONE: released 2 unit(s)"
+    assert stock(workers)["SKU-A"] == (100, 0)
+    assert_books_balance(workers, [])
+
+
+async def test_an_order_the_fraud_screen_refuses_is_never_charged(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    state = await outcome(await start(client, new_saga_input(settings, token="tok_fraud")))
+
+    assert state.status is OrderStatus.FAILED
+    assert state.failure is not None and state.failure.type == "FraudSuspected"
+    assert "card reported stolen" in state.failure.message
+    assert outline(state.steps) == [
+        ("inventory.reserve", ALL_DONE),
+        ("payment.check_fraud", "FAILED"),
+    ]
+    # The screen only reads: nothing of payment's to undo, so only the reservation is released.
+    assert outline(state.compensations) == [("inventory.release", ALL_DONE)]
+    assert workers.payment is not None and workers.payment.totals().charges_by_status == {}
     assert stock(workers)["SKU-A"] == (100, 0)
     assert_books_balance(workers, [])
 

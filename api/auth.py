@@ -1,0 +1,155 @@
+"""Who is calling: the operator (``CLOUDMART_OPERATOR_TOKEN``), a customer (a token from
+``python -m api.tokens``), or, while ``CLOUDMART_REQUIRE_AUTH`` is off, anyone.
+
+Routes take what they need as a parameter, as with api/deps.py:
+
+    async def resolve(order_id: UUID, _: Operator) -> ...        # operator only: 401/403/503
+    async def mine(order_id: UUID, caller: CallerDep) -> ...     # caller.sees(customer_id)
+
+and declare ``responses=AUTH_RESPONSES`` (api/errors.py) so the schema documents 401/403.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.deps import State
+from api.errors import Forbidden, Unauthorized, Unavailable
+from api.tokens import InvalidToken, verify
+from cloudmart.settings import Settings
+
+bearer = HTTPBearer(
+    scheme_name="bearer",
+    description="The operator token (CLOUDMART_OPERATOR_TOKEN), or a customer token "
+    "(python -m api.tokens <customer id>).",
+    auto_error=False,  # our own 401, in JSON like every other error
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+class AuthConfigError(RuntimeError):
+    """Settings the API must not start with; the message says what to set."""
+
+
+def check_auth_settings(settings: Settings) -> None:
+    if settings.require_auth and settings.auth_secret is None:
+        raise AuthConfigError(
+            "CLOUDMART_REQUIRE_AUTH is on but CLOUDMART_AUTH_SECRET is not set: customer "
+            "tokens could not be checked. Set it (at least 24 characters, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))')."
+        )
+
+
+@dataclass(frozen=True)
+class Caller:
+    customer_id: str | None
+    """The customer a customer token names; None for the operator and anonymous callers."""
+    operator: bool = False
+
+    def sees(self, customer_id: str | None) -> bool:
+        """Whether this caller may see (and act on) what belongs to ``customer_id``."""
+        return self.customer_id is None or self.customer_id == customer_id
+
+
+ANONYMOUS = Caller(customer_id=None)
+"""Any caller while CLOUDMART_REQUIRE_AUTH is off: sees everything, as before tokens."""
+OPERATOR = Caller(customer_id=None, operator=True)
+
+
+def _is_operator_token(token: str, settings: Settings) -> bool:
+    if settings.operator_token is None:
+        return False
+    expected = settings.operator_token.get_secret_value()
+    # Bytes: compare_digest refuses str with non-ASCII characters (a header may have them).
+    return hmac.compare_digest(token.encode(), expected.encode())
+
+
+def require_operator(credentials: Credentials, state: State) -> Caller:
+    settings = state.settings
+    if settings.operator_token is None:
+        # Never open: without a configured token, operator actions are off altogether.
+        raise Unavailable(
+            "operator actions are disabled: no operator token is configured "
+            "(set CLOUDMART_OPERATOR_TOKEN)"
+        )
+    if credentials is None:
+        raise Unauthorized("an operator action: send Authorization: Bearer <operator token>")
+    if not _is_operator_token(credentials.credentials, settings):
+        raise Forbidden("an operator action: this token is not the operator's")
+    return OPERATOR
+
+
+Operator = Annotated[Caller, Depends(require_operator)]
+"""Operator-only routes take a parameter of this type (or ``dependencies=[OPERATOR_ONLY]``)."""
+OPERATOR_ONLY = Depends(require_operator)
+
+
+def get_caller(credentials: Credentials, state: State) -> Caller:
+    settings = state.settings
+    token = credentials.credentials if credentials is not None else None
+    if token is not None and _is_operator_token(token, settings):
+        return OPERATOR
+    if not settings.require_auth:
+        return ANONYMOUS
+    if token is None:
+        raise Unauthorized("a customer token is required: send Authorization: Bearer <token>")
+    assert settings.auth_secret is not None  # check_auth_settings refused to start otherwise
+    try:
+        customer_id = verify(token, settings.auth_secret.get_secret_value())
+    except InvalidToken as err:
+        raise Unauthorized(f"invalid token: {err}") from err
+    return Caller(customer_id=customer_id)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def require_operator_when_auth(credentials: Credentials, state: State) -> Caller:
+    """Business-wide data (sales stats): the operator's alone when auth is required, open
+    otherwise."""
+    if not state.settings.require_auth:
+        return get_caller(credentials, state)
+    return require_operator(credentials, state)
+
+
+OperatorWhenAuth = Annotated[Caller, Depends(require_operator_when_auth)]
+
+
+def document_optional_auth(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """While CLOUDMART_REQUIRE_AUTH is off, say so in the schema: a customer endpoint's token is
+    optional there (``security: [{}, {bearer: []}]``), an operator action's never."""
+    optional = {
+        (route.path_format, method.lower())
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and _calls(route.dependant, CUSTOMER_CHECKS)
+        for method in route.methods
+    }
+    build = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            schema = build()
+            for path, operations in schema["paths"].items():
+                for method, operation in operations.items():
+                    if (path, method) in optional:
+                        operation["security"] = [{}, *operation.get("security", [])]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+CUSTOMER_CHECKS = (get_caller, require_operator_when_auth)
+
+
+def _calls(dependant: Dependant, calls: tuple[object, ...]) -> bool:
+    return dependant.call in calls or any(_calls(d, calls) for d in dependant.dependencies)

@@ -1,0 +1,25 @@
+"""The API with tokens required, beside the dev stack's (which keeps customer auth off)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from cloudmart.devstack import DevStack, free_port
+from cloudmart.settings import Settings
+from tests.support import api_process
+
+
+@pytest.fixture(scope="session")
+def auth_settings(dev_stack: DevStack) -> Settings:
+    """The dev stack's settings (its Temporal, task queues, databases), tokens required."""
+    return dev_stack.settings.model_copy(update={"api_port": free_port(), "require_auth": True})
+
+
+@pytest.fixture(scope="session")
+def anonymous(auth_settings: Settings) -> Iterator[httpx.Client]:
+    """A second ``python -m api`` with CLOUDMART_REQUIRE_AUTH on, and a client with no token."""
+    with api_process(auth_settings) as client:
+        yield client

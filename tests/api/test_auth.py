@@ -1,0 +1,393 @@
+"""Access control over real HTTP: an API process with CLOUDMART_REQUIRE_AUTH on, over the dev
+stack's Temporal, worker and databases. Operator actions need the operator token; a customer
+token sees its own customer's orders only, and another customer's order is a 404 exactly like
+an unknown one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from api.tokens import DEFAULT_TTL, InvalidToken, mint, verify
+from cloudmart.credentials import AUTH_SECRET_FILE
+from cloudmart.devstack import DevStack, free_port, settings_env
+from cloudmart.settings import Settings
+from tests.api.test_api import UNKNOWN, order_body, place, wait_for
+from tests.support import TEST_PAYLOAD_KEYS, api_process, operator_headers
+
+SECRET = "s" * 32
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+
+def test_a_token_names_its_customer_until_it_expires() -> None:
+    token = mint("c-42", SECRET, ttl=timedelta(minutes=5), now=1_000_000)
+    assert verify(token, SECRET, now=1_000_000 + 299) == "c-42"
+    with pytest.raises(InvalidToken, match="expired"):
+        verify(token, SECRET, now=1_000_000 + 300)
+
+
+@pytest.mark.parametrize(
+    ("forge", "reason"),
+    [
+        (lambda t: mint("c-42", "x" * 32), "bad signature"),  # another secret
+        (lambda t: t.replace(t.split(".")[1], mint("c-43", "x" * 32).split(".")[1]), "signature"),
+        # {"alg":"none"} with the original claims and no signature
+        (lambda t: "eyJhbGciOiJub25lIn0." + t.split(".")[1] + ".", "algorithm"),
+        (lambda t: t + "x", "bad signature"),
+        (lambda t: "not-a-token", "not a JWT"),
+        (lambda t: "bm9w.bm9w.bm9w", "not JSON"),  # "nop"
+        (lambda t: "a.b.c", "not base64url"),
+        (lambda t: "é.é.é", "not base64url"),
+        (lambda t: "a" * 3000, "too long"),
+    ],
+)
+def test_a_forged_or_malformed_token_is_refused(forge, reason: str) -> None:
+    with pytest.raises(InvalidToken, match=reason):
+        verify(forge(mint("c-42", SECRET)), SECRET)
+
+
+def test_only_a_customer_id_can_be_minted() -> None:
+    with pytest.raises(ValidationError):
+        mint("no spaces allowed", SECRET)
+
+
+def run_tokens_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "api.tokens", *args], env=env, capture_output=True, text=True
+    )
+
+
+def test_the_cli_mints_with_the_apis_secret_or_the_one_make_up_keeps(tmp_path: Path) -> None:
+    env = settings_env(Settings(data_dir=tmp_path))
+    base = {k: v for k, v in env.items() if k != "CLOUDMART_AUTH_SECRET"}
+    given = run_tokens_cli("c-7", env={**base, "CLOUDMART_AUTH_SECRET": SECRET})
+    assert given.returncode == 0, given.stderr
+    assert verify(given.stdout.strip(), SECRET) == "c-7"
+
+    none = run_tokens_cli("c-7", env=base)
+    assert none.returncode == 2
+    assert "CLOUDMART_AUTH_SECRET" in none.stderr
+
+    (tmp_path / AUTH_SECRET_FILE).write_text("k" * 43 + "\n")
+    stored = run_tokens_cli("c-7", "--ttl", "60", env=base)
+    assert stored.returncode == 0, stored.stderr
+    assert verify(stored.stdout.strip(), "k" * 43) == "c-7"
+
+    bad = run_tokens_cli("not a customer", env=base)
+    assert (bad.returncode, bad.stderr.strip()) == (2, "not a customer id: 'not a customer'")
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def test_secrets_are_never_empty_or_short() -> None:
+    assert Settings(operator_token="", auth_secret="").operator_token is None
+    for field in ("operator_token", "auth_secret"):
+        with pytest.raises(ValidationError, match="at least 24 characters"):
+            Settings(**{field: "changeme"})
+
+
+def test_the_api_refuses_to_start_requiring_tokens_it_cannot_check(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path, require_auth=True, api_port=free_port(), payload_keys=TEST_PAYLOAD_KEYS
+    )
+    started = subprocess.run(
+        [sys.executable, "-m", "api"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 2
+    assert "CLOUDMART_REQUIRE_AUTH is on but CLOUDMART_AUTH_SECRET is not set" in started.stderr
+
+
+# --- over HTTP, with tokens required ----------------------------------------------------------
+
+
+def client_for(anonymous: httpx.Client, headers: dict[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=anonymous.base_url, timeout=15, headers=headers) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def operator(anonymous: httpx.Client, auth_settings: Settings) -> Iterator[httpx.Client]:
+    yield from client_for(anonymous, operator_headers(auth_settings))
+
+
+def customer_token(
+    settings: Settings, customer_id: str, *, ttl: timedelta = DEFAULT_TTL, now: float | None = None
+) -> str:
+    assert settings.auth_secret is not None
+    return mint(customer_id, settings.auth_secret.get_secret_value(), ttl=ttl, now=now)
+
+
+ALICE = f"alice-{uuid.uuid4().hex[:8]}"
+BOB = f"bob-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def alice(anonymous: httpx.Client, auth_settings: Settings) -> Iterator[httpx.Client]:
+    yield from client_for(anonymous, bearer(customer_token(auth_settings, ALICE)))
+
+
+@pytest.fixture(scope="module")
+def bob(anonymous: httpx.Client, auth_settings: Settings) -> Iterator[httpx.Client]:
+    yield from client_for(anonymous, bearer(customer_token(auth_settings, BOB)))
+
+
+@pytest.fixture(scope="module")
+def alices_order(alice: httpx.Client) -> str:
+    """Awaiting payment review: alive, and cancellable, for as long as the module runs."""
+    order_id = place(alice, order_body(customer=ALICE, token="tok_review"))
+    wait_for(alice, order_id, {"AWAITING_PAYMENT_REVIEW"})
+    return order_id
+
+
+CUSTOMER_ROUTES = [
+    ("GET", "/orders", None),
+    ("GET", f"/orders/{UNKNOWN}", None),
+    ("GET", f"/orders/{UNKNOWN}/events", None),
+    ("POST", f"/orders/{UNKNOWN}/cancel", None),
+    ("GET", "/customers/c-1/loyalty", None),
+    ("POST", "/orders", order_body()),
+]
+OPERATOR_ROUTES = [
+    ("POST", f"/orders/{UNKNOWN}/payment-review", {"approved": True}),
+    ("POST", "/projections/rebuild", None),
+    ("POST", f"/orders/{UNKNOWN}/compensation/retry", None),
+    ("POST", f"/orders/{UNKNOWN}/compensation/resolve", {"step": "payment.refund", "note": "x"}),
+    ("GET", "/stats", None),  # business-wide figures
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), CUSTOMER_ROUTES + OPERATOR_ROUTES)
+def test_without_a_token_it_is_401_asking_for_a_bearer(
+    anonymous: httpx.Client, method: str, path: str, body: object
+) -> None:
+    response = anonymous.request(method, path, json=body)
+    assert response.status_code == 401, response.text
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert "Authorization: Bearer" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "garbage",
+        mint("c-1", "x" * 32),  # forged: signed with another secret
+        "expired",
+    ],
+)
+@pytest.mark.parametrize(("method", "path", "body"), CUSTOMER_ROUTES)
+def test_a_bad_forged_or_expired_token_is_401(
+    anonymous: httpx.Client,
+    auth_settings: Settings,
+    token: str,
+    method: str,
+    path: str,
+    body: object,
+) -> None:
+    if token == "expired":
+        token = customer_token(auth_settings, "c-1", now=time.time() - 7200, ttl=timedelta(hours=1))
+    response = anonymous.request(method, path, json=body, headers=bearer(token))
+    assert response.status_code == 401, response.text
+    assert response.json()["detail"].startswith("invalid token: ")
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OPERATOR_ROUTES)
+def test_a_customer_token_or_a_wrong_operator_token_is_403_on_operator_actions(
+    anonymous: httpx.Client, alice: httpx.Client, method: str, path: str, body: object
+) -> None:
+    for headers in (alice.headers, bearer("not-the-operator-token-at-all-000000")):
+        response = anonymous.request(method, path, json=body, headers=headers)
+        assert response.status_code == 403, response.text
+        assert response.json() == {"detail": "an operator action: this token is not the operator's"}
+
+
+def test_public_routes_need_no_token(anonymous: httpx.Client) -> None:
+    assert anonymous.get("/products").status_code == 200
+    assert anonymous.get("/healthz").status_code == 200
+    assert anonymous.get("/openapi.json").status_code == 200
+
+
+def test_a_customer_sees_and_cancels_their_own_order(
+    alice: httpx.Client, alices_order: str
+) -> None:
+    state = alice.get(f"/orders/{alices_order}")
+    assert state.status_code == 200
+    assert state.json()["customer_id"] == ALICE
+    events = alice.get(f"/orders/{alices_order}/events")
+    assert events.status_code == 200
+    assert events.json()[0]["event_type"] == "OrderPlaced"
+    assert alice.get(f"/customers/{ALICE}/loyalty").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"), [("GET", ""), ("GET", "/events"), ("POST", "/cancel")]
+)
+def test_another_customers_order_is_404_exactly_like_an_unknown_one(
+    bob: httpx.Client, alices_order: str, method: str, suffix: str
+) -> None:
+    theirs = bob.request(method, f"/orders/{alices_order}{suffix}")
+    unknown = bob.request(method, f"/orders/{UNKNOWN}{suffix}")
+    assert (theirs.status_code, unknown.status_code) == (404, 404)
+    assert theirs.json() == {"detail": f"order {alices_order} not found"}
+    assert unknown.json() == {"detail": f"order {UNKNOWN} not found"}
+    assert set(theirs.headers) == set(unknown.headers)
+
+
+def test_another_customers_cancel_never_reaches_the_saga(
+    alice: httpx.Client, bob: httpx.Client, operator: httpx.Client, alices_order: str
+) -> None:
+    assert (
+        bob.post(f"/orders/{alices_order}/cancel", json={"reason": "mine now"}).status_code == 404
+    )
+    state = operator.get(f"/orders/{alices_order}").json()
+    assert state["status"] == "AWAITING_PAYMENT_REVIEW"
+    assert state["cancel_reason"] is None
+
+
+def test_another_customers_loyalty_is_404(alice: httpx.Client, bob: httpx.Client) -> None:
+    response = bob.get(f"/customers/{ALICE}/loyalty")
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"customer {ALICE} not found"}
+
+
+def test_a_customer_places_orders_only_for_themselves(alice: httpx.Client) -> None:
+    response = alice.post("/orders", json=order_body(customer="someone-else"))
+    assert response.status_code == 403
+    assert response.json()["detail"].startswith("customer_id: ")
+
+
+def test_the_list_is_limited_to_the_callers_own_orders(
+    alice: httpx.Client, bob: httpx.Client, operator: httpx.Client, alices_order: str
+) -> None:
+    bobs = wait_for(bob, place(bob, order_body(customer=BOB)))["order_id"]
+    listed = bob.get("/orders", params={"page_size": 100}).json()["items"]
+    assert [o["order_id"] for o in listed] == [bobs]
+    assert bob.get("/orders", params={"customer_id": BOB}).status_code == 200
+    others = bob.get("/orders", params={"customer_id": ALICE})
+    assert others.status_code == 403
+    assert others.json()["detail"].startswith("customer_id: ")
+
+    everyone = operator.get("/orders", params={"page_size": 100}).json()["items"]
+    assert {bobs, alices_order} <= {o["order_id"] for o in everyone}
+
+
+def test_the_operator_sees_every_order_and_reviews_payments(
+    operator: httpx.Client, alice: httpx.Client
+) -> None:
+    order_id = place(alice, order_body(customer=ALICE, token="tok_review"))
+    wait_for(operator, order_id, {"AWAITING_PAYMENT_REVIEW"})
+    assert operator.get(f"/orders/{order_id}/events").status_code == 200
+    assert operator.get(f"/customers/{ALICE}/loyalty").status_code == 200
+    assert (
+        alice.post(f"/orders/{order_id}/payment-review", json={"approved": True}).status_code == 403
+    )
+    review = operator.post(f"/orders/{order_id}/payment-review", json={"approved": True})
+    assert review.status_code == 202, review.text
+    assert wait_for(alice, order_id)["status"] == "COMPLETED"
+    assert operator.get("/stats").status_code == 200
+
+
+def test_stuck_compensations_are_the_operators_to_list_retry_and_resolve(
+    operator: httpx.Client, alice: httpx.Client
+) -> None:
+    """The dead-letter path itself is proven in tests/workflows/test_stuck_compensations.py;
+    here, what the API makes of it."""
+    alices_order = place(alice, order_body(customer=ALICE, token="tok_review"))
+    wait_for(alice, alices_order, {"AWAITING_PAYMENT_REVIEW"})
+    listed = operator.get("/orders", params={"status": "COMPENSATION_STUCK"})
+    assert listed.status_code == 200 and alices_order not in listed.text
+    retry = operator.post(f"/orders/{alices_order}/compensation/retry")
+    assert retry.status_code == 409, retry.text
+    assert "no compensation is stuck" in retry.json()["detail"]
+    resolve = operator.post(
+        f"/orders/{alices_order}/compensation/resolve",
+        json={"step": "payment.refund", "note": "refunded by hand"},
+    )
+    assert resolve.status_code == 409 and "no compensation is stuck" in resolve.text
+    bad = operator.post(
+        f"/orders/{alices_order}/compensation/resolve", json={"step": "refund everything"}
+    )
+    assert bad.status_code == 422
+    assert {tuple(e["loc"]) for e in bad.json()["detail"]} == {("body", "step"), ("body", "note")}
+    assert alice.post(f"/orders/{alices_order}/compensation/retry").status_code == 403
+
+
+def test_the_operator_rebuilds_the_projections_while_the_projector_runs(
+    operator: httpx.Client, alice: httpx.Client, alices_order: str
+) -> None:
+    response = operator.post("/projections/rebuild")
+    assert response.status_code == 200, response.text
+    rebuilt = response.json()
+    assert set(rebuilt) == {"events", "position", "seconds"}
+    assert rebuilt["events"] > 0 and rebuilt["position"] >= rebuilt["events"]
+    # The read side is whole again: the customer's order is listed with its status.
+    listed = alice.get("/orders").json()["items"]
+    assert alices_order in {o["order_id"] for o in listed}
+
+
+def test_without_an_operator_token_configured_operator_actions_are_off(
+    dev_stack: DevStack,
+) -> None:
+    settings = dev_stack.settings.model_copy(
+        update={"api_port": free_port(), "operator_token": None}
+    )
+    with api_process(settings) as api:
+        for method, path, body in OPERATOR_ROUTES[:2]:
+            response = api.request(method, path, json=body, headers=bearer("x" * 40))
+            assert response.status_code == 503
+            assert "no operator token is configured" in response.json()["detail"]
+
+
+def security(api: httpx.Client) -> dict[str, object]:
+    schema = api.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    return {
+        f"{method.upper()} {path}": operation.get("security")
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+    }
+
+
+def test_the_schema_says_which_token_each_route_needs(
+    anonymous: httpx.Client, dev_stack: DevStack
+) -> None:
+    bearer_only, optional = [{"bearer": []}], [{}, {"bearer": []}]
+    required = security(anonymous)
+    assert required["POST /orders/{order_id}/payment-review"] == bearer_only
+    assert required["POST /projections/rebuild"] == bearer_only
+    assert required["GET /orders/{order_id}"] == bearer_only
+    assert required["GET /stats"] == bearer_only
+    assert required["GET /products"] is None and required["GET /healthz"] is None
+    with httpx.Client(base_url=dev_stack.api_url) as auth_off:
+        off = security(auth_off)
+    assert off["POST /orders/{order_id}/payment-review"] == bearer_only
+    assert off["GET /orders/{order_id}"] == optional
+    assert off["GET /stats"] == optional
+    assert {k for k, v in off.items() if v != required[k]} == {
+        k for k, v in required.items() if v == bearer_only
+    } - {
+        "POST /orders/{order_id}/payment-review",
+        "POST /projections/rebuild",
+        "POST /orders/{order_id}/compensation/retry",
+        "POST /orders/{order_id}/compensation/resolve",
+    }

@@ -1,0 +1,171 @@
+"""Stuck compensations, this system's dead-letter queue: a compensation that keeps failing is
+reported (state, search attribute, event store, the read side's list), keeps being retried, and
+waits for an operator's retry-now or resolution by hand. Never abandoned, never silent."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from cloudmart.contracts.orders import (
+    OrderSagaInput,
+    OrderState,
+    OrderStatus,
+    ResolveCompensation,
+    StuckPolicy,
+)
+from cloudmart.contracts.saga import ORDER_STATUS
+from cloudmart.settings import Settings
+from services.factory import Services
+from services.readmodel.queries import ReadModel
+from tests.support import TEST_CONVERTER, assert_books_balance, new_saga_input, stock
+from tests.workflows.saga_helpers import fail_first, outcome, outline, start, wait_for_status
+from workflows.order_saga import OrderSaga
+
+REFUND_BROKEN = 10**6
+"""Attempts the refund fails: for ever, as far as a test is concerned."""
+
+
+def undeliverable(settings: Settings, policy: StuckPolicy | None = None) -> OrderSagaInput:
+    """Charged, then refused by shipping: its compensation refunds the payment."""
+    saga = new_saga_input(settings, country="JP")
+    return saga.model_copy(update={"stuck_policy": policy}) if policy else saga
+
+
+async def stuck(handle: WorkflowHandle[OrderSaga, OrderState]) -> OrderState:
+    await wait_for_status(handle, OrderStatus.COMPENSATION_STUCK, attempts=400)
+    return await handle.query(OrderSaga.state)
+
+
+async def stored_events(services: Services, order_id: str, event_type: str) -> list[dict]:
+    assert services.orders is not None
+    for _ in range(200):  # appended in the background, just after the state changed
+        found = [e.data for e in services.orders.stream(order_id) if e.event_type == event_type]
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {event_type} event stored for order {order_id}")
+
+
+async def test_a_compensation_failing_past_its_attempts_is_reported_and_retried_on_demand(
+    client: Client, settings: Settings, workers: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = fail_first(monkeypatch, workers.payment, "refund", REFUND_BROKEN)
+    saga = undeliverable(settings, StuckPolicy(attempts=3))
+    handle = await start(client, saga)
+
+    state = await stuck(handle)
+    assert state.stuck is not None and state.stuck.step == "payment.refund"
+    assert state.stuck.last_error.startswith("ConnectionError: database unavailable")
+    assert len(calls) in (3, 4)  # the policy's attempts, then reported (and a round begun)
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(ORDER_STATUS) == "COMPENSATION_STUCK"
+    event = (await stored_events(workers, saga.order_id, "CompensationStuck"))[0]
+    assert event["step"] == "payment.refund" and "database unavailable" in event["error"]
+
+    # The read side lists it for operators (GET /orders?status=COMPENSATION_STUCK).
+    assert workers.projector is not None
+    workers.projector.catch_up()
+    listed = ReadModel(workers.projector.engine).orders(status=OrderStatus.COMPENSATION_STUCK)
+    assert [row.order_id for row in listed.items] == [saga.order_id]
+
+    # Still retried (in rounds, backing off to the policy's cap): the operator need not wait.
+    await asyncio.sleep(0.5)
+    assert (await handle.query(OrderSaga.state)).status is OrderStatus.COMPENSATION_STUCK
+    calls_before_fix = len(calls)
+    monkeypatch.undo()  # the payment database is back
+    await handle.execute_update(OrderSaga.retry_compensation)
+    state = await outcome(handle)
+
+    assert state.status is OrderStatus.FAILED and state.stuck is None
+    assert outline(state.compensations) == [
+        ("shipping.cancel", "COMPLETED"),
+        ("payment.refund", "COMPLETED"),
+        ("inventory.release", "COMPLETED"),
+    ]
+    assert calls_before_fix >= 4  # the first round's first attempt ran at once when stuck
+    assert_books_balance(workers, [])  # every cent refunded, every unit back
+    timeline = [e.event_type for e in workers.orders.stream(saga.order_id)]  # type: ignore[union-attr]
+    assert timeline[-5:] == [
+        "ShipmentCancelled",
+        "CompensationStuck",
+        "PaymentRefunded",
+        "InventoryReleased",
+        "OrderFailed",
+    ]
+    # The dead-letter path replays like the rest of the saga.
+    replayer = Replayer(workflows=[OrderSaga], data_converter=TEST_CONVERTER)
+    await replayer.replay_workflow(await handle.fetch_history())
+
+
+async def test_after_ten_minutes_of_failures_it_is_stuck_and_an_operator_resolves_it_by_hand(
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    workers: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fail_first(monkeypatch, workers.payment, "refund", REFUND_BROKEN)
+    saga = undeliverable(settings)  # the default policy: 20 attempts or 10 minutes
+    handle = await start(temporal_env.client, saga)
+    await wait_for_status(handle, OrderStatus.COMPENSATING)
+    assert (await handle.query(OrderSaga.state)).stuck is None
+    await temporal_env.sleep(timedelta(minutes=10, seconds=1))
+    state = await stuck(handle)
+    assert state.stuck is not None and state.stuck.step == "payment.refund"
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            OrderSaga.resolve_compensation,
+            ResolveCompensation(step="inventory.release", note="wrong step"),
+        )
+    assert "the stuck compensation is payment.refund" in str(refused.value.cause)
+    accepted = await handle.execute_update(
+        OrderSaga.resolve_compensation,
+        ResolveCompensation(step="payment.refund", note="refunded from the provider dashboard"),
+    )
+    assert accepted.status is OrderStatus.COMPENSATING
+    state = await outcome(handle)
+
+    assert state.status is OrderStatus.FAILED
+    assert outline(state.compensations) == [
+        ("shipping.cancel", "COMPLETED"),
+        ("payment.refund", "RESOLVED"),
+        ("inventory.release", "COMPLETED"),
+    ]
+    assert state.compensations[1].detail == "refunded from the provider dashboard"
+    resolved = await stored_events(workers, saga.order_id, "CompensationResolved")
+    assert resolved == [{"step": "payment.refund", "note": "refunded from the provider dashboard"}]
+    story = workers.orders.stream(saga.order_id)  # type: ignore[union-attr]
+    assert [e.user_id for e in story if e.event_type == "CompensationResolved"] == ["operator"]
+    assert stock(workers)["SKU-A"] == (100, 0)  # the rest of the saga was undone as usual
+    # The history names the operator's resolution, for the Web UI.
+    updates = [
+        event.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        async for event in handle.fetch_history_events()
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    ]
+    assert updates == ["resolve_compensation"]
+
+
+async def test_operators_cannot_act_on_an_order_that_is_not_stuck(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    handle = await start(client, new_saga_input(settings, token="tok_review"))
+    await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(OrderSaga.retry_compensation)
+    assert "no compensation is stuck" in str(refused.value.cause)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            OrderSaga.resolve_compensation,
+            ResolveCompensation(step="payment.refund", note="nothing to resolve"),
+        )
+    assert "no compensation is stuck" in str(refused.value.cause)
+    await handle.cancel()
+    assert (await outcome(handle)).status is OrderStatus.CANCELLED

@@ -1,0 +1,116 @@
+"""Saga v2 (the fraud screen before the charge) reaches sagas that v1 workers started.
+
+The v1 worker here is today's code with the ``fraud-check`` patch not taken: that is exactly
+what ``if workflow.patched(...)`` makes the old branch. The upgrade is the switch from that
+code to today's, under a worker that keeps no saga in memory: each of its workflow tasks
+replays the saga's whole history first, as a freshly deployed worker does. (The histories of
+real v1 code are replayed by test_replay.py.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+import pytest
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from cloudmart.contracts.orders import OrderState, OrderStatus, PaymentReviewDecision
+from cloudmart.settings import Settings
+from services.factory import Services
+from tests.support import assert_reconciled, new_saga_input
+from tests.workflows.saga_helpers import outcome, outline, start, wait_for_status
+from worker import running_workers
+from workflows.order_saga import FRAUD_CHECK, OrderSaga
+
+Workers = Callable[..., AbstractAsyncContextManager[list[Worker]]]
+
+
+@pytest.fixture
+def uncached_workers(client: Client, settings: Settings) -> Workers:
+    def run(services: Services, *, orchestrator: bool = True) -> AsyncIterator[list[Worker]]:
+        return running_workers(  # type: ignore[return-value]
+            client,
+            settings.task_queues,
+            orchestrator=orchestrator,
+            services=services,
+            activity_threads=settings.activity_threads,
+            eager_activities=False,  # see the saga_workers fixture
+            max_cached_workflows=0,
+        )
+
+    return run
+
+
+def v1_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: Callable[[str], bool] = workflow.patched
+    monkeypatch.setattr(workflow, "patched", lambda patch: patch != FRAUD_CHECK and taken(patch))
+
+
+async def markers(handle: WorkflowHandle[OrderSaga, OrderState]) -> int:
+    return sum(
+        [
+            event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+            async for event in handle.fetch_history_events()
+        ]
+    )
+
+
+async def test_a_v1_saga_past_the_screen_finishes_on_v2_without_it(
+    client: Client,
+    settings: Settings,
+    uncached_workers: Workers,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with uncached_workers(services):
+        with monkeypatch.context() as v1:
+            v1_code(v1)
+            handle = await start(client, new_saga_input(settings, token="tok_review"))
+            await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+        assert await markers(handle) == 1  # the event log's patch only
+
+        # v2 replays v1's history (no screen), then goes on.
+        await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
+        state = await outcome(handle)
+
+    assert state.status is OrderStatus.COMPLETED
+    assert [name for name, _ in outline(state.steps)] == [
+        "inventory.reserve",
+        "payment.charge",
+        "payment.review",
+        "payment.resolve_review",
+        "shipping.create",
+        "inventory.commit",
+    ]
+    assert await markers(handle) == 1
+    assert_reconciled(services, [state])
+
+
+async def test_a_v1_saga_before_the_screen_is_screened_on_v2(
+    client: Client,
+    settings: Settings,
+    uncached_workers: Workers,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with uncached_workers(Services(orders=services.orders)):
+        with monkeypatch.context() as v1:
+            v1_code(v1)
+            # Only the saga runs: its reservation waits for inventory's worker.
+            handle = await start(client, new_saga_input(settings, token="tok_fraud"))
+            await wait_for_status(handle, OrderStatus.RESERVING_INVENTORY)
+        service_workers = Services(
+            inventory=services.inventory, payment=services.payment, shipping=services.shipping
+        )
+        async with uncached_workers(service_workers, orchestrator=False):
+            state = await outcome(handle)
+
+    assert state.status is OrderStatus.FAILED
+    assert state.failure is not None and state.failure.type == "FraudSuspected"
+    assert await markers(handle) == 2  # the screen's patch, recorded where v2 took it
+    assert services.payment is not None and services.payment.totals().charges_by_status == {}
+    assert_reconciled(services, [state])
