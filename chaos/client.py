@@ -22,8 +22,13 @@ class GaveUp(RuntimeError):
 
 
 class ChaosClient:
-    def __init__(self, base_url: str, *, timeout: float = 15) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+    def __init__(
+        self, base_url: str, *, timeout: float = 15, operator_token: str | None = None
+    ) -> None:
+        # The run reviews held payments, an operator action: it calls the API as the operator
+        # (whose token every route accepts).
+        headers = {"Authorization": f"Bearer {operator_token}"} if operator_token else {}
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
         self._lock = threading.Lock()
         self.retries: Counter[str] = Counter()
         """503s and dropped connections per kind of request (place, cancel, review, poll, list):

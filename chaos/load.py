@@ -36,16 +36,14 @@ SKUS = ("KB-MECH-01", "MOUSE-ERGO-01", "ARM-DUAL-01", "LAMP-LED-01", "CABLE-USBC
 
 async def child(sagas: int, concurrency: int) -> dict[str, object]:
     """Runs in the child process: start every saga through the client and wait for its end."""
-    from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
-
     from cloudmart.contracts.orders import OrderItem, PlaceOrder, ShippingAddress, saga_input
     from cloudmart.contracts.saga import workflow_id
     from cloudmart.settings import get_settings
+    from cloudmart.temporal import connect
     from workflows.order_saga import OrderSaga
 
     settings = get_settings()
-    client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
+    client = await connect(settings)  # the stack's encrypting converter
     address = ShippingAddress(
         name="Load", line1="1 Main St", city="Utrecht", postal_code="3511", country="NL"
     )
@@ -64,6 +62,7 @@ async def child(sagas: int, concurrency: int) -> dict[str, object]:
             order,
             payment_review_timeout=settings.payment_review_timeout,
             task_queues=settings.task_queues,
+            stuck_policy=settings.stuck_policy,
         )
         async with gate:
             state = await client.execute_workflow(

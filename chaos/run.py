@@ -132,7 +132,8 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
     planned = plan(options.orders, options.seed)
     statuses: dict[str, int] = {}
     stack.start()
-    client = ChaosClient(stack.api_url)
+    assert settings.operator_token is not None  # throwaway settings always have one
+    client = ChaosClient(stack.api_url, operator_token=settings.operator_token.get_secret_value())
     load = Load(client, planned, options.concurrency, options.follow_seconds)
     faults = Faults(
         stack,
