@@ -64,6 +64,9 @@ WORKER_DEADLINE = timedelta(seconds=5)
 """How long a query or update waits for a worker to answer before the API gives up (503)."""
 
 
+RESOLVE_DEADLINE = timedelta(seconds=20)
+
+
 class Sagas:
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
@@ -175,7 +178,9 @@ class Sagas:
                 resolution,
                 # One resolution per step: a retried request joins the first one's outcome.
                 id=f"resolve-{resolution.step}",
-                rpc_timeout=WORKER_DEADLINE,
+                # Answered once the round in flight has ended: its attempt may take a step's
+                # whole start-to-close timeout (10 s).
+                rpc_timeout=RESOLVE_DEADLINE,
             )
 
     def _handle(self, order_id: str) -> WorkflowHandle[OrderSaga, OrderState]:

@@ -23,6 +23,7 @@ from temporalio.exceptions import (
     RetryState,
     is_cancelled_exception,
 )
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -93,9 +94,11 @@ FRAUD_CHECK = "fraud-check"
 worker was upgraded replay (and finish) without it."""
 
 STUCK_ROUND_ATTEMPTS = 10
-"""Once stuck, a compensation is retried in rounds of this many attempts; each failed round
-refreshes the error an operator sees. Rounds keep the history small: about 50 minutes of
-retries (at the default cap) cost a handful of events, not one per attempt."""
+"""Once stuck, a compensation is retried in rounds of this many attempts, backing off from a
+minute to the policy's cap; each failed round refreshes the error an operator sees. Rounds keep
+the history small: a round (about 37 minutes at the default 5-minute cap) costs about six
+events, not six per attempt."""
+STUCK_FIRST_BACKOFF = timedelta(minutes=1)
 
 SYSTEM, OPERATOR = "system", "operator"
 """Who caused an event, besides the customer: the saga itself, or an operator (a payment
@@ -356,6 +359,7 @@ class OrderSaga:
         workflow.logger.error(
             "Compensation %s is stuck: %s", compensation.name, self._state.stuck.last_error
         )
+        cap = self._order.stuck_policy.retry_cap
         try:
             while True:
                 self._retry_now = False
@@ -367,7 +371,8 @@ class OrderSaga:
                     start_to_close_timeout=STEP_TIMEOUT,
                     retry_policy=replace(
                         UNDO_RETRY,
-                        maximum_interval=self._order.stuck_policy.retry_cap,
+                        initial_interval=min(STUCK_FIRST_BACKOFF, cap),
+                        maximum_interval=cap,
                         maximum_attempts=STUCK_ROUND_ATTEMPTS,
                     ),
                     # A round stopped for an operator ends only once its attempt has: nothing
@@ -388,7 +393,11 @@ class OrderSaga:
                     if not is_cancelled_exception(err):
                         assert isinstance(err, ActivityError)
                         if err.retry_state is RetryState.NON_RETRYABLE_FAILURE:
+                            # Its service now says it can never succeed: as in _undo.
                             self._end(record, StepStatus.FAILED, _describe(err))
+                            workflow.logger.error(
+                                "Compensation %s failed: %s", record.name, _describe(err)
+                            )
                             return None
                         self._state.stuck.rounds += 1
                         self._state.stuck.last_error = _last_error(err)
@@ -528,8 +537,9 @@ class OrderSaga:
         await workflow.wait_condition(lambda: self._resolution is None)
         if not self._resolved:
             raise ApplicationError(
-                f"{resolution.step} succeeded on its own before the resolution was applied; "
-                "nothing was marked as done by hand",
+                f"{resolution.step} ended before the resolution was applied (it succeeded, or "
+                "its service refused it for good: see the order's compensations); nothing was "
+                "marked as done by hand",
                 type="CompensationSucceeded",
                 non_retryable=True,
             )
@@ -562,7 +572,7 @@ class OrderSaga:
         status = self._state.status
         if status.is_terminal:
             return f"order is already {status}"
-        if status is OrderStatus.COMPENSATING:
+        if status in (OrderStatus.COMPENSATING, OrderStatus.COMPENSATION_STUCK):
             return "order failed and is being compensated"
         if self._shipment_created:
             return f"shipment {self._state.tracking_number} is already created; too late to cancel"
@@ -642,14 +652,12 @@ def _describe(err: BaseException) -> str:
 def _last_error(err: ActivityError) -> str:
     """What the last attempt failed with, also when the limit that ended the retries was a
     timeout (its cause is the last attempt's failure, when there was one)."""
-    cause: BaseException = err
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
-    if cause is err:
-        return _describe(err)
+    cause = err.cause
+    while isinstance(cause, TemporalTimeoutError) and cause.cause is not None:
+        cause = cause.cause
     if isinstance(cause, ApplicationError):
         return f"{cause.type or 'ApplicationError'}: {cause.message}"
-    return f"{type(cause).__name__}: {cause}"
+    return _describe(err) if cause is None else f"{type(cause).__name__}: {cause}"
 
 
 def _duration(span: timedelta) -> str:

@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from cloudmart.contracts.orders import (
+    CancelOrder,
     OrderSagaInput,
     OrderState,
     OrderStatus,
@@ -75,6 +76,11 @@ async def test_a_compensation_failing_past_its_attempts_is_reported_and_retried_
     listed = ReadModel(workers.projector.engine).orders(status=OrderStatus.COMPENSATION_STUCK)
     assert [row.order_id for row in listed.items] == [saga.order_id]
 
+    # Failed and being undone: too late for the customer to cancel.
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(OrderSaga.cancel, CancelOrder())
+    assert "being compensated" in str(refused.value.cause)
+
     # Still retried (in rounds, backing off to the policy's cap): the operator need not wait.
     await asyncio.sleep(0.5)
     assert (await handle.query(OrderSaga.state)).status is OrderStatus.COMPENSATION_STUCK
@@ -118,6 +124,8 @@ async def test_after_ten_minutes_of_failures_it_is_stuck_and_an_operator_resolve
     await temporal_env.sleep(timedelta(minutes=10, seconds=1))
     state = await stuck(handle)
     assert state.stuck is not None and state.stuck.step == "payment.refund"
+    # The limit that ended the retries was a timeout; the error shown is the last attempt's.
+    assert state.stuck.last_error.startswith("ConnectionError: database unavailable")
 
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(
