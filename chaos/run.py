@@ -145,8 +145,9 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
         admin=admin,
     )
     reviewing = threading.Event()
+    reviewer: threading.Thread | None = None
     try:
-        load.review_in_background(reviewing)
+        reviewer = load.review_in_background(reviewing)
         started = time.monotonic()
         faults.start()
         load.run(patience=options.settle_timeout)
@@ -160,6 +161,8 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
     finally:
         reviewing.set()
         faults.stop()  # again, harmless; first, if the load itself broke
+        if reviewer is not None:
+            reviewer.join(30)  # before its client closes under it
         client.close()
         statuses = _stop(stack)
 
