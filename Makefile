@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test lint format bench bench-read chaos load rebuild-projections token clean install
+.PHONY: up up-split test lint format bench bench-floor bench-read chaos load rebuild-projections token clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m cloudmart.devstack
@@ -41,6 +41,10 @@ format: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.saga_vs_floor $(BENCH_ARGS)
+
+# What one activity step costs on the dev server, setting by setting (~1 minute).
+bench-floor: $(INSTALLED)
+	$(BIN)/python -m bench.floor_steps $(BENCH_ARGS)
 
 # 300 orders at concurrency 20 while workers, Temporal and a database fail; every invariant
 # checked at the end (exit 1 on a violation). E.g. CHAOS_ARGS="--split" or "--postgres".

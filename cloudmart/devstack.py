@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -59,8 +59,10 @@ def temporal_server_command(
     db_file: Path | None,
     log_level: str = "warn",
     codec_endpoint: str | None = None,
+    tuning: Sequence[str] = SERVER_TUNING,
 ) -> list[str]:
-    """The dev server's command line: the same flags for `make up`, tests and benchmarks."""
+    """The dev server's command line: the same flags for `make up`, tests and benchmarks
+    (``tuning`` only differs in the benchmark that measures what each setting is worth)."""
     command = [
         find_binary("temporal"),
         "server",
@@ -71,7 +73,7 @@ def temporal_server_command(
         str(port),
         "--log-level",
         log_level,
-        *SERVER_TUNING,
+        *tuning,
     ]
     for key in SEARCH_ATTRIBUTES:
         command += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
