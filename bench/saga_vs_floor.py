@@ -1,18 +1,20 @@
-"""Orders through the API against the dev stack, side by side with Temporal's floor.
+"""The saga against Temporal's floor, at concurrency 1, 10 and 50, in one run on one server.
 
-    make bench                                    # 200 orders at concurrency 10
-    make bench BENCH_ARGS="--orders 500 --concurrency 20"
+    make bench                              # the default sizes (about 3 minutes)
+    make bench BENCH_ARGS="--scale 0.5"     # fewer orders per row
 
 Starts its own stack exactly as ``make up`` does (file-backed dev server with the same flags,
 ``python -m worker``, ``python -m api``) in a temporary directory, and a worker for the floor
-workflow on the same server. Rows, all measured in this run:
+workflow on the same server. Rows, all measured in this run, at each concurrency:
 
-- floor, eager: a bare workflow of 4 sequential no-op activities on the workflow's own task
-  queue, so Temporal can hand each activity straight back to the worker (eager dispatch);
-- floor, routed: the same, with the activities on another task queue, as the saga routes its
-  steps to each service's queue (no eager dispatch possible);
-- saga via API: ``POST /orders`` then ``GET /orders/{id}`` every 10 ms until terminal; the
-  saga's 4 steps are real activities on three SQLite databases.
+1. floor: a bare workflow of as many sequential no-op activities as the saga has steps, on the
+   workflow's own task queue (eager dispatch: the least Temporal can do for such a workflow);
+2. saga via client: the order saga started through the Temporal client, waited for by its
+   result (real activities on the SQLite service databases, the event appends, encryption);
+3. saga via API: ``POST /orders``, then ``GET /orders/{id}`` every 20 ms until it ends.
+
+Then the write amplification of one order: the events in its Temporal history, and the rows
+each database gained per order (Temporal's own included).
 """
 
 from __future__ import annotations
@@ -20,126 +22,128 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
+import sqlite3
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 from temporalio.client import Client
 
-from bench.floor import Floor
+from bench.drivers import One, drive, floor, saga_via_api, saga_via_client
 from bench.stats import Run, table
+from cloudmart.contracts.saga import WORKFLOW_ID_PREFIX
 from cloudmart.devstack import DevStack, ManagedProcess, settings_env, throwaway_settings
 from cloudmart.process import exit_now
-from services.inventory.catalog import DEMO_CATALOG
+from cloudmart.temporal import connect
 
-STEPS = 4
+SAGA_STEPS = 5
+"""reserve, fraud screen, charge, ship, commit."""
+CONCURRENCIES = (1, 10, 50)
+ORDERS = {1: 40, 10: 150, 50: 300}
+"""Per row and concurrency, before ``--scale``."""
+API_POLL = 0.02
 FLOOR_QUEUE = "bench-floor"
-FLOOR_ACTIVITY_QUEUE = "bench-floor-activities"
-SKUS = [p.sku for p in DEMO_CATALOG if p.stock >= 100]
+SAMPLE = 20
+"""Orders whose writes are counted."""
 
 
-async def drive(
-    name: str, orders: int, concurrency: int, one: Callable[[int], Awaitable[None]]
-) -> Run:
-    gate = asyncio.Semaphore(concurrency)
-    latencies: list[float] = []
-
-    async def timed(n: int) -> None:
-        async with gate:
-            started = time.perf_counter()
-            await one(n)
-            latencies.append((time.perf_counter() - started) * 1000)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(timed(n) for n in range(orders)))
-    return Run(name, concurrency, latencies, time.perf_counter() - started)
-
-
-def floor(client: Client, activity_queue: str | None) -> Callable[[int], Awaitable[None]]:
-    async def one(_: int) -> None:
-        await client.execute_workflow(
-            Floor.run,
-            args=[STEPS, activity_queue],
-            id=f"floor-{uuid.uuid4()}",
-            task_queue=FLOOR_QUEUE,
-        )
-
-    return one
-
-
-def saga_via_api(http: httpx.AsyncClient) -> Callable[[int], Awaitable[None]]:
-    async def one(n: int) -> None:
-        body = {
-            "customer_id": "bench",
-            "items": [{"sku": SKUS[n % len(SKUS)], "quantity": 1}],
-            "payment_token": "tok_ok",
-            "shipping_address": {
-                "name": "Bench",
-                "line1": "1 Main St",
-                "city": "Utrecht",
-                "postal_code": "3511",
-                "country": "NL",
-            },
-        }
-        response = await http.post("/orders", json=body)
-        response.raise_for_status()
-        order_id = response.json()["order_id"]
-        while True:
-            state = (await http.get(f"/orders/{order_id}")).json()
-            if state["status"] == "COMPLETED":
-                return
-            if state["status"] in ("FAILED", "CANCELLED"):
-                raise RuntimeError(f"bench order {order_id} ended {state['status']}")
-            await asyncio.sleep(0.01)
-
-    return one
-
-
-async def measure(stack: DevStack, orders: int, concurrency: int, warmup: int) -> list[Run]:
-    client = await Client.connect(stack.settings.temporal_address)
-    limits = httpx.Limits(max_connections=concurrency * 2)
+async def measure(stack: DevStack, scale: float) -> list[Run]:
+    settings = stack.settings
+    plain = await Client.connect(settings.temporal_address)  # the floor's: no codec
+    client = await connect(settings)
+    limits = httpx.Limits(max_connections=max(CONCURRENCIES) * 2)
+    runs: list[Run] = []
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30, limits=limits) as http:
-        subjects = {
-            "floor, eager": floor(client, None),
-            "floor, routed": floor(client, FLOOR_ACTIVITY_QUEUE),
-            "saga via API": saga_via_api(http),
+        subjects: dict[str, One] = {
+            "floor": floor(plain, FLOOR_QUEUE, SAGA_STEPS),
+            "saga via client": saga_via_client(client, settings),
+            "saga via API": saga_via_api(http, API_POLL),
         }
         for one in subjects.values():
-            await drive("warmup", warmup, concurrency, one)
-        return [await drive(name, orders, concurrency, one) for name, one in subjects.items()]
+            await drive("warm-up", 20, 10, one)
+        for concurrency in CONCURRENCIES:
+            orders = max(concurrency, round(ORDERS[concurrency] * scale))
+            for name, one in subjects.items():
+                runs.append(await drive(name, orders, concurrency, one))
+    return runs
 
 
-def report(runs: list[Run], orders: int) -> str:
-    base = runs[0]
-    rows = [
-        [
-            run.name,
-            str(orders),
-            str(run.concurrency),
-            f"{run.throughput:.1f}",
-            f"{run.p50:.0f}",
-            f"{run.percentile(99):.0f}",
-            f"{run.p50 / base.p50:.2f}x",
-        ]
-        for run in runs
+async def write_amplification(stack: DevStack) -> tuple[float, dict[str, float]]:
+    """History events per saga, and rows gained per order by each database."""
+    settings = stack.settings
+    client = await connect(settings)
+    before = row_counts(settings.data_dir)
+    await drive("sample", SAMPLE, 1, saga_via_client(client, settings))
+    await asyncio.sleep(2)  # the projector and loyalty follow the events
+    after = row_counts(settings.data_dir)
+    events = 0
+    query = f"WorkflowType = 'OrderSaga' AND WorkflowId STARTS_WITH '{WORKFLOW_ID_PREFIX}'"
+    handles = [
+        client.get_workflow_handle(execution.id)
+        async for execution in client.list_workflows(query, limit=SAMPLE)
     ]
-    headers = ["row", "N", "C", "per s", "p50 ms", "p99 ms", "p50 vs floor"]
+    for handle in handles:
+        events += len((await handle.fetch_history()).events)
+    rows = {name: (after[name] - before.get(name, 0)) / SAMPLE for name in after}
+    return events / len(handles), rows
+
+
+def row_counts(data_dir: Path) -> dict[str, int]:
+    counts = {}
+    for database in sorted(data_dir.glob("*.db")):
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+            tables = [
+                name
+                for (name,) in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            ]
+            counts[database.stem] = sum(
+                connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+                for name in tables
+            )
+    return counts
+
+
+def report(runs: list[Run]) -> str:
+    floors = {run.concurrency: run for run in runs if run.name == "floor"}
+    rows = []
+    for run in runs:
+        base = floors[run.concurrency]
+        rows.append(
+            [
+                run.name,
+                str(run.concurrency),
+                str(len(run.latencies_ms)),
+                f"{run.throughput:.1f}",
+                f"{run.p50:.0f}",
+                f"{run.percentile(95):.0f}",
+                f"{run.percentile(99):.0f}",
+                f"{run.p50 / base.p50:.2f}x",
+                f"{run.throughput / base.throughput:.2f}x",
+            ]
+        )
+    headers = ["row", "C", "N", "per s", "p50 ms", "p95", "p99", "p50/floor", "per s/floor"]
     return table(rows, headers)
+
+
+def api_overhead(runs: list[Run]) -> str:
+    by = {(run.name, run.concurrency): run for run in runs}
+    return ", ".join(
+        f"C={c}: {by['saga via API', c].p50 - by['saga via client', c].p50:+.0f} ms"
+        for c in CONCURRENCIES
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cloudmart-bench-") as data:
-        settings = throwaway_settings(Path(data))
+        settings = throwaway_settings(Path(data), task_queue_prefix=f"b-{uuid.uuid4().hex[:6]}")
         env = settings_env(settings)
         stack = DevStack(settings, env, output=None, persist=True)
         floor_worker: ManagedProcess | None = None
@@ -150,24 +154,28 @@ def main() -> None:
                 [
                     *(sys.executable, "-m", "bench.floor"),
                     *("--address", settings.temporal_address),
-                    *("--task-queue", FLOOR_QUEUE, "--task-queue", FLOOR_ACTIVITY_QUEUE),
+                    *("--task-queue", FLOOR_QUEUE),
                 ],
                 env=env,
                 output=None,
                 ready_marker="worker ready",
             )
             floor_worker.wait_ready(30)
-            runs = asyncio.run(measure(stack, args.orders, args.concurrency, args.warmup))
+            runs = asyncio.run(measure(stack, args.scale))
+            events, rows = asyncio.run(write_amplification(stack))
         finally:
             if floor_worker is not None:
                 floor_worker.stop()
             stack.stop()
     print(
-        f"{STEPS} activities per workflow; file-backed dev server with make up's flags; "
-        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"floor = {SAGA_STEPS} no-op activities (the saga's steps); file-backed dev server with "
+        f"make up's flags; {platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}, {platform.system()}"
     )
-    print(report(runs, args.orders))
+    print(report(runs))
+    print(f"API overhead per order at p50 (saga via API - via client): {api_overhead(runs)}")
+    print(f"write amplification per order: {events:.0f} history events; rows gained per order: ")
+    print("  " + ", ".join(f"{name} {count:.1f}" for name, count in rows.items()))
 
 
 if __name__ == "__main__":

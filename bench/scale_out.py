@@ -16,7 +16,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from bench.saga_vs_floor import SKUS, drive
+from bench.drivers import SKUS, drive
 from bench.stats import Run, table
 from cloudmart.contracts.orders import OrderItem, PlaceOrder, ShippingAddress, saga_input
 from cloudmart.contracts.saga import workflow_id

@@ -1,0 +1,111 @@
+"""What the benchmarks drive, one workflow or order at a time: the floor, the saga through the
+Temporal client, the saga through the API; and ``drive``, which runs one of them N times at a
+given concurrency and times each."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import httpx
+from temporalio.client import Client
+
+from bench.floor import Floor
+from bench.stats import Run
+from cloudmart.contracts.orders import (
+    OrderItem,
+    OrderStatus,
+    PlaceOrder,
+    ShippingAddress,
+    saga_input,
+)
+from cloudmart.contracts.saga import workflow_id
+from cloudmart.settings import Settings
+from services.inventory.catalog import DEMO_CATALOG
+from workflows.order_saga import OrderSaga
+
+One = Callable[[int], Awaitable[None]]
+
+SKUS = [p.sku for p in DEMO_CATALOG if p.stock >= 100]
+ADDRESS = ShippingAddress(
+    name="Bench", line1="1 Main St", city="Utrecht", postal_code="3511", country="NL"
+)
+
+
+def order(n: int) -> PlaceOrder:
+    """The n-th order of a run: one unit of a well-stocked sku, paid and shipped (COMPLETED)."""
+    return PlaceOrder(
+        customer_id="bench",
+        items=[OrderItem(sku=SKUS[n % len(SKUS)], quantity=1)],
+        payment_token="tok_ok",
+        shipping_address=ADDRESS,
+    )
+
+
+async def drive(name: str, orders: int, concurrency: int, one: One) -> Run:
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def timed(n: int) -> None:
+        async with gate:
+            started = time.perf_counter()
+            await one(n)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(timed(n) for n in range(orders)))
+    return Run(name, concurrency, latencies, time.perf_counter() - started)
+
+
+def floor(client: Client, task_queue: str, steps: int, activity_queue: str | None = None) -> One:
+    """A bare workflow of ``steps`` sequential no-op activities."""
+
+    async def one(_: int) -> None:
+        await client.execute_workflow(
+            Floor.run,
+            args=[steps, activity_queue],
+            id=f"floor-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+
+    return one
+
+
+def saga_via_client(client: Client, settings: Settings) -> One:
+    """Start the saga and wait for its result: no API, no polling."""
+
+    async def one(n: int) -> None:
+        saga = saga_input(
+            str(uuid.uuid4()),
+            order(n),
+            payment_review_timeout=settings.payment_review_timeout,
+            task_queues=settings.task_queues,
+            stuck_policy=settings.stuck_policy,
+        )
+        state = await client.execute_workflow(
+            OrderSaga.run, saga, id=workflow_id(saga.order_id), task_queue=saga.task_queues.orders
+        )
+        if state.status is not OrderStatus.COMPLETED:
+            raise RuntimeError(f"bench order {saga.order_id} ended {state.status}")
+
+    return one
+
+
+def saga_via_api(http: httpx.AsyncClient, poll: float) -> One:
+    """``POST /orders``, then ``GET /orders/{id}`` every ``poll`` seconds until it ends."""
+
+    async def one(n: int) -> None:
+        response = await http.post("/orders", json=order(n).model_dump())
+        response.raise_for_status()
+        order_id = response.json()["order_id"]
+        while True:
+            state = (await http.get(f"/orders/{order_id}")).json()
+            if state["status"] == "COMPLETED":
+                return
+            if state["status"] in ("FAILED", "CANCELLED"):
+                raise RuntimeError(f"bench order {order_id} ended {state['status']}")
+            await asyncio.sleep(poll)
+
+    return one
