@@ -6,9 +6,10 @@ task queue, batching what accumulated meanwhile) while the next step runs; befor
 it waits until everything is stored. Event ids derive from the order id and sequence, so a
 retried or replayed append stores nothing twice.
 
-A regular activity, not a local one: Temporal sees it (in the history, in the Web UI, and in
-the time-skipping test server, which would otherwise skip time past the workflow task's timeout
-while a local activity runs), and it is eagerly dispatched to this worker, which keeps it cheap.
+The append follows the saga's step mode. Regular: an activity on the saga's own task queue,
+eagerly dispatched to this worker, which keeps it cheap, and which Temporal shows like any
+other. Local: a local activity, like the steps; a regular append would cost the local saga a
+workflow task per batch (its completion wakes the saga), the round trips local mode saves.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ APPEND_RETRY = RetryPolicy(
 
 
 class EventLog:
-    def __init__(self, order_id: str) -> None:
+    def __init__(self, order_id: str, *, local: bool = False) -> None:
         self._order_id = order_id
+        self._local = local
         self._sequence = 0
         self._pending: list[Event] = []
         self._appender: asyncio.Task[None] | None = None
@@ -83,7 +85,8 @@ class EventLog:
                 raise
 
     async def _append(self, batch: list[Event]) -> None:
-        await workflow.execute_activity(
+        execute = workflow.execute_local_activity if self._local else workflow.execute_activity
+        await execute(
             APPEND_EVENTS.name,
             AppendEvents(events=batch),
             result_type=APPEND_EVENTS.result_type,

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         OrderStatus,
         PaymentReviewDecision,
         ResolveCompensation,
+        StepMode,
         StepRecord,
         StepStatus,
         StuckCompensation,
@@ -127,7 +128,7 @@ class OrderSaga:
         self._shipment_created = False
         self._review: PaymentReviewDecision | None = None
         self._cancelled_by = SYSTEM
-        self._events = EventLog(order.order_id)
+        self._events = EventLog(order.order_id, local=order.step_mode is StepMode.LOCAL)
         self._retry_now = False
         self._resolution: ResolveCompensation | None = None
         self._resolved = False
@@ -307,12 +308,9 @@ class OrderSaga:
         request = Compensate(order_id=self._order.order_id, reason=reason)
         policy = self._order.stuck_policy
         try:
-            result = await workflow.execute_activity(
-                compensation.name,
+            result = await self._start(
+                compensation,
                 request,
-                result_type=compensation.result_type,
-                task_queue=self._order.task_queues.for_service(compensation.service),
-                start_to_close_timeout=STEP_TIMEOUT,
                 # Past either limit it is reported stuck (and retried on, see _until_unstuck).
                 schedule_to_close_timeout=policy.after,
                 retry_policy=replace(UNDO_RETRY, maximum_attempts=policy.attempts),
@@ -363,12 +361,9 @@ class OrderSaga:
         try:
             while True:
                 self._retry_now = False
-                round_ = workflow.start_activity(
-                    compensation.name,
+                round_ = self._start(
+                    compensation,
                     request,
-                    result_type=compensation.result_type,
-                    task_queue=self._order.task_queues.for_service(compensation.service),
-                    start_to_close_timeout=STEP_TIMEOUT,
                     retry_policy=replace(
                         UNDO_RETRY,
                         initial_interval=min(STUCK_FIRST_BACKOFF, cap),
@@ -434,14 +429,8 @@ class OrderSaga:
             self._set_status(status)
         record = self._begin(self._state.steps, spec.name)
         try:
-            result: ResultT = await workflow.execute_activity(
-                spec.name,
-                request,
-                result_type=spec.result_type,
-                task_queue=self._order.task_queues.for_service(spec.service),
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=STEP_RETRY,
-                summary=summary,
+            result: ResultT = await self._start(
+                spec, request, retry_policy=STEP_RETRY, summary=summary
             )
         except (ActivityError, asyncio.CancelledError) as err:
             interrupted = self._state.cancel_reason is not None
@@ -456,6 +445,31 @@ class OrderSaga:
             raise
         self._end(record, StepStatus.COMPLETED)
         return result
+
+    def _start(
+        self, spec: ActivitySpec[Any, ResultT], request: BaseModel, **options: Any
+    ) -> workflow.ActivityHandle[ResultT]:
+        """Start a step or a compensation as the saga's step mode says: an activity on its
+        service's task queue, or a local activity in this worker (README, "Step modes").
+
+        Same timeouts, retry policy and cancellation either way. A local activity's retries run
+        in this worker; a backoff past a minute becomes a timer in the history."""
+        if self._order.step_mode is StepMode.LOCAL:
+            return workflow.start_local_activity(
+                spec.name,
+                request,
+                result_type=spec.result_type,
+                start_to_close_timeout=STEP_TIMEOUT,
+                **options,
+            )
+        return workflow.start_activity(
+            spec.name,
+            request,
+            result_type=spec.result_type,
+            task_queue=self._order.task_queues.for_service(spec.service),
+            start_to_close_timeout=STEP_TIMEOUT,
+            **options,
+        )
 
     async def _run_until_done_or_cancelled(self, steps: Coroutine[Any, Any, None]) -> None:
         """Run the forward steps as a task that a cancel request can stop.
