@@ -6,10 +6,11 @@ task queue, batching what accumulated meanwhile) while the next step runs; befor
 it waits until everything is stored. Event ids derive from the order id and sequence, so a
 retried or replayed append stores nothing twice.
 
-The append follows the saga's step mode. Regular: an activity on the saga's own task queue,
-eagerly dispatched to this worker, which keeps it cheap, and which Temporal shows like any
-other. Local: a local activity, like the steps; a regular append would cost the local saga a
-workflow task per batch (its completion wakes the saga), the round trips local mode saves.
+A regular activity, not a local one, in both step modes: Temporal sees it (in the history and
+the Web UI), and it is eagerly dispatched to this worker, which keeps it cheap. Measured with
+local steps (bench/step_modes.py, 2026-11): local appends saved about a tenth of a saga's
+latency one at a time, but cost about a third of the throughput at concurrency 20, where an
+append running beside the steps, outside the workflow task, batches more.
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ APPEND_RETRY = RetryPolicy(
 
 
 class EventLog:
-    def __init__(self, order_id: str, *, local: bool = False) -> None:
+    def __init__(self, order_id: str) -> None:
         self._order_id = order_id
-        self._local = local
         self._sequence = 0
         self._pending: list[Event] = []
         self._appender: asyncio.Task[None] | None = None
@@ -85,8 +85,7 @@ class EventLog:
                 raise
 
     async def _append(self, batch: list[Event]) -> None:
-        execute = workflow.execute_local_activity if self._local else workflow.execute_activity
-        await execute(
+        await workflow.execute_activity(
             APPEND_EVENTS.name,
             AppendEvents(events=batch),
             result_type=APPEND_EVENTS.result_type,

@@ -128,7 +128,7 @@ class OrderSaga:
         self._shipment_created = False
         self._review: PaymentReviewDecision | None = None
         self._cancelled_by = SYSTEM
-        self._events = EventLog(order.order_id, local=order.step_mode is StepMode.LOCAL)
+        self._events = EventLog(order.order_id)
         self._retry_now = False
         self._resolution: ResolveCompensation | None = None
         self._resolved = False

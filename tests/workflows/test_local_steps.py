@@ -88,10 +88,9 @@ async def test_local_steps_complete_the_order_with_markers_instead_of_activity_t
     assert stock(services)["SKU-A"] == (98, 0)
     assert_books_balance(services, [2000])
     scheduled, markers = await activities_in_history(handle)
-    assert scheduled == []  # nothing went through a task queue, not even the event appends
-    steps = [name for name in markers if name != "orders.append"]
-    assert steps == [name for name, _ in outline(state.steps)]
-    assert "orders.append" in markers
+    # The steps ran as local activities; only the event appends stay regular (event_log.py).
+    assert set(scheduled) == {"orders.append"}
+    assert markers == [name for name, _ in outline(state.steps)]
     await replays(handle)
 
 
@@ -112,8 +111,12 @@ async def test_a_local_failure_compensates_in_reverse_with_local_activities(
     assert state.compensations[1].detail == "UNDONE: refunded 2000 cents"
     assert_books_balance(services, [])
     scheduled, markers = await activities_in_history(handle)
-    assert scheduled == []
-    assert [name for name in markers if name != "orders.append"][-3:] == [
+    assert set(scheduled) == {"orders.append"}
+    assert markers == [
+        "inventory.reserve",
+        "payment.check_fraud",
+        "payment.charge",
+        "shipping.create",  # failed: Undeliverable
         "shipping.cancel",
         "payment.refund",
         "inventory.release",
@@ -137,8 +140,9 @@ async def test_a_transient_failure_of_a_local_step_is_retried_to_success(
     assert outline(states[1].compensations)[1] == ("payment.refund", ALL_DONE)
     assert_books_balance(services, [2000])
     for handle in (completed, compensated):
-        scheduled, _ = await activities_in_history(handle)
-        assert scheduled == []
+        scheduled, markers = await activities_in_history(handle)
+        assert set(scheduled) == {"orders.append"}
+        assert "payment.charge" in markers
         await replays(handle)
 
 
