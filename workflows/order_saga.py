@@ -20,9 +20,11 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     ApplicationErrorCategory,
+    FailureError,
     RetryState,
     is_cancelled_exception,
 )
+from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType
 
@@ -308,13 +310,16 @@ class OrderSaga:
         request = Compensate(order_id=self._order.order_id, reason=reason)
         policy = self._order.stuck_policy
         try:
-            result = await self._start(
+            result = await self._settled(
                 compensation,
-                request,
-                # Past either limit it is reported stuck (and retried on, see _until_unstuck).
-                schedule_to_close_timeout=policy.after,
-                retry_policy=replace(UNDO_RETRY, maximum_attempts=policy.attempts),
-                summary=summary,
+                self._start(
+                    compensation,
+                    request,
+                    # Past either limit it is reported stuck (and retried on, see _until_unstuck).
+                    schedule_to_close_timeout=policy.after,
+                    retry_policy=replace(UNDO_RETRY, maximum_attempts=policy.attempts),
+                    summary=summary,
+                ),
             )
         except ActivityError as err:
             if err.retry_state is RetryState.NON_RETRYABLE_FAILURE:
@@ -383,7 +388,7 @@ class OrderSaga:
                 if not round_.done():
                     round_.cancel()
                 try:
-                    result = await round_
+                    result = await self._settled(compensation, round_)
                 except (ActivityError, asyncio.CancelledError) as err:
                     if not is_cancelled_exception(err):
                         assert isinstance(err, ActivityError)
@@ -429,8 +434,8 @@ class OrderSaga:
             self._set_status(status)
         record = self._begin(self._state.steps, spec.name)
         try:
-            result: ResultT = await self._start(
-                spec, request, retry_policy=STEP_RETRY, summary=summary
+            result: ResultT = await self._settled(
+                spec, self._start(spec, request, retry_policy=STEP_RETRY, summary=summary)
             )
         except (ActivityError, asyncio.CancelledError) as err:
             interrupted = self._state.cancel_reason is not None
@@ -470,6 +475,20 @@ class OrderSaga:
             start_to_close_timeout=STEP_TIMEOUT,
             **options,
         )
+
+    async def _settled(
+        self, spec: ActivitySpec[Any, ResultT], handle: workflow.ActivityHandle[ResultT]
+    ) -> ResultT:
+        """The result of a started step or compensation. A local activity's failure arrives
+        bare (the service's error, a timeout, a cancel); it is raised as a regular activity's
+        would be, an ActivityError with a retry state, so that one error path serves both
+        modes."""
+        try:
+            return await handle
+        except FailureError as err:
+            if isinstance(err, ActivityError):
+                raise
+            raise _as_activity_error(spec, err) from err
 
     async def _run_until_done_or_cancelled(self, steps: Coroutine[Any, Any, None]) -> None:
         """Run the forward steps as a task that a cancel request can stop.
@@ -649,6 +668,26 @@ def _cancel_requested_in_temporal() -> bool:
     compensating, or past the point of no return)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def _as_activity_error(spec: ActivitySpec[Any, Any], err: FailureError) -> ActivityError:
+    if isinstance(err, ApplicationError) and err.non_retryable:
+        retry_state = RetryState.NON_RETRYABLE_FAILURE
+    elif isinstance(err, TemporalTimeoutError):
+        retry_state = RetryState.TIMEOUT
+    elif isinstance(err, TemporalCancelledError):
+        retry_state = RetryState.CANCEL_REQUESTED
+    else:
+        retry_state = RetryState.MAXIMUM_ATTEMPTS_REACHED
+    return ActivityError(
+        "Local activity error",
+        scheduled_event_id=0,
+        started_event_id=0,
+        identity="",
+        activity_type=spec.name,
+        activity_id="",
+        retry_state=retry_state,
+    )
 
 
 def _failure_of(abort: BaseException) -> Failure:

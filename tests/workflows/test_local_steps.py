@@ -15,11 +15,18 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Replayer
 
-from cloudmart.contracts.orders import OrderSagaInput, OrderState, OrderStatus, StepMode
+from cloudmart.contracts.orders import (
+    OrderSagaInput,
+    OrderState,
+    OrderStatus,
+    StepMode,
+    StuckPolicy,
+)
+from cloudmart.contracts.saga import WORKFLOW_ID_PREFIX
 from cloudmart.settings import SERVICES, Settings
 from services.factory import Services
 from tests.support import TEST_CONVERTER, assert_books_balance, new_saga_input, stock
-from tests.workflows.saga_helpers import fail_first, outcome, outline, start
+from tests.workflows.saga_helpers import fail_first, outcome, outline, start, wait_for_status
 from worker import LocalStepsNeedServices, local_steps_refusal, running_workers
 from workflows.order_saga import OrderSaga
 
@@ -65,6 +72,10 @@ async def activities_in_history(
     return scheduled, markers
 
 
+def saga_id(handle: WorkflowHandle[OrderSaga, OrderState]) -> str:
+    return handle.id.removeprefix(WORKFLOW_ID_PREFIX)
+
+
 async def replays(handle: WorkflowHandle[OrderSaga, OrderState]) -> None:
     replayer = Replayer(workflows=[OrderSaga], data_converter=TEST_CONVERTER)
     await replayer.replay_workflow(await handle.fetch_history())  # raises on nondeterminism
@@ -108,7 +119,19 @@ async def test_a_local_failure_compensates_in_reverse_with_local_activities(
         ("payment.refund", ALL_DONE),
         ("inventory.release", ALL_DONE),
     ]
+    assert outline(state.steps)[-1] == ("shipping.create", "FAILED")
+    assert state.steps[-1].detail == f"Undeliverable: {state.failure.message}"
     assert state.compensations[1].detail == "UNDONE: refunded 2000 cents"
+    assert services.orders is not None
+    timeline = [e.event_type for e in services.orders.stream(saga_id(handle))]
+    assert timeline[-6:] == [
+        "ShipmentFailed",
+        "CompensationStarted",
+        "ShipmentCancelled",
+        "PaymentRefunded",
+        "InventoryReleased",
+        "OrderFailed",
+    ]
     assert_books_balance(services, [])
     scheduled, markers = await activities_in_history(handle)
     assert set(scheduled) == {"orders.append"}
@@ -178,3 +201,34 @@ def test_only_a_process_hosting_the_saga_and_every_service_may_run_local_steps()
     refusal = local_steps_refusal(local_mode, ["orchestrator"])
     assert refusal is not None and "inventory, payment, shipping" in refusal
     assert local_steps_refusal(Settings(), ["orchestrator"]) is None
+
+
+async def test_a_stuck_local_compensation_is_reported_and_retried_on_demand(
+    client: Client, settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dead-letter path in local mode: a round (a local activity in its backoff) is
+    cancelled for the operator's retry-now, and the next round succeeds."""
+    fail_first(monkeypatch, services.payment, "refund", 10**6)
+    saga = local(new_saga_input(settings, country="JP"))
+    saga = saga.model_copy(update={"stuck_policy": StuckPolicy(attempts=3)})
+    async with local_workers(client, settings, services):
+        handle = await start(client, saga)
+        await wait_for_status(handle, OrderStatus.COMPENSATION_STUCK, attempts=400)
+        stuck = (await handle.query(OrderSaga.state)).stuck
+        assert stuck is not None and stuck.step == "payment.refund"
+        assert stuck.last_error.startswith("ConnectionError: database unavailable")
+        monkeypatch.undo()  # the payment database is back
+        await handle.execute_update(OrderSaga.retry_compensation)
+        state = await outcome(handle)
+
+    assert state.status is OrderStatus.FAILED and state.stuck is None
+    assert outline(state.compensations) == [
+        ("shipping.cancel", ALL_DONE),
+        ("payment.refund", ALL_DONE),
+        ("inventory.release", ALL_DONE),
+    ]
+    assert_books_balance(services, [])
+    scheduled, markers = await activities_in_history(handle)
+    assert set(scheduled) == {"orders.append"}
+    assert markers.count("payment.refund") >= 2  # given up on, then the operator's round
+    await replays(handle)
