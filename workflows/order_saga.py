@@ -84,6 +84,13 @@ UNDO_RETRY = RetryPolicy(
 """Compensations retry until they succeed; past the saga's StuckPolicy, in rounds that an
 operator can see and act on."""
 
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=2)
+"""Local steps: a retry's backoff up to this long is waited in the worker, inside the workflow
+task; a longer one is a timer, which ends the task. While a local activity (or its backoff)
+holds the task, queries and updates (a cancel, a payment review, an operator's retry-now) wait
+for it, up to the task's heartbeat (8 s); the SDK's default threshold, a minute, made them wait
+that long on every backoff of a stuck compensation."""
+
 UNDO_EVENTS = {
     act.RELEASE_INVENTORY.name: EventType.INVENTORY_RELEASED,
     act.REFUND_PAYMENT.name: EventType.PAYMENT_REFUNDED,
@@ -458,13 +465,14 @@ class OrderSaga:
         service's task queue, or a local activity in this worker (README, "Step modes").
 
         Same timeouts, retry policy and cancellation either way. A local activity's retries run
-        in this worker; a backoff past a minute becomes a timer in the history."""
+        in this worker, a backoff past LOCAL_RETRY_THRESHOLD as a timer in the history."""
         if self._order.step_mode is StepMode.LOCAL:
             return workflow.start_local_activity(
                 spec.name,
                 request,
                 result_type=spec.result_type,
                 start_to_close_timeout=STEP_TIMEOUT,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
                 **options,
             )
         return workflow.start_activity(
