@@ -11,9 +11,10 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from cloudmart.contracts.saga import workflow_id
-from cloudmart.devstack import DevStack, settings_env, throwaway_settings
+from cloudmart.devstack import DevStack, StackError, settings_env, throwaway_settings
 from cloudmart.temporal import connect
 from tests.api.test_api import TERMINAL, order_body
 from tests.workflows.test_local_steps import activities_in_history
@@ -32,6 +33,16 @@ def test_an_orchestrator_only_worker_is_refused_in_local_step_mode(tmp_path: Pat
     assert "CLOUDMART_STEP_MODE=local" in refused.stderr
     assert "inventory, payment, shipping" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_the_split_stack_is_refused_in_local_step_mode_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    settings = throwaway_settings(tmp_path, step_mode="local")
+    stack = DevStack(settings, settings_env(settings), output=None, split=True)
+    with pytest.raises(StackError, match="CLOUDMART_STEP_MODE=local"):
+        stack.start()
+    assert stack.processes == {}
 
 
 def test_the_stack_in_local_step_mode_completes_orders_with_local_activities(
