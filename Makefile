@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+BENCH_INSTALLED := $(VENV)/.bench-installed
 
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test lint format bench bench-floor bench-read chaos load rebuild-projections token clean install
+.PHONY: up up-split test lint format bench bench-install bench-dbos bench-floor bench-read chaos load rebuild-projections token clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m cloudmart.devstack
@@ -39,8 +40,15 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(INSTALLED)
+bench: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench.saga_vs_floor $(BENCH_ARGS)
+
+# The benchmark's extra (dbos, the peer baseline): never part of `make install`.
+bench-install: $(BENCH_INSTALLED)
+
+# The order saga on DBOS Transact over the same services (the peer baseline alone, ~10 s).
+bench-dbos: $(BENCH_INSTALLED)
+	$(BIN)/python -m bench.dbos_saga $(BENCH_ARGS)
 
 # What one activity step costs on the dev server, setting by setting (~1 minute).
 bench-floor: $(INSTALLED)
@@ -64,6 +72,10 @@ install: $(INSTALLED)
 $(INSTALLED): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(BENCH_INSTALLED): $(INSTALLED)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	touch $@
 
 clean:

@@ -6,6 +6,10 @@
     python worker.py --service projector    # the read side's projector (follows the events)
     python worker.py --service loyalty      # the loyalty service (follows the events)
 
+With CLOUDMART_STEP_MODE=local the saga's steps are local activities, run by the worker that
+runs the saga: the orchestrator must then share its process with every service (the default,
+all of them); an orchestrator-only process is refused (exit 2).
+
 SIGTERM or Ctrl-C stops polling, lets running activities finish, and exits 0.
 """
 
@@ -30,6 +34,7 @@ from activities.inventory import InventoryActivities
 from activities.orders import OrdersActivities
 from activities.payment import PaymentActivities
 from activities.shipping import ShippingActivities
+from cloudmart.contracts.orders import StepMode
 from cloudmart.contracts.routing import TaskQueues
 from cloudmart.process import exit_now
 from cloudmart.settings import SERVICES, Settings, get_settings
@@ -55,6 +60,7 @@ async def running_workers(
     activity_threads: int,
     eager_activities: bool = True,
     max_cached_workflows: int = 1000,
+    local_steps: bool = False,
 ) -> AsyncIterator[list[Worker]]:
     """Run the saga's workflow worker and/or the hosted services' activity workers.
 
@@ -64,31 +70,52 @@ async def running_workers(
     appends) straight back to this worker; only the time-skipping test server needs it off.
     ``max_cached_workflows`` (the SDK's default: 1000) bounds the sagas kept in memory; an evicted
     one is rebuilt by replaying its history when it next has work.
+
+    ``local_steps`` (local step mode) also gives the saga's worker every service's activities:
+    a local activity runs in the worker that runs its workflow. The services' own workers run
+    on all the same, for sagas started in regular mode.
     """
     if orchestrator and services.orders is None:
         raise ValueError("the orchestrator hosts the orders service: its event store is needed")
+    service_activities = {
+        "inventory": (queues.inventory, services.inventory, InventoryActivities),
+        "payment": (queues.payment, services.payment, PaymentActivities),
+        "shipping": (queues.shipping, services.shipping, ShippingActivities),
+    }
+    # The saga, with the event store's append as an activity on its own task queue.
+    saga_activities = OrdersActivities(services.orders).all() if services.orders else []
+    if orchestrator and local_steps:
+        missing = [name for name, (_, service, _) in service_activities.items() if not service]
+        if missing:
+            raise LocalStepsNeedServices(
+                "local step mode runs every step in the saga's worker, which then needs every "
+                f"service; this one lacks the activities of {', '.join(missing)}"
+            )
+        for _, service, activities_of in service_activities.values():
+            saga_activities += activities_of(service).all()  # type: ignore[arg-type]
+    hosted: list[tuple[str, list[object], list[type]]] = []
+    if orchestrator:
+        hosted.append((queues.orders, saga_activities, [OrderSaga]))
+    for queue, service, activities_of in service_activities.values():
+        if service is not None:
+            hosted.append((queue, activities_of(service).all(), []))  # type: ignore[arg-type]
     executors: list[ThreadPoolExecutor] = []
     workers: list[Worker] = []
-    hosted = (
-        # The saga, with the event store's append as an activity on its own task queue.
-        (queues.orders, services.orders if orchestrator else None, OrdersActivities, [OrderSaga]),
-        (queues.inventory, services.inventory, InventoryActivities, []),
-        (queues.payment, services.payment, PaymentActivities, []),
-        (queues.shipping, services.shipping, ShippingActivities, []),
-    )
-    for task_queue, service, activities_of, workflows in hosted:
-        if service is None:
-            continue
-        executor = ThreadPoolExecutor(activity_threads, thread_name_prefix=task_queue)
+    for task_queue, activities, workflows in hosted:
+        threads = activity_threads
+        if workflows and local_steps:
+            threads *= 1 + len(service_activities)  # the appends' share, and each service's
+        executor = ThreadPoolExecutor(threads, thread_name_prefix=task_queue)
         executors.append(executor)
         workers.append(
             Worker(
                 client,
                 task_queue=task_queue,
                 workflows=workflows,
-                activities=activities_of(service).all(),  # type: ignore[arg-type]
+                activities=activities,  # type: ignore[arg-type]
                 activity_executor=executor,
                 max_concurrent_activities=activity_threads,
+                max_concurrent_local_activities=threads,
                 graceful_shutdown_timeout=timedelta(seconds=10),
                 disable_eager_activity_execution=not eager_activities,
                 max_cached_workflows=max_cached_workflows,
@@ -102,6 +129,24 @@ async def running_workers(
     finally:
         for executor in executors:
             executor.shutdown(wait=True)
+
+
+class LocalStepsNeedServices(ValueError):
+    """Local step mode, and a saga worker without every service to run its steps."""
+
+
+def local_steps_refusal(settings: Settings, roles: Iterable[str]) -> str | None:
+    """Why this process cannot run these roles in the settings' step mode, if it cannot."""
+    roles = set(roles)
+    missing = [service for service in SERVICES if service not in roles]
+    if settings.step_mode is not StepMode.LOCAL or "orchestrator" not in roles or not missing:
+        return None
+    return (
+        "CLOUDMART_STEP_MODE=local runs the saga's steps in the orchestrator's own process, "
+        f"which must then host every service, and this one does not host {', '.join(missing)}: "
+        "run all roles in one process (python -m worker), or use CLOUDMART_STEP_MODE=regular "
+        "for a split topology"
+    )
 
 
 IDLE = 0.05
@@ -168,6 +213,7 @@ async def serve(settings: Settings, roles: Iterable[str], ready_file: Path | Non
                 orchestrator="orchestrator" in roles,
                 services=services,
                 activity_threads=settings.activity_threads,
+                local_steps=settings.step_mode is StepMode.LOCAL,
             ) as workers,
             running_subscribers(services, stop),
         ):
@@ -202,6 +248,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     settings = get_settings()
     roles = ROLES if args.service == "all" else (args.service,)
+    refusal = local_steps_refusal(settings, roles)
+    if refusal is not None:
+        print(f"worker: {refusal}", file=sys.stderr)
+        exit_now(2)
     status = 0
     try:
         data_converter(settings)  # no keys: refuse before touching any database

@@ -86,6 +86,7 @@ class Sagas:
             payment_review_timeout=self._settings.payment_review_timeout,
             task_queues=self._settings.task_queues,
             stuck_policy=self._settings.stuck_policy,
+            step_mode=self._settings.step_mode,
         )
         try:
             await self._client.start_workflow(

@@ -63,6 +63,7 @@ async def child(sagas: int, concurrency: int) -> dict[str, object]:
             payment_review_timeout=settings.payment_review_timeout,
             task_queues=settings.task_queues,
             stuck_policy=settings.stuck_policy,
+            step_mode=settings.step_mode,
         )
         async with gate:
             state = await client.execute_workflow(

@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cloudmart.codec import PayloadKey, parse_payload_keys
-from cloudmart.contracts.orders import StuckPolicy
+from cloudmart.contracts.orders import StepMode, StuckPolicy
 from cloudmart.contracts.routing import TaskQueues
 
 SERVICES = ("inventory", "payment", "shipping")
@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     COMPENSATION_STUCK for an operator; it keeps being retried."""
     compensation_retry_cap: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
     """The longest wait between retries of a stuck compensation."""
+
+    step_mode: StepMode = StepMode.REGULAR
+    """``regular``: each step is an activity on its service's task queue; ``local``: a local
+    activity in the saga's own worker, which must then host every service (README, "Step
+    modes"). Fixed per saga at its start."""
 
     shipping_countries: Annotated[frozenset[str], NoDecode] = frozenset(
         {"AT", "BE", "DE", "DK", "ES", "FR", "GB", "IE", "IT", "NL", "PL", "SE", "US"}

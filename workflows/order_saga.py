@@ -20,9 +20,11 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     ApplicationErrorCategory,
+    FailureError,
     RetryState,
     is_cancelled_exception,
 )
+from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType
 
@@ -39,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         OrderStatus,
         PaymentReviewDecision,
         ResolveCompensation,
+        StepMode,
         StepRecord,
         StepStatus,
         StuckCompensation,
@@ -80,6 +83,13 @@ UNDO_RETRY = RetryPolicy(
 )
 """Compensations retry until they succeed; past the saga's StuckPolicy, in rounds that an
 operator can see and act on."""
+
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=2)
+"""Local steps: a retry's backoff up to this long is waited in the worker, inside the workflow
+task; a longer one is a timer, which ends the task. While a local activity (or its backoff)
+holds the task, queries and updates (a cancel, a payment review, an operator's retry-now) wait
+for it, up to the task's heartbeat (8 s); the SDK's default threshold, a minute, made them wait
+that long on every backoff of a stuck compensation."""
 
 UNDO_EVENTS = {
     act.RELEASE_INVENTORY.name: EventType.INVENTORY_RELEASED,
@@ -307,16 +317,16 @@ class OrderSaga:
         request = Compensate(order_id=self._order.order_id, reason=reason)
         policy = self._order.stuck_policy
         try:
-            result = await workflow.execute_activity(
-                compensation.name,
-                request,
-                result_type=compensation.result_type,
-                task_queue=self._order.task_queues.for_service(compensation.service),
-                start_to_close_timeout=STEP_TIMEOUT,
-                # Past either limit it is reported stuck (and retried on, see _until_unstuck).
-                schedule_to_close_timeout=policy.after,
-                retry_policy=replace(UNDO_RETRY, maximum_attempts=policy.attempts),
-                summary=summary,
+            result = await self._settled(
+                compensation,
+                self._start(
+                    compensation,
+                    request,
+                    # Past either limit it is reported stuck (and retried on, see _until_unstuck).
+                    schedule_to_close_timeout=policy.after,
+                    retry_policy=replace(UNDO_RETRY, maximum_attempts=policy.attempts),
+                    summary=summary,
+                ),
             )
         except ActivityError as err:
             if err.retry_state is RetryState.NON_RETRYABLE_FAILURE:
@@ -363,12 +373,9 @@ class OrderSaga:
         try:
             while True:
                 self._retry_now = False
-                round_ = workflow.start_activity(
-                    compensation.name,
+                round_ = self._start(
+                    compensation,
                     request,
-                    result_type=compensation.result_type,
-                    task_queue=self._order.task_queues.for_service(compensation.service),
-                    start_to_close_timeout=STEP_TIMEOUT,
                     retry_policy=replace(
                         UNDO_RETRY,
                         initial_interval=min(STUCK_FIRST_BACKOFF, cap),
@@ -388,7 +395,7 @@ class OrderSaga:
                 if not round_.done():
                     round_.cancel()
                 try:
-                    result = await round_
+                    result = await self._settled(compensation, round_)
                 except (ActivityError, asyncio.CancelledError) as err:
                     if not is_cancelled_exception(err):
                         assert isinstance(err, ActivityError)
@@ -434,14 +441,8 @@ class OrderSaga:
             self._set_status(status)
         record = self._begin(self._state.steps, spec.name)
         try:
-            result: ResultT = await workflow.execute_activity(
-                spec.name,
-                request,
-                result_type=spec.result_type,
-                task_queue=self._order.task_queues.for_service(spec.service),
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=STEP_RETRY,
-                summary=summary,
+            result: ResultT = await self._settled(
+                spec, self._start(spec, request, retry_policy=STEP_RETRY, summary=summary)
             )
         except (ActivityError, asyncio.CancelledError) as err:
             interrupted = self._state.cancel_reason is not None
@@ -456,6 +457,46 @@ class OrderSaga:
             raise
         self._end(record, StepStatus.COMPLETED)
         return result
+
+    def _start(
+        self, spec: ActivitySpec[Any, ResultT], request: BaseModel, **options: Any
+    ) -> workflow.ActivityHandle[ResultT]:
+        """Start a step or a compensation as the saga's step mode says: an activity on its
+        service's task queue, or a local activity in this worker (README, "Step modes").
+
+        Same timeouts, retry policy and cancellation either way. A local activity's retries run
+        in this worker, a backoff past LOCAL_RETRY_THRESHOLD as a timer in the history."""
+        if self._order.step_mode is StepMode.LOCAL:
+            return workflow.start_local_activity(
+                spec.name,
+                request,
+                result_type=spec.result_type,
+                start_to_close_timeout=STEP_TIMEOUT,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+                **options,
+            )
+        return workflow.start_activity(
+            spec.name,
+            request,
+            result_type=spec.result_type,
+            task_queue=self._order.task_queues.for_service(spec.service),
+            start_to_close_timeout=STEP_TIMEOUT,
+            **options,
+        )
+
+    async def _settled(
+        self, spec: ActivitySpec[Any, ResultT], handle: workflow.ActivityHandle[ResultT]
+    ) -> ResultT:
+        """The result of a started step or compensation. A local activity's failure arrives
+        bare (the service's error, a timeout, a cancel); it is raised as a regular activity's
+        would be, an ActivityError with a retry state, so that one error path serves both
+        modes."""
+        try:
+            return await handle
+        except FailureError as err:
+            if isinstance(err, ActivityError):
+                raise
+            raise _as_activity_error(spec, err) from err
 
     async def _run_until_done_or_cancelled(self, steps: Coroutine[Any, Any, None]) -> None:
         """Run the forward steps as a task that a cancel request can stop.
@@ -635,6 +676,26 @@ def _cancel_requested_in_temporal() -> bool:
     compensating, or past the point of no return)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def _as_activity_error(spec: ActivitySpec[Any, Any], err: FailureError) -> ActivityError:
+    if isinstance(err, ApplicationError) and err.non_retryable:
+        retry_state = RetryState.NON_RETRYABLE_FAILURE
+    elif isinstance(err, TemporalTimeoutError):
+        retry_state = RetryState.TIMEOUT
+    elif isinstance(err, TemporalCancelledError):
+        retry_state = RetryState.CANCEL_REQUESTED
+    else:
+        retry_state = RetryState.MAXIMUM_ATTEMPTS_REACHED
+    return ActivityError(
+        "Local activity error",
+        scheduled_event_id=0,
+        started_event_id=0,
+        identity="",
+        activity_type=spec.name,
+        activity_id="",
+        retry_state=retry_state,
+    )
 
 
 def _failure_of(abort: BaseException) -> Failure:

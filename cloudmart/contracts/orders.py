@@ -77,6 +77,16 @@ class StuckPolicy(BaseModel):
     """Once stuck, retries back off up to this interval, and never stop."""
 
 
+class StepMode(StrEnum):
+    """Where the saga's steps run (``CLOUDMART_STEP_MODE``; README, "Step modes")."""
+
+    REGULAR = "regular"
+    """Activities on each service's task queue, run by that service's workers."""
+    LOCAL = "local"
+    """Local activities, run by the worker that runs the saga: fewer round trips through
+    Temporal, but that worker must host every service."""
+
+
 class OrderSagaInput(BaseModel):
     """Everything the saga needs, fixed at start so that replays see the same values."""
 
@@ -91,6 +101,9 @@ class OrderSagaInput(BaseModel):
     task_queues: TaskQueues
     stuck_policy: StuckPolicy = StuckPolicy()
     """Absent from sagas started before it existed: they get the defaults."""
+    step_mode: StepMode = StepMode.REGULAR
+    """Fixed at start, so that a saga keeps its mode (and replays) when the setting changes;
+    absent from sagas started before it existed: regular, as they ran."""
 
 
 class OrderStatus(StrEnum):
@@ -205,6 +218,7 @@ def saga_input(
     payment_review_timeout: timedelta,
     task_queues: TaskQueues,
     stuck_policy: StuckPolicy | None = None,
+    step_mode: StepMode = StepMode.REGULAR,
 ) -> OrderSagaInput:
     return OrderSagaInput(
         order_id=order_id,
@@ -215,4 +229,5 @@ def saga_input(
         payment_review_timeout=payment_review_timeout,
         task_queues=task_queues,
         stuck_policy=stuck_policy or StuckPolicy(),
+        step_mode=step_mode,
     )
