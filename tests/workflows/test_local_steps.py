@@ -200,7 +200,7 @@ def test_only_a_process_hosting_the_saga_and_every_service_may_run_local_steps()
     assert local_steps_refusal(local_mode, ["payment"]) is None  # drains regular-mode sagas
     refusal = local_steps_refusal(local_mode, ["orchestrator"])
     assert refusal is not None and "inventory, payment, shipping" in refusal
-    assert local_steps_refusal(Settings(), ["orchestrator"]) is None
+    assert local_steps_refusal(Settings(step_mode=StepMode.REGULAR), ["orchestrator"]) is None
 
 
 async def test_a_stuck_local_compensation_is_reported_and_retried_on_demand(
