@@ -2,15 +2,18 @@
 
 ``record`` is synchronous: the saga never waits for the event store between its steps. One
 background appender sends what has been recorded to the store (an activity on the saga's own
-task queue, batching what accumulated meanwhile) while the next step runs; before the saga ends
+task queue, batching what accumulated meanwhile) while the next steps run; before the saga ends
 it waits until everything is stored. Event ids derive from the order id and sequence, so a
 retried or replayed append stores nothing twice.
 
-A regular activity, not a local one, in both step modes: Temporal sees it (in the history and
-the Web UI), and it is eagerly dispatched to this worker, which keeps it cheap. Measured with
-local steps (bench/step_modes.py, 2026-11): local appends saved about a tenth of a saga's
-latency one at a time, but cost about a third of the throughput at concurrency 20, where an
-append running beside the steps, outside the workflow task, batches more.
+With a ``window`` (sagas started since the lean-history patch), recorded events wait up to that
+long to be batched with later ones: a saga that ends within the window stores all its events in
+one append at its end; one that waits longer (a payment review, a step retrying) has them
+stored when the window's timer fires. The timer is never cancelled (a saga that ends first just
+leaves it): cancelling a timer as it fires is a race that Temporal's time-skipping test server
+mishandles ("invalid history builder state for action"). Without a window (older sagas), each
+append starts as soon as the previous one ends: about seven appends per order, each an activity
+and a workflow task more (bench/where_time_goes.py).
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ class EventLog:
         self._appender: asyncio.Task[None] | None = None
         self.enabled = True
         """False for a saga started before the event log existed: it records nothing."""
+        self.window: timedelta | None = None
+        """How long recorded events may wait to be batched with later ones (None: not at all)."""
+        self._ending = False
+        self._window: asyncio.Task[None] | None = None
 
     def record(self, event_type: EventType, by: str, **data: Any) -> None:
         """Record that ``event_type`` happened (caused by ``by``: a customer, an operator, the
@@ -61,18 +68,31 @@ class EventLog:
                 user_id=by,
             )
         )
-        if self._appender is None or self._appender.done():
-            self._appender = asyncio.create_task(self._append_pending())
+        if self.window is None or self._ending:
+            self._start_appender()
+        elif self._window is None or self._window.done():
+            self._window = asyncio.create_task(self._append_after(self.window))
 
     async def stored(self) -> None:
-        """Wait until every recorded event is in the store (an append's failure is raised)."""
+        """Wait until every recorded event is in the store (an append's failure is raised).
+        From here on, events are appended as they are recorded."""
+        self._ending = True
         while True:
             if self._appender is not None and not self._appender.done():
                 await self._appender
-            elif self._pending:  # left by an appender that failed: try them again
-                self._appender = asyncio.create_task(self._append_pending())
+            elif self._pending:  # not sent yet, or left by an appender that failed
+                self._start_appender()
             else:
                 return
+
+    async def _append_after(self, window: timedelta) -> None:
+        await workflow.sleep(window, summary="store events")
+        if not self._ending:  # else the end sends them (and awaits the appender itself)
+            self._start_appender()
+
+    def _start_appender(self) -> None:
+        if self._pending and (self._appender is None or self._appender.done()):
+            self._appender = asyncio.create_task(self._append_pending())
 
     async def _append_pending(self) -> None:
         while self._pending:

@@ -110,6 +110,26 @@ the history small: a round (about 37 minutes at the default 5-minute cap) costs 
 events, not six per attempt."""
 STUCK_FIRST_BACKOFF = timedelta(minutes=1)
 
+LEAN_HISTORY = "lean-history"
+"""Saga v3, a shorter history for the same order: the event log batches its appends within
+EVENTS_WINDOW (one append for an order that ends within it, instead of about seven); the
+OrderStatus search attribute changes only for statuses that last (a review hold, compensating,
+stuck, the end), not for each step's few milliseconds; and the terminal status is set only
+once the order's events are stored, so that whoever sees it can read them."""
+EVENTS_WINDOW = timedelta(seconds=1)
+"""How stale the event store (and the read side built from it) may be about a running saga."""
+LASTING = frozenset(
+    {
+        OrderStatus.AWAITING_PAYMENT_REVIEW,
+        OrderStatus.COMPENSATING,
+        OrderStatus.COMPENSATION_STUCK,
+        OrderStatus.COMPLETED,
+        OrderStatus.FAILED,
+        OrderStatus.CANCELLED,
+    }
+)
+"""The statuses worth a search attribute update (a history event, a visibility write) in v3."""
+
 SYSTEM, OPERATOR = "system", "operator"
 """Who caused an event, besides the customer: the saga itself, or an operator (a payment
 review, a cancel through Temporal)."""
@@ -141,11 +161,15 @@ class OrderSaga:
         self._retry_now = False
         self._resolution: ResolveCompensation | None = None
         self._resolved = False
+        self._lean = False
 
     @workflow.run
     async def run(self, order: OrderSagaInput) -> OrderState:
+        self._lean = workflow.patched(LEAN_HISTORY)
         self._set_status(OrderStatus.PENDING)
         self._events.enabled = workflow.patched(ORDER_EVENTS)
+        if self._lean:
+            self._events.window = EVENTS_WINDOW
         self._events.record(
             EventType.ORDER_PLACED,
             by=order.customer_id,
@@ -156,12 +180,14 @@ class OrderSaga:
         undo = CompensationStack()
         try:
             await self._run_until_done_or_cancelled(self._place_order(order, undo))
-            self._set_status(OrderStatus.COMPLETED)
+            outcome = self._known(OrderStatus.COMPLETED)
         except SAGA_ABORTS as abort:
-            await uninterruptible(self._compensate(undo, abort))
+            outcome = await uninterruptible(self._compensate(undo, abort))
         await workflow.wait_condition(workflow.all_handlers_finished)  # an operator's answer
-        self._record_outcome()
+        self._record_outcome(outcome)
         await uninterruptible(self._events.stored())
+        if self._lean:
+            self._set_status(outcome)
         # How the execution ends, in Temporal's terms (the state query has the details):
         if self._state.failure is not None:
             raise ApplicationError(
@@ -298,7 +324,8 @@ class OrderSaga:
         )
         self._events.record(EventType.PAYMENT_CHARGED, by=SYSTEM, amount_cents=charge.amount_cents)
 
-    async def _compensate(self, undo: CompensationStack, abort: BaseException) -> None:
+    async def _compensate(self, undo: CompensationStack, abort: BaseException) -> OrderStatus:
+        """Undo what was done, in reverse; the outcome is CANCELLED or FAILED."""
         cancelled = self._state.cancel_reason is not None
         if self._state.cancel_reason is not None:
             reason, cause = self._state.cancel_reason, "cancel"
@@ -310,7 +337,7 @@ class OrderSaga:
         self._events.record(EventType.COMPENSATION_STARTED, by=SYSTEM, reason=reason)
         for compensation in undo.in_undo_order():
             await self._undo(compensation, reason, summary=f"undo after {cause}")
-        self._set_status(OrderStatus.CANCELLED if cancelled else OrderStatus.FAILED)
+        return self._known(OrderStatus.CANCELLED if cancelled else OrderStatus.FAILED)
 
     async def _undo(self, compensation: Compensation, reason: str, *, summary: str) -> None:
         record = self._begin(self._state.compensations, compensation.name)
@@ -627,9 +654,16 @@ class OrderSaga:
         if self._steps is not None:
             self._steps.cancel()
 
-    def _record_outcome(self) -> None:
+    def _known(self, outcome: OrderStatus) -> OrderStatus:
+        """The saga's outcome is known. Before v3 it became the status there and then, before
+        the order's last events were stored; v3 sets it once they are."""
+        if not self._lean:
+            self._set_status(outcome)
+        return outcome
+
+    def _record_outcome(self, outcome: OrderStatus) -> None:
         state = self._state
-        if state.status is OrderStatus.COMPLETED:
+        if outcome is OrderStatus.COMPLETED:
             self._events.record(EventType.ORDER_COMPLETED, by=SYSTEM, total_cents=state.total_cents)
         elif state.failure is not None:
             self._events.record(
@@ -646,6 +680,8 @@ class OrderSaga:
     def _set_status(self, status: OrderStatus) -> None:
         self._state.status = status
         self._state.updated_at = workflow.now()
+        if self._lean and status not in LASTING and not self._search_attributes_missing():
+            return
         # No amount among them: search attributes are stored in clear, out of the codec's reach
         # (sagas started before this still carry an OrderTotal; the read side has the totals).
         workflow.upsert_search_attributes(
@@ -666,6 +702,12 @@ class OrderSaga:
         record.at = workflow.now()
         record.detail = detail
         self._state.updated_at = record.at
+
+    def _search_attributes_missing(self) -> bool:
+        """Whether the saga was started without its search attributes (the API sets them; a
+        plain client may not), so that its first status must set them."""
+        found = workflow.info().typed_search_attributes
+        return found.get(CUSTOMER_ID) is None or found.get(ORDER_STATUS) is None
 
 
 def _cancel_requested_in_temporal() -> bool:

@@ -4,8 +4,8 @@
 one folder per version of the saga: they are the check that a change to the saga does not break
 sagas already in flight. ``1-saga`` is the saga before the order event log (``workflow.patched``
 keeps it replaying); ``2-order-events`` records every event; ``3-fraud-check`` is saga v2, with the
-fraud screen before the charge. Record the newest version's only on
-purpose (a new version, a new scenario), with
+fraud screen before the charge; ``4-lean-history`` is saga v3, its events appended in batches.
+Record the newest version's only on purpose (a new version, a new scenario), with
 ``CLOUDMART_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py``; never rewrite an older one.
 """
 
@@ -36,7 +36,7 @@ from tests.workflows.saga_helpers import start, wait_for_status
 from workflows.order_saga import OrderSaga
 
 HISTORIES = Path(__file__).parent.parent / "histories"
-VERSIONS = ("1-saga", "2-order-events", "3-fraud-check")
+VERSIONS = ("1-saga", "2-order-events", "3-fraud-check", "4-lean-history")
 RECORD = os.environ.get("CLOUDMART_RECORD_HISTORIES") == "1"
 
 
@@ -115,7 +115,8 @@ async def test_recorded_histories_replay_against_todays_code(version: str) -> No
 def test_each_version_records_what_it_added() -> None:
     """Each folder holds the saga of its version (else it proves nothing new): v1 has no patch
     marker; from the event log on, the appends; from v2 on, the fraud screen (in every saga that
-    got past the reservation)."""
+    got past the reservation); from v3 on, a few batched appends rather than about one per
+    event."""
     for path in recorded("1-saga"):
         assert "markerName" not in path.read_text(), path.name
     for version in VERSIONS[1:]:
@@ -125,3 +126,5 @@ def test_each_version_records_what_it_added() -> None:
             assert '"name": "orders.append"' in text, path.name
             screened = '"name": "payment.check_fraud"' in text
             assert screened is (version >= "3" and path.stem != "out_of_stock"), path.name
+            lean = text.count('"name": "orders.append"') <= 2
+            assert lean is (version >= "4"), path.name

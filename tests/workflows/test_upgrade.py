@@ -1,4 +1,5 @@
-"""Saga v2 (the fraud screen before the charge) reaches sagas that v1 workers started.
+"""Saga v2 (the fraud screen before the charge) reaches sagas that v1 workers started; saga v3
+(the lean history) leaves the sagas that v2 workers started as they were.
 
 The v1 worker here is today's code with the ``fraud-check`` patch not taken: that is exactly
 what ``if workflow.patched(...)`` makes the old branch. The upgrade is the switch from that
@@ -24,7 +25,7 @@ from services.factory import Services
 from tests.support import assert_reconciled, new_saga_input
 from tests.workflows.saga_helpers import outcome, outline, start, wait_for_status
 from worker import running_workers
-from workflows.order_saga import FRAUD_CHECK, OrderSaga
+from workflows.order_saga import FRAUD_CHECK, LEAN_HISTORY, OrderSaga
 
 Workers = Callable[..., AbstractAsyncContextManager[list[Worker]]]
 
@@ -45,9 +46,18 @@ def uncached_workers(client: Client, settings: Settings) -> Workers:
     return run
 
 
-def v1_code(monkeypatch: pytest.MonkeyPatch) -> None:
+def older_code(monkeypatch: pytest.MonkeyPatch, *newer: str) -> None:
+    """Today's code without the patches ``newer``: the code of the version before them."""
     taken: Callable[[str], bool] = workflow.patched
-    monkeypatch.setattr(workflow, "patched", lambda patch: patch != FRAUD_CHECK and taken(patch))
+    monkeypatch.setattr(workflow, "patched", lambda patch: patch not in newer and taken(patch))
+
+
+def v1_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    older_code(monkeypatch, FRAUD_CHECK, LEAN_HISTORY)
+
+
+def v2_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    older_code(monkeypatch, LEAN_HISTORY)
 
 
 async def markers(handle: WorkflowHandle[OrderSaga, OrderState]) -> int:
@@ -113,4 +123,43 @@ async def test_a_v1_saga_before_the_screen_is_screened_on_v2(
     assert state.failure is not None and state.failure.type == "FraudSuspected"
     assert await markers(handle) == 2  # the screen's patch, recorded where v2 took it
     assert services.payment is not None and services.payment.totals().charges_by_status == {}
+    assert_reconciled(services, [state])
+
+
+async def history_counts(handle: WorkflowHandle[OrderSaga, OrderState]) -> dict[str, int]:
+    """How many appends, timers and patch markers the saga's history holds."""
+    counts = {"appends": 0, "timers": 0, "markers": 0}
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attributes = event.activity_task_scheduled_event_attributes
+            counts["appends"] += attributes.activity_type.name == "orders.append"
+        counts["timers"] += event.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+        counts["markers"] += event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    return counts
+
+
+async def test_a_v2_saga_held_for_review_finishes_on_v3_as_v2(
+    client: Client,
+    settings: Settings,
+    uncached_workers: Workers,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Started by v2 (each event appended as soon as possible, no window's timer), upgraded
+    while it waits for a review: it goes on as v2 did, and stores every event once."""
+    async with uncached_workers(services):
+        with monkeypatch.context() as v2:
+            v2_code(v2)
+            handle = await start(client, new_saga_input(settings, token="tok_review"))
+            await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+        await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
+        state = await outcome(handle)
+
+    assert state.status is OrderStatus.COMPLETED
+    counts = await history_counts(handle)
+    assert counts["markers"] == 2  # the event log and the screen: not v3's
+    assert counts["timers"] == 1  # the review's deadline: v2 has no window
+    assert counts["appends"] >= 4  # one at least per step's event, as v2 does
+    assert services.orders is not None
+    assert [e.event_type for e in services.orders.stream(state.order_id)][-1] == "OrderCompleted"
     assert_reconciled(services, [state])

@@ -1,0 +1,118 @@
+"""Saga v3, the lean history: the same order in fewer history events and database writes.
+
+Its events are appended in batches (one append for an order that ends within the window), the
+OrderStatus search attribute moves only for statuses that last, and the terminal status comes
+once the events are stored (test_order_events.py checks that last one)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.testing import WorkflowEnvironment
+
+from cloudmart.contracts.orders import OrderSagaInput, OrderState, OrderStatus
+from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, workflow_id
+from cloudmart.settings import Settings
+from services.factory import Services
+from tests.support import new_saga_input
+from tests.workflows.saga_helpers import outcome, start, wait_for_status
+from workflows.order_saga import EVENTS_WINDOW, OrderSaga
+
+
+async def appended_batches(handle: WorkflowHandle[OrderSaga, OrderState]) -> int:
+    return sum(
+        [
+            event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and event.activity_task_scheduled_event_attributes.activity_type.name == "orders.append"
+            async for event in handle.fetch_history_events()
+        ]
+    )
+
+
+async def statuses_upserted(handle: WorkflowHandle[OrderSaga, OrderState]) -> list[str]:
+    upserted = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            payload = fields.indexed_fields.get(ORDER_STATUS.name)
+            if payload is not None:
+                upserted.append(payload.data.decode().strip('"'))
+    return upserted
+
+
+def timeline(workers: Services, order_id: str) -> list[str]:
+    assert workers.orders is not None
+    return [e.event_type for e in workers.orders.stream(order_id)]
+
+
+async def start_as_the_api_does(
+    client: Client, saga: OrderSagaInput
+) -> WorkflowHandle[OrderSaga, OrderState]:
+    return await client.start_workflow(
+        OrderSaga.run,
+        saga,
+        id=workflow_id(saga.order_id),
+        task_queue=saga.task_queues.orders,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(CUSTOMER_ID, saga.customer_id),
+                SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING.value),
+            ]
+        ),
+    )
+
+
+async def test_an_order_that_ends_within_the_window_stores_its_events_in_one_append(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    handle = await start_as_the_api_does(client, new_saga_input(settings))
+    state = await outcome(handle)
+    assert state.status is OrderStatus.COMPLETED
+    assert await appended_batches(handle) == 1
+    assert len(timeline(workers, state.order_id)) == 7
+    # Started with its search attributes, as the API does: only the end moves them.
+    assert await statuses_upserted(handle) == ["COMPLETED"]
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(ORDER_STATUS) == "COMPLETED"
+
+
+async def test_a_saga_started_without_search_attributes_sets_them_first(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    handle = await start(client, new_saga_input(settings, country="JP"))  # FAILED, compensated
+    await outcome(handle)
+    assert await statuses_upserted(handle) == ["PENDING", "COMPENSATING", "FAILED"]
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(CUSTOMER_ID) == "c-42"
+
+
+async def test_a_waiting_saga_has_its_events_stored_within_the_window(
+    client: Client,
+    settings: Settings,
+    workers: Services,
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    """Held for a payment review, its story so far reaches the store when the window ends,
+    not when the review does; the hold is a lasting status, so the search attribute shows it."""
+    handle = await start_as_the_api_does(client, new_saga_input(settings, token="tok_review"))
+    await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+    order_id = handle.id.removeprefix("order-")
+    await temporal_env.sleep(EVENTS_WINDOW + timedelta(seconds=1))
+    for _ in range(100):
+        if timeline(workers, order_id)[-1:] == ["PaymentReviewRequested"]:
+            break
+        await temporal_env.sleep(timedelta(milliseconds=100))
+    assert timeline(workers, order_id) == [
+        "OrderPlaced",
+        "InventoryReserved",
+        "FraudCheckPassed",
+        "PaymentReviewRequested",
+    ]
+    assert await statuses_upserted(handle) == ["AWAITING_PAYMENT_REVIEW"]
+    await handle.cancel()
+    state = await outcome(handle)
+    assert state.status is OrderStatus.CANCELLED
+    assert timeline(workers, order_id)[-1] == "OrderCancelled"
