@@ -76,6 +76,13 @@ class Unavailable(ApiError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
+class ClientGone(ApiError):
+    """The client closed the connection before its answer was ready: nobody reads this one,
+    but the access log shows the request as abandoned (nginx's "client closed request")."""
+
+    status_code = 499
+
+
 class UnprocessableField(ApiError):
     """A well-formed value the request cannot use: answered in FastAPI's validation shape."""
 
