@@ -77,8 +77,9 @@ class Unavailable(ApiError):
 
 
 class ClientGone(ApiError):
-    """The client closed the connection before its answer was ready: nobody reads this one,
-    but the access log shows the request as abandoned (nginx's "client closed request")."""
+    """The client closed the connection before its answer was ready. The server drops this
+    answer unsent; it ends the request without pretending it succeeded or failed on our side
+    (499: nginx's "client closed request")."""
 
     status_code = 499
 
