@@ -76,6 +76,14 @@ class Unavailable(ApiError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
+class ClientGone(ApiError):
+    """The client closed the connection before its answer was ready. The server drops this
+    answer unsent; it ends the request without pretending it succeeded or failed on our side
+    (499: nginx's "client closed request")."""
+
+    status_code = 499
+
+
 class UnprocessableField(ApiError):
     """A well-formed value the request cannot use: answered in FastAPI's validation shape."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import uuid
@@ -11,6 +12,7 @@ from datetime import timedelta
 
 from temporalio.client import (
     Client,
+    WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
@@ -126,6 +128,24 @@ class Sagas:
     async def state(self, order_id: str) -> OrderState:
         async with self._answers(order_id, "query"):
             return await self._handle(order_id).query(OrderSaga.state, rpc_timeout=WORKER_DEADLINE)
+
+    async def final_state(self, order_id: str, wait: float) -> OrderState:
+        """The saga's state once it has ended, waiting up to ``wait`` seconds for that; its
+        current state (a query) if it is still running by then.
+
+        The wait is on the saga's result: the server long-polls its history for the close
+        event, so no worker is asked anything while the saga runs, and a closed saga answers
+        at once. Cancelling the caller drops the long-poll's RPC with it."""
+        try:
+            async with self._answers(order_id, "query"), asyncio.timeout(wait):
+                return await self._handle(order_id).result()
+        except TimeoutError:
+            pass  # still running: what it is doing now
+        except WorkflowFailureError:
+            # Failed, or cancelled or terminated through Temporal: the result carries only the
+            # failure, the state query has the steps and compensations too.
+            pass
+        return await self.state(order_id)
 
     async def cancel(self, order_id: str, request: CancelOrder) -> UpdateAccepted:
         try:

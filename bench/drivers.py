@@ -28,6 +28,9 @@ from workflows.order_saga import OrderSaga
 
 One = Callable[[int], Awaitable[None]]
 
+LONG_POLL = 60
+"""Seconds a ``GET /orders/{id}?wait=`` may wait: the API's longest."""
+
 SKUS = [p.sku for p in DEMO_CATALOG if p.stock >= 100]
 ADDRESS = ShippingAddress(
     name="Bench", line1="1 Main St", city="Utrecht", postal_code="3511", country="NL"
@@ -94,18 +97,23 @@ def saga_via_client(client: Client, settings: Settings) -> One:
 
 
 def saga_via_api(http: httpx.AsyncClient, poll: float) -> One:
-    """``POST /orders``, then ``GET /orders/{id}`` every ``poll`` seconds until it ends."""
+    """``POST /orders``, then ``GET /orders/{id}?wait=60``, which answers when the saga ends;
+    asked again (after ``poll`` seconds) only if it had not ended by then or the API answered
+    503."""
 
     async def one(n: int) -> None:
         response = await http.post("/orders", json=order(n).model_dump())
         response.raise_for_status()
         order_id = response.json()["order_id"]
         while True:
-            state = (await http.get(f"/orders/{order_id}")).json()
-            if state["status"] == "COMPLETED":
-                return
-            if state["status"] in ("FAILED", "CANCELLED"):
-                raise RuntimeError(f"bench order {order_id} ended {state['status']}")
+            answer = await http.get(f"/orders/{order_id}", params={"wait": LONG_POLL})
+            if answer.status_code != 503:  # 503: the API could not ask; ask again
+                answer.raise_for_status()
+                status = answer.json()["status"]
+                if status == "COMPLETED":
+                    return
+                if status in ("FAILED", "CANCELLED"):
+                    raise RuntimeError(f"bench order {order_id} ended {status}")
             await asyncio.sleep(poll)
 
     return one

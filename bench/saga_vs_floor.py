@@ -11,7 +11,8 @@ workflow on the same server. Rows, all measured in this run, at each concurrency
    workflow's own task queue (eager dispatch: the least Temporal can do for such a workflow);
 2. saga via client: the order saga started through the Temporal client, waited for by its
    result (real activities on the SQLite service databases, the event appends, encryption);
-3. saga via API: ``POST /orders``, then ``GET /orders/{id}`` every 20 ms until it ends.
+3. saga via API: ``POST /orders``, then one ``GET /orders/{id}?wait=60``, a long-poll that
+   answers when the saga ends (asked again 20 ms later only if it had not, or on a 503).
 
 Then the write amplification of one order: the events in its Temporal history, and the rows
 each database gained per order (Temporal's own included).

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from pydantic import AwareDatetime
 
 from api.auth import Caller, CallerDep, Operator
 from api.deps import ReadDep, SagasDep, State
-from api.errors import AUTH_RESPONSES, ERROR_RESPONSES, Forbidden, OrderNotFound, UnprocessableField
+from api.errors import (
+    AUTH_RESPONSES,
+    ERROR_RESPONSES,
+    ClientGone,
+    Forbidden,
+    OrderNotFound,
+    UnprocessableField,
+)
 from api.sagas import Sagas
 from cloudmart.contracts.events import Event, EventType
 from cloudmart.contracts.orders import (
@@ -27,6 +37,10 @@ from cloudmart.contracts.orders import (
 from cloudmart.contracts.text import CustomerId
 from services.readmodel.queries import InvalidCursor, OrderListing
 
+log = logging.getLogger("cloudmart.api")
+
+T = TypeVar("T")
+
 router = APIRouter(
     prefix="/orders", tags=["orders"], responses={**ERROR_RESPONSES, **AUTH_RESPONSES}
 )
@@ -39,6 +53,21 @@ IdempotencyKey = Annotated[
         max_length=255,
         pattern=r"^[\x21-\x7e]+$",
         description="Retrying with the same key returns the same order; never a second saga.",
+    ),
+]
+
+MAX_WAIT = 60
+"""Seconds a ``GET /orders/{id}?wait=`` may hold its connection: under the idle timeouts of
+common proxies and load balancers, so a wait ends with an answer rather than a dropped line."""
+
+Wait = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=MAX_WAIT,
+        allow_inf_nan=False,
+        description="Seconds (0 to 60) to wait for the saga to end before answering; "
+        "0 answers at once.",
     ),
 ]
 
@@ -103,10 +132,22 @@ def order_events(order_id: UUID, state: State, caller: CallerDep) -> list[Event]
 
 
 @router.get("/{order_id}", response_model=OrderState)
-async def get_order(order_id: UUID, sagas: SagasDep, caller: CallerDep) -> OrderState:
-    """The saga's live state: status, every step and compensation, total, failure."""
+async def get_order(
+    order_id: UUID, sagas: SagasDep, caller: CallerDep, request: Request, wait: Wait = 0
+) -> OrderState:
+    """The saga's live state: status, every step and compensation, total, failure.
+
+    With ``wait`` (seconds, at most 60) this is a long-poll: while the saga is still running,
+    the answer waits until it ends and is its final state (COMPLETED, FAILED or CANCELLED), in
+    one request; if it has not ended within ``wait`` seconds, the answer is its current state,
+    as without ``wait``. It waits for the end, not for a review hold: an order awaiting payment
+    review answers its current state after ``wait``. An order that has already ended answers
+    at once, and an unknown one is a 404 at once. ``wait=0`` (the default): the live state at
+    once."""
     await _check_owner(sagas, caller, str(order_id))
-    return await sagas.state(str(order_id))
+    if not wait:
+        return await sagas.state(str(order_id))
+    return await _unless_client_leaves(request, sagas.final_state(str(order_id), wait))
 
 
 @router.post("/{order_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
@@ -153,6 +194,31 @@ async def _check_owner(sagas: Sagas, caller: Caller, order_id: str) -> None:
     does not depend on whether a worker is up either."""
     if caller.customer_id is not None and await sagas.owner(order_id) != caller.customer_id:
         raise OrderNotFound(order_id)
+
+
+async def _unless_client_leaves(request: Request, answer: Coroutine[Any, Any, T]) -> T:
+    """``answer``, unless the client disconnects first: then it is cancelled, and so is the
+    long-poll behind it. (The server does not cancel a request whose client left; a wait of a
+    minute per abandoned request would pile up.)"""
+    answering = asyncio.ensure_future(answer)
+    leaving = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((answering, leaving), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        leaving.cancel()
+        if not answering.done():
+            answering.cancel()
+            await asyncio.wait((answering,))  # its RPC dropped before the request ends
+    if answering.cancelled():
+        log.info("%s %s: the client left while waiting", request.method, request.url.path)
+        raise ClientGone("the client closed the connection")
+    return answering.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # A GET's body is one empty message; the next message comes when the client goes away.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _placed_by(first: Event) -> str | None:

@@ -240,7 +240,9 @@ def test_a_customer_sees_and_cancels_their_own_order(
 
 
 @pytest.mark.parametrize(
-    ("method", "suffix"), [("GET", ""), ("GET", "/events"), ("POST", "/cancel")]
+    ("method", "suffix"),
+    # ?wait: the owner is checked before any waiting, so the 404 comes at once.
+    [("GET", ""), ("GET", "?wait=30"), ("GET", "/events"), ("POST", "/cancel")],
 )
 def test_another_customers_order_is_404_exactly_like_an_unknown_one(
     bob: httpx.Client, alices_order: str, method: str, suffix: str

@@ -49,9 +49,10 @@ def test_placing_an_order_while_temporal_is_down_is_a_clear_503(degraded_api) ->
     assert response.json() == {"detail": f"Temporal is unreachable at {address}; try again shortly"}
 
 
-def test_live_saga_state_while_temporal_is_down_is_503(degraded_api) -> None:
+@pytest.mark.parametrize("params", [{}, {"wait": 5}])
+def test_live_saga_state_while_temporal_is_down_is_503(degraded_api, params) -> None:
     api, address = degraded_api
-    response = api.get("/orders/00000000-0000-4000-8000-000000000000")
+    response = api.get("/orders/00000000-0000-4000-8000-000000000000", params=params)
     assert response.status_code == 503
     assert address in response.json()["detail"]
 

@@ -19,7 +19,9 @@ OPERATIONS = [
     for method in methods
 ]
 EXAMPLES = 50
-"""Per operation: enough to reach every parameter's edges, bounded to keep `make test` quick."""
+"""Per operation: enough to reach every parameter's edges, bounded to keep `make test` quick.
+(Order ids are generated, never a placed order's: ``GET /orders/{id}?wait=60`` is a 404 at
+once, not a minute's wait. Linking operations to placed orders would need ``wait`` capped.)"""
 CHECKS = [
     checks.not_a_server_error,
     checks.status_code_conformance,
