@@ -126,7 +126,9 @@ def test_a_call_cut_off_by_a_dying_server_is_unreachable_not_an_error() -> None:
     assert not is_unreachable(RPCError("bad", RPCStatusCode.INVALID_ARGUMENT, b""))
 
 
-async def test_a_saga_whose_workflow_task_is_being_retried_is_a_503_not_a_500() -> None:
+async def test_a_saga_whose_workflow_task_is_being_retried_is_a_503_not_a_500(
+    tmp_path: Path,
+) -> None:
     """What a query gets while a killed worker's workflow task waits for its retry (found by the
     chaos run as a 500): the server's FAILED_PRECONDITION with WorkflowNotReadyFailure."""
     not_ready = GrpcStatus(
@@ -136,7 +138,7 @@ async def test_a_saga_whose_workflow_task_is_being_retried_is_a_503_not_a_500() 
             Any(type_url=f"type.googleapis.com/{WorkflowNotReadyFailure.DESCRIPTOR.full_name}")
         ],
     )
-    sagas = Sagas(None, throwaway_settings(Path("unused")))  # type: ignore[arg-type]
+    sagas = Sagas(None, throwaway_settings(tmp_path))  # type: ignore[arg-type]
     with pytest.raises(Unavailable, match="is recovering"):
         async with sagas._answers("o-1", "query"):
             raise RPCError(
