@@ -19,6 +19,7 @@ from cloudmart.contracts.orders import (
     OrderStatus,
     PlaceOrder,
     ShippingAddress,
+    StepMode,
     saga_input,
 )
 from cloudmart.contracts.saga import workflow_id
@@ -76,8 +77,8 @@ def floor(client: Client, task_queue: str, steps: int, activity_queue: str | Non
     return one
 
 
-def saga_via_client(client: Client, settings: Settings) -> One:
-    """Start the saga and wait for its result: no API, no polling."""
+def saga_via_client(client: Client, settings: Settings, mode: StepMode = StepMode.REGULAR) -> One:
+    """Start the saga (its steps in ``mode``) and wait for its result: no API, no polling."""
 
     async def one(n: int) -> None:
         saga = saga_input(
@@ -86,6 +87,7 @@ def saga_via_client(client: Client, settings: Settings) -> One:
             payment_review_timeout=settings.payment_review_timeout,
             task_queues=settings.task_queues,
             stuck_policy=settings.stuck_policy,
+            step_mode=mode,
         )
         state = await client.execute_workflow(
             OrderSaga.run, saga, id=workflow_id(saga.order_id), task_queue=saga.task_queues.orders

@@ -1,21 +1,30 @@
-"""The saga against Temporal's floor, at concurrency 1, 10 and 50, in one run on one server.
+"""The order saga against Temporal's floor and against DBOS, in one run, with one table.
 
-    make bench                              # the default sizes (about 3 minutes)
-    make bench BENCH_ARGS="--scale 0.5"     # fewer orders per row
+    make bench                                  # the default sizes (about 8 minutes)
+    make bench BENCH_ARGS="--scale 0.3"         # fewer orders per row
+    make bench BENCH_ARGS="--plot bench.png"    # where the plot goes
 
-Starts its own stack exactly as ``make up`` does (file-backed dev server with the same flags,
-``python -m worker``, ``python -m api``) in a temporary directory, and a worker for the floor
-workflow on the same server. Rows, all measured in this run, at each concurrency:
+Starts its own stack like ``make up`` (file-backed dev server with the same flags,
+``python -m worker``, ``python -m api``) in a temporary directory; its worker runs with
+``CLOUDMART_STEP_MODE=local`` so that it can run a saga in either mode (each saga's input says
+which), while the API starts regular sagas, as ``make up``'s does. A worker for the floor runs
+on the same server. The rows, at concurrency 1, 10 and 50, interleaved so that drift in the
+machine's load reaches every row alike:
 
-1. floor: a bare workflow of as many sequential no-op activities as the saga has steps, on the
-   workflow's own task queue (eager dispatch: the least Temporal can do for such a workflow);
-2. saga via client: the order saga started through the Temporal client, waited for by its
-   result (real activities on the SQLite service databases, the event appends, encryption);
-3. saga via API: ``POST /orders``, then one ``GET /orders/{id}?wait=60``, a long-poll that
-   answers when the saga ends (asked again 20 ms later only if it had not, or on a 503).
+1. floor: a bare workflow of as many sequential no-op activities as the saga schedules (its five
+   steps and its one batched event append), on the workflow's own task queue (eager dispatch):
+   the least Temporal can do for such a workflow;
+2. saga via client: the order saga started through the Temporal client and waited for by its
+   result (real activities on the SQLite service databases, the event append, encryption);
+3. saga via API: ``POST /orders``, then one long-poll ``GET /orders/{id}?wait=60``;
+4. saga, local steps: row 2 in the local step mode (README, "Step modes");
+5. DBOS saga: the same saga over the same service code written with DBOS Transact, in this
+   process (bench/dbos_saga.py), the peer a user would weigh against ours.
 
-Then the write amplification of one order: the events in its Temporal history, and the rows
-each database gained per order (Temporal's own included).
+Then: the saga via the client with PostgreSQL service databases beside SQLite (a second stack);
+with 1, 2 and 4 worker processes at concurrency 50; the write amplification of one order; the
+goals of issue 7, each with its figure. A PNG plot (latency against concurrency per row,
+throughput against worker processes) goes to ``--plot``.
 """
 
 from __future__ import annotations
@@ -27,53 +36,121 @@ import sqlite3
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from temporalio.client import Client
 
+from bench.dbos_saga import run_dbos_saga_bench
 from bench.drivers import One, drive, floor, saga_via_api, saga_via_client
 from bench.stats import Run, table
+from cloudmart.contracts.orders import StepMode
 from cloudmart.contracts.saga import WORKFLOW_ID_PREFIX
-from cloudmart.devstack import DevStack, ManagedProcess, settings_env, throwaway_settings
+from cloudmart.devstack import (
+    DevStack,
+    ManagedProcess,
+    postgres_databases,
+    settings_env,
+    throwaway_settings,
+)
 from cloudmart.process import exit_now
+from cloudmart.settings import Settings
 from cloudmart.temporal import connect
 
-SAGA_STEPS = 5
-"""reserve, fraud screen, charge, ship, commit."""
+SAGA_ACTIVITIES = 6
+"""reserve, fraud screen, charge, ship, commit, and one append of the order's events."""
 CONCURRENCIES = (1, 10, 50)
 ORDERS = {1: 40, 10: 150, 50: 300}
 """Per row and concurrency, before ``--scale``."""
-API_POLL = 0.02
+WORKER_PROCESSES = (1, 2, 4)
 FLOOR_QUEUE = "bench-floor"
 SAMPLE = 20
 """Orders whose writes are counted."""
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+FLOOR, CLIENT, API, LOCAL, DBOS = (
+    "floor",
+    "saga via client",
+    "saga via API",
+    "saga, local steps",
+    "DBOS saga",
+)
 
 
-async def measure(stack: DevStack, scale: float) -> list[Run]:
+@dataclass
+class Results:
+    runs: list[Run] = field(default_factory=list)
+    databases: list[Run] = field(default_factory=list)
+    """Saga via client with SQLite, then PostgreSQL, service databases."""
+    workers: list[Run] = field(default_factory=list)
+    history_events: float = 0.0
+    rows_per_order: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, concurrency: int) -> Run:
+        return next(r for r in self.runs if r.name == name and r.concurrency == concurrency)
+
+
+def orders_at(concurrency: int, scale: float) -> int:
+    return max(concurrency, round(ORDERS[concurrency] * scale))
+
+
+async def main_rows(stack: DevStack, scale: float) -> list[Run]:
     settings = stack.settings
     plain = await Client.connect(settings.temporal_address)  # the floor's: no codec
     client = await connect(settings)
     limits = httpx.Limits(max_connections=max(CONCURRENCIES) * 2)
     runs: list[Run] = []
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=90, limits=limits) as http:
         subjects: dict[str, One] = {
-            "floor": floor(plain, FLOOR_QUEUE, SAGA_STEPS),
-            "saga via client": saga_via_client(client, settings),
-            "saga via API": saga_via_api(http, API_POLL),
+            FLOOR: floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES),
+            CLIENT: saga_via_client(client, settings),
+            API: saga_via_api(http, poll=0.02),
+            LOCAL: saga_via_client(client, settings, StepMode.LOCAL),
         }
         for one in subjects.values():
             await drive("warm-up", 20, 10, one)
         for concurrency in CONCURRENCIES:
-            orders = max(concurrency, round(ORDERS[concurrency] * scale))
+            orders = orders_at(concurrency, scale)
             for name, one in subjects.items():
                 runs.append(await drive(name, orders, concurrency, one))
+            runs.append(await run_dbos_saga_bench(orders, concurrency))
     return runs
 
 
-async def write_amplification(stack: DevStack) -> tuple[float, dict[str, float]]:
+async def saga_rows(settings: Settings, name: str, concurrencies: list[int], scale: float) -> list[Run]:
+    one = saga_via_client(await connect(settings), settings)
+    await drive("warm-up", 20, 10, one)
+    return [await drive(name, orders_at(c, scale), c, one) for c in concurrencies]
+
+
+def scale_out(stack: DevStack, scale: float) -> list[Run]:
+    """Saga via client at concurrency 50 with 1, 2, then 4 worker processes hosting everything."""
+    concurrency = max(CONCURRENCIES)
+    extra: list[ManagedProcess] = []
+    runs = []
+    try:
+        for processes in WORKER_PROCESSES:
+            while len(extra) + 1 < processes:
+                worker = ManagedProcess.start(
+                    f"worker-{len(extra) + 2}",
+                    [sys.executable, "-m", "worker"],
+                    env=stack.env,
+                    output=None,
+                    ready_marker="worker ready",
+                )
+                extra.append(worker)
+                worker.wait_ready(60)
+            name = f"{processes} worker process{'es' if processes > 1 else ''}"
+            runs += asyncio.run(saga_rows(stack.settings, name, [concurrency], scale))
+    finally:
+        for worker in extra:
+            worker.stop()
+    return runs
+
+
+async def write_amplification(settings: Settings) -> tuple[float, dict[str, float]]:
     """History events per saga, and rows gained per order by each database."""
-    settings = stack.settings
     client = await connect(settings)
     before = row_counts(settings.data_dir)
     await drive("sample", SAMPLE, 1, saga_via_client(client, settings))
@@ -108,75 +185,193 @@ def row_counts(data_dir: Path) -> dict[str, int]:
     return counts
 
 
-def report(runs: list[Run]) -> str:
-    floors = {run.concurrency: run for run in runs if run.name == "floor"}
+def start_stack(data: Path, **overrides: object) -> DevStack:
+    settings = throwaway_settings(data, task_queue_prefix=f"b-{uuid.uuid4().hex[:6]}", **overrides)
+    stack = DevStack(settings, settings_env(settings), output=None, persist=True)
+    stack.start()
+    return stack
+
+
+def measure(scale: float, postgres_url: str) -> Results:
+    results = Results()
+    with tempfile.TemporaryDirectory(prefix="cloudmart-bench-") as data:
+        stack = start_stack(Path(data))
+        floor_worker: ManagedProcess | None = None
+        try:
+            # One worker able to run either mode; the API keeps starting regular sagas.
+            stack.processes.pop("worker").stop()
+            stack.env["CLOUDMART_STEP_MODE"] = StepMode.LOCAL.value
+            stack.start_process("worker")
+            floor_worker = ManagedProcess.start(
+                "floor-worker",
+                [
+                    *(sys.executable, "-m", "bench.floor"),
+                    *("--address", stack.settings.temporal_address),
+                    *("--task-queue", FLOOR_QUEUE),
+                ],
+                env=stack.env,
+                output=None,
+                ready_marker="worker ready",
+            )
+            floor_worker.wait_ready(30)
+            results.runs = asyncio.run(main_rows(stack, scale))
+            results.workers = scale_out(stack, scale)
+            results.history_events, results.rows_per_order = asyncio.run(
+                write_amplification(stack.settings)
+            )
+        finally:
+            if floor_worker is not None:
+                floor_worker.stop()
+            stack.stop()
+    sqlite_rows = [r for r in results.runs if r.name == CLIENT and r.concurrency <= 10]
+    results.databases = [Run(f"SQLite: {r.name}", r.concurrency, r.latencies_ms, r.elapsed_s) for r in sqlite_rows]
+    with tempfile.TemporaryDirectory(prefix="cloudmart-bench-pg-") as data:
+        with postgres_databases(postgres_url, prefix="bench") as (_, urls):
+            stack = start_stack(Path(data), **urls)
+            try:
+                results.databases += asyncio.run(
+                    saga_rows(stack.settings, "PostgreSQL: saga via client", [1, 10], scale)
+                )
+            finally:
+                stack.stop()
+    return results
+
+
+def runs_table(runs: list[Run], base: dict[int, Run] | None = None, base_name: str = "") -> str:
     rows = []
     for run in runs:
-        base = floors[run.concurrency]
-        rows.append(
-            [
-                run.name,
-                str(run.concurrency),
-                str(len(run.latencies_ms)),
-                f"{run.throughput:.1f}",
-                f"{run.p50:.0f}",
-                f"{run.percentile(95):.0f}",
-                f"{run.percentile(99):.0f}",
-                f"{run.p50 / base.p50:.2f}x",
-                f"{run.throughput / base.throughput:.2f}x",
+        row = [
+            run.name,
+            str(run.concurrency),
+            str(len(run.latencies_ms)),
+            f"{run.throughput:.1f}",
+            f"{run.p50:.0f}",
+            f"{run.percentile(95):.0f}",
+            f"{run.percentile(99):.0f}",
+        ]
+        if base is not None:
+            reference = base[run.concurrency]
+            row += [
+                f"{run.p50 / reference.p50:.2f}x",
+                f"{run.throughput / reference.throughput:.2f}x",
             ]
-        )
-    headers = ["row", "C", "N", "per s", "p50 ms", "p95", "p99", "p50/floor", "per s/floor"]
+        rows.append(row)
+    headers = ["row", "C", "N", "per s", "p50 ms", "p95", "p99"]
+    if base is not None:
+        headers += [f"p50/{base_name}", f"per s/{base_name}"]
     return table(rows, headers)
 
 
-def api_overhead(runs: list[Run]) -> str:
-    by = {(run.name, run.concurrency): run for run in runs}
-    return ", ".join(
-        f"C={c}: {by['saga via API', c].p50 - by['saga via client', c].p50:+.0f} ms"
-        for c in CONCURRENCIES
+@dataclass
+class Goal:
+    goal: str
+    figure: str
+    met: bool
+
+
+def goals(results: Results) -> list[Goal]:
+    found = []
+    for concurrency in CONCURRENCIES:
+        floor_run = results.run(FLOOR, concurrency)
+        for name in (CLIENT, API):
+            ratio = results.run(name, concurrency).p50 / floor_run.p50
+            found.append(
+                Goal(f"{name} p50 <= 1.15x floor at C={concurrency}", f"{ratio:.2f}x", ratio <= 1.15)
+            )
+    overhead = results.run(API, 1).p50 - results.run(CLIENT, 1).p50
+    found.append(Goal("API overhead per order at p50 <= 5 ms (C=1)", f"{overhead:+.1f} ms", overhead <= 5))
+    for concurrency in CONCURRENCIES:
+        local, dbos = results.run(LOCAL, concurrency), results.run(DBOS, concurrency)
+        latency = local.p50 / dbos.p50
+        throughput = local.throughput / dbos.throughput
+        found.append(
+            Goal(f"local steps p50 <= 2x DBOS at C={concurrency}", f"{latency:.2f}x", latency <= 2)
+        )
+        found.append(
+            Goal(
+                f"local steps per s >= 0.5x DBOS at C={concurrency}",
+                f"{throughput:.2f}x",
+                throughput >= 0.5,
+            )
+        )
+    return found
+
+
+def report(results: Results) -> str:
+    floors = {r.concurrency: r for r in results.runs if r.name == FLOOR}
+    dbos = {r.concurrency: r for r in results.runs if r.name == DBOS}
+    ours = [r for r in results.runs if r.name != DBOS]
+    peers = [r for r in results.runs if r.name in (LOCAL, CLIENT, DBOS)]
+    workers_base = {results.workers[0].concurrency: results.workers[0]} if results.workers else None
+    amplification = ", ".join(f"{name} {count:.1f}" for name, count in results.rows_per_order.items())
+    parts = [
+        f"floor = {SAGA_ACTIVITIES} no-op activities (the saga's five steps and its event append); "
+        f"file-backed dev server with make up's flags; {platform.python_implementation()} "
+        f"{platform.python_version()}, {platform.machine()}, {platform.system()}",
+        "",
+        runs_table(ours, floors, "floor"),
+        "",
+        "Against DBOS Transact (same saga, same service code and SQLite databases):",
+        runs_table(peers, dbos, "DBOS"),
+        "",
+        "Service databases (saga via client):",
+        runs_table(results.databases),
+        "",
+        "Worker processes, each hosting everything (saga via client):",
+        runs_table(results.workers, workers_base and {c: results.workers[0] for c in workers_base}, "1"),
+        "",
+        f"API overhead per order at p50 (saga via API - via client): "
+        + ", ".join(
+            f"C={c}: {results.run(API, c).p50 - results.run(CLIENT, c).p50:+.1f} ms"
+            for c in CONCURRENCIES
+        ),
+        f"write amplification per order: {results.history_events:.0f} history events; rows "
+        f"gained per order: {amplification}",
+        "",
+        "Goals (issue 7):",
+        table([[g.goal, g.figure, "met" if g.met else "NOT MET"] for g in goals(results)], ["goal", "figure", ""]),
+    ]
+    return "\n".join(parts)
+
+
+def plot(results: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: a file only
+    import matplotlib.pyplot as plt
+
+    figure, (latency, scaling) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in (FLOOR, CLIENT, API, LOCAL, DBOS):
+        runs = [r for r in results.runs if r.name == name]
+        latency.plot([r.concurrency for r in runs], [r.p50 for r in runs], marker="o", label=name)
+    latency.set(
+        xscale="log", yscale="log", xlabel="concurrency", ylabel="p50 latency (ms)",
+        title="Latency against concurrency",
     )
+    latency.set_xticks(CONCURRENCIES, [str(c) for c in CONCURRENCIES])
+    latency.legend()
+    latency.grid(True, which="both", alpha=0.3)
+    processes = [int(r.name.split()[0]) for r in results.workers]
+    scaling.bar([str(p) for p in processes], [r.throughput for r in results.workers])
+    scaling.set(
+        xlabel="worker processes", ylabel="sagas per second",
+        title=f"Throughput against workers (C={max(CONCURRENCIES)})",
+    )
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--plot", type=Path, default=Path("bench/results/saga_vs_floor.png"))
+    parser.add_argument("--postgres-url", default=POSTGRES_ADMIN_URL, help="an admin connection")
     args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory(prefix="cloudmart-bench-") as data:
-        settings = throwaway_settings(Path(data), task_queue_prefix=f"b-{uuid.uuid4().hex[:6]}")
-        env = settings_env(settings)
-        stack = DevStack(settings, env, output=None, persist=True)
-        floor_worker: ManagedProcess | None = None
-        try:
-            stack.start()
-            floor_worker = ManagedProcess.start(
-                "floor-worker",
-                [
-                    *(sys.executable, "-m", "bench.floor"),
-                    *("--address", settings.temporal_address),
-                    *("--task-queue", FLOOR_QUEUE),
-                ],
-                env=env,
-                output=None,
-                ready_marker="worker ready",
-            )
-            floor_worker.wait_ready(30)
-            runs = asyncio.run(measure(stack, args.scale))
-            events, rows = asyncio.run(write_amplification(stack))
-        finally:
-            if floor_worker is not None:
-                floor_worker.stop()
-            stack.stop()
-    print(
-        f"floor = {SAGA_STEPS} no-op activities (the saga's steps); file-backed dev server with "
-        f"make up's flags; {platform.python_implementation()} {platform.python_version()}, "
-        f"{platform.machine()}, {platform.system()}"
-    )
-    print(report(runs))
-    print(f"API overhead per order at p50 (saga via API - via client): {api_overhead(runs)}")
-    print(f"write amplification per order: {events:.0f} history events; rows gained per order: ")
-    print("  " + ", ".join(f"{name} {count:.1f}" for name, count in rows.items()))
+    results = measure(args.scale, args.postgres_url)
+    print(report(results))
+    plot(results, args.plot)
+    print(f"plot: {args.plot}")
 
 
 if __name__ == "__main__":

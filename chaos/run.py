@@ -9,12 +9,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Engine, text
 
 from chaos import checks
 from chaos.client import ChaosClient
@@ -22,7 +20,7 @@ from chaos.faults import Faults
 from chaos.orders import Load, plan
 from cloudmart.binaries import find_binary
 from cloudmart.contracts.orders import OrderState
-from cloudmart.devstack import DevStack, settings_env, throwaway_settings
+from cloudmart.devstack import DevStack, postgres_databases, settings_env, throwaway_settings
 from cloudmart.settings import DATABASES, Settings
 from services.database import create_db_engine
 from services.factory import build_projector
@@ -78,31 +76,6 @@ class Report:
         return [f"{c.name}: {v}" for c in self.checks for v in c.violations]
 
 
-@contextmanager
-def postgres_databases(admin_url: str) -> Iterator[tuple[Engine, dict[str, str]]]:
-    """Databases of the run's own on the local PostgreSQL, dropped afterwards."""
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    prefix = f"chaos_{uuid.uuid4().hex[:8]}"
-    base = make_url(admin_url)
-    names = [f"{prefix}_{database}" for database in DATABASES]
-    try:
-        with admin.connect() as connection:
-            for name in names:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield (
-            admin,
-            {
-                f"{database}_db_url": base.set(database=name).render_as_string(hide_password=False)
-                for database, name in zip(DATABASES, names, strict=True)
-            },
-        )
-    finally:
-        with admin.connect() as connection:
-            for name in names:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def run(options: Options) -> Report:
     """The run; its state and logs are removed after a pass and kept (``Report.kept``) after a
     violation, to find out why."""
@@ -110,7 +83,7 @@ def run(options: Options) -> Report:
     if not options.postgres:
         report = _run(options, data_dir, admin=None, urls={})
     else:
-        with postgres_databases(options.postgres_url) as (admin, urls):
+        with postgres_databases(options.postgres_url, prefix="chaos") as (admin, urls):
             report = _run(options, data_dir, admin=admin, urls=urls)
     if options.data_dir is None and not report.violations:
         shutil.rmtree(data_dir, ignore_errors=True)

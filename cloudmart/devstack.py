@@ -18,12 +18,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from pydantic import SecretStr, ValidationError
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from cloudmart.binaries import find_binary
 from cloudmart.codec import new_key_entry, parse_payload_keys
@@ -223,6 +226,32 @@ def throwaway_settings(data_dir: Path, **overrides: object) -> Settings:
         **{f"{database}_db_url": "" for database in DATABASES},
     }
     return with_dev_payload_keys(Settings(**{**defaults, **overrides}))  # type: ignore[arg-type]
+
+
+@contextmanager
+def postgres_databases(admin_url: str, *, prefix: str) -> Iterator[tuple[Engine, dict[str, str]]]:
+    """Service databases of a run's own on a PostgreSQL server (``admin_url`` may create
+    databases), as ``<service>_db_url`` settings; dropped afterwards, connections and all."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    prefix = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    base = make_url(admin_url)
+    names = [f"{prefix}_{database}" for database in DATABASES]
+    try:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield (
+            admin,
+            {
+                f"{database}_db_url": base.set(database=name).render_as_string(hide_password=False)
+                for database, name in zip(DATABASES, names, strict=True)
+            },
+        )
+    finally:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def free_port() -> int:
