@@ -16,6 +16,7 @@ from bench.floor import Floor
 from bench.stats import Run
 from cloudmart.contracts.orders import (
     OrderItem,
+    OrderSagaInput,
     OrderStatus,
     PlaceOrder,
     ShippingAddress,
@@ -34,13 +35,25 @@ ADDRESS = ShippingAddress(
 )
 
 
-def order(n: int) -> PlaceOrder:
-    """The n-th order of a run: one unit of a well-stocked sku, paid and shipped (COMPLETED)."""
+def order(n: int, token: str = "tok_ok") -> PlaceOrder:
+    """The n-th order of a run: one unit of a well-stocked sku, paid and shipped (COMPLETED);
+    ``tok_review`` holds it for a payment review instead."""
     return PlaceOrder(
         customer_id="bench",
         items=[OrderItem(sku=SKUS[n % len(SKUS)], quantity=1)],
-        payment_token="tok_ok",
+        payment_token=token,
         shipping_address=ADDRESS,
+    )
+
+
+def new_saga(settings: Settings, n: int, token: str = "tok_ok") -> OrderSagaInput:
+    """The n-th order as the saga's input, under a fresh order id, with ``settings``' policies."""
+    return saga_input(
+        str(uuid.uuid4()),
+        order(n, token),
+        payment_review_timeout=settings.payment_review_timeout,
+        task_queues=settings.task_queues,
+        stuck_policy=settings.stuck_policy,
     )
 
 
@@ -77,13 +90,7 @@ def saga_via_client(client: Client, settings: Settings) -> One:
     """Start the saga and wait for its result: no API, no polling."""
 
     async def one(n: int) -> None:
-        saga = saga_input(
-            str(uuid.uuid4()),
-            order(n),
-            payment_review_timeout=settings.payment_review_timeout,
-            task_queues=settings.task_queues,
-            stuck_policy=settings.stuck_policy,
-        )
+        saga = new_saga(settings, n)
         state = await client.execute_workflow(
             OrderSaga.run, saga, id=workflow_id(saga.order_id), task_queue=saga.task_queues.orders
         )
