@@ -28,17 +28,18 @@ def test_the_default_is_the_sdks_and_the_environment_sets_it(
         Settings()
 
 
+@pytest.mark.parametrize("size", [7, 0])  # 0: no cache and no sticky queues, as documented
 def test_the_worker_process_gives_the_sdks_worker_the_configured_cache(
-    dev_stack: DevStack, tmp_path: Path
+    dev_stack: DevStack, tmp_path: Path, size: int
 ) -> None:
     # Its own task queues: it must not take the shared stack's sagas.
     settings = throwaway_settings(
         tmp_path,
         temporal_address=dev_stack.settings.temporal_address,
         task_queue_prefix=f"cache-{uuid.uuid4().hex[:6]}",
-        max_cached_workflows=7,
+        max_cached_workflows=size,
     )
     with worker_process(settings) as worker:
         ready = [line for line in worker.tail if "worker ready" in line]
     # The size is read back from the SDK's Worker, not from the settings.
-    assert len(ready) == 1 and ready[0].endswith("; caches up to 7 sagas"), worker.tail
+    assert len(ready) == 1 and ready[0].endswith(f"; caches up to {size} sagas"), worker.tail
