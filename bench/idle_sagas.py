@@ -21,14 +21,15 @@ temporary directory), seeds enough stock for every order, then:
    worker does not hold replays its history and leaves it in the cache, least recently used
    out first. (Verified while building this: a second query to a saga just replayed by a query
    answers in ~12 ms, one to a saga pushed out since takes the ~40 ms replay again; and the
-   default cache's live and refilled rows show the same memory.) Memory per cached saga is the
+   default cache's live and refilled rows show about the same memory.) Memory per cached saga is the
    slope between the half-full and the full cache, so that what a worker loads once (the
    sandboxed saga module, database pools) is not charged to the sagas.
 3. Resumes ``--resumes`` random sagas that the cache holds and as many that it evicted, one at a
    time: the time from the approval (the ``review_payment`` Update, as ``POST
    /orders/{id}/payment-review`` sends it) to the saga's result, ``COMPLETED`` (capture, ship,
    commit and the event appends included). Which sagas the cache holds follows from the order
-   they were last touched in, with a margin of ``--window`` (live) or the query batch size.
+   they were last touched in: exactly after the queries (no batch of them straddles the
+   boundary); give or take ``--window`` either side of it after the load (the live row).
 4. Sizes every database before and after the load: the dev server's SQLite file with its WAL
    (on disk, and in pages in use, which a checkpoint does not move) and each service's.
 """
