@@ -510,6 +510,8 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
+    except KeyboardInterrupt:  # the stack was stopped on the way out
+        exit_now(130)
     except Exception:
         traceback.print_exc()
         exit_now(1)
