@@ -8,7 +8,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test lint format bench bench-install bench-dbos bench-floor bench-read chaos load rebuild-projections token clean install
+.PHONY: up up-split test lint format bench bench-install bench-dbos bench-floor bench-read bench-idle chaos load rebuild-projections token clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m cloudmart.devstack
@@ -66,6 +66,11 @@ load: $(INSTALLED)
 # The read side: projections vs Temporal at 10,000 orders, rebuilds, snapshots (~25 minutes).
 bench-read: $(INSTALLED)
 	$(BIN)/python -m bench.read_side $(BENCH_ARGS)
+
+# Memory and idle sagas: 10,000 orders waiting for a payment review; worker memory per cache
+# size, resuming cached and evicted sagas, database sizes (see the README for its duration).
+bench-idle: $(INSTALLED)
+	$(BIN)/python -m bench.idle_sagas $(BENCH_ARGS)
 
 install: $(INSTALLED)
 

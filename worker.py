@@ -10,6 +10,9 @@ With CLOUDMART_STEP_MODE=local the saga's steps are local activities, run by the
 runs the saga: the orchestrator must then share its process with every service (the default,
 all of them); an orchestrator-only process is refused (exit 2).
 
+CLOUDMART_MAX_CACHED_WORKFLOWS bounds the sagas the orchestrator keeps in memory (default 1000,
+the SDK's); its ready line says the size the SDK's worker got.
+
 SIGTERM or Ctrl-C stops polling, lets running activities finish, and exits 0.
 """
 
@@ -213,12 +216,13 @@ async def serve(settings: Settings, roles: Iterable[str], ready_file: Path | Non
                 orchestrator="orchestrator" in roles,
                 services=services,
                 activity_threads=settings.activity_threads,
+                max_cached_workflows=settings.max_cached_workflows,
                 local_steps=settings.step_mode is StepMode.LOCAL,
             ) as workers,
             running_subscribers(services, stop),
         ):
             queues = ", ".join(w.task_queue for w in workers) or "no task queue"
-            print(f"{READY}: {', '.join(sorted(roles))} on {queues}", flush=True)
+            print(f"{READY}: {', '.join(sorted(roles))} on {queues}{_cache(workers)}", flush=True)
             if ready_file is not None:
                 await asyncio.to_thread(ready_file.write_text, queues)
             await stop.wait()
@@ -227,6 +231,13 @@ async def serve(settings: Settings, roles: Iterable[str], ready_file: Path | Non
                 await asyncio.to_thread(ready_file.unlink, missing_ok=True)
     finally:
         services.dispose()
+
+
+def _cache(workers: Iterable[Worker]) -> str:
+    """The saga cache's size as the SDK's worker has it (not as the settings ask): what an
+    operator sizing memory needs to see, and what the tests check arrived."""
+    sizes = {w.config()["max_cached_workflows"] for w in workers if w.config().get("workflows")}
+    return "".join(f"; caches up to {size} sagas" for size in sizes)
 
 
 def main(argv: list[str] | None = None) -> None:

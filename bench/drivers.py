@@ -16,6 +16,7 @@ from bench.floor import Floor
 from bench.stats import Run
 from cloudmart.contracts.orders import (
     OrderItem,
+    OrderSagaInput,
     OrderStatus,
     PlaceOrder,
     ShippingAddress,
@@ -38,13 +39,29 @@ ADDRESS = ShippingAddress(
 )
 
 
-def order(n: int) -> PlaceOrder:
-    """The n-th order of a run: one unit of a well-stocked sku, paid and shipped (COMPLETED)."""
+def order(n: int, token: str = "tok_ok") -> PlaceOrder:
+    """The n-th order of a run: one unit of a well-stocked sku, paid and shipped (COMPLETED);
+    ``tok_review`` holds it for a payment review instead."""
     return PlaceOrder(
         customer_id="bench",
         items=[OrderItem(sku=SKUS[n % len(SKUS)], quantity=1)],
-        payment_token="tok_ok",
+        payment_token=token,
         shipping_address=ADDRESS,
+    )
+
+
+def new_saga(
+    settings: Settings, n: int, token: str = "tok_ok", mode: StepMode = StepMode.REGULAR
+) -> OrderSagaInput:
+    """The n-th order as the saga's input, under a fresh order id, with ``settings``' policies
+    and its steps in ``mode``."""
+    return saga_input(
+        str(uuid.uuid4()),
+        order(n, token),
+        payment_review_timeout=settings.payment_review_timeout,
+        task_queues=settings.task_queues,
+        stuck_policy=settings.stuck_policy,
+        step_mode=mode,
     )
 
 
@@ -81,14 +98,7 @@ def saga_via_client(client: Client, settings: Settings, mode: StepMode = StepMod
     """Start the saga (its steps in ``mode``) and wait for its result: no API, no polling."""
 
     async def one(n: int) -> None:
-        saga = saga_input(
-            str(uuid.uuid4()),
-            order(n),
-            payment_review_timeout=settings.payment_review_timeout,
-            task_queues=settings.task_queues,
-            stuck_policy=settings.stuck_policy,
-            step_mode=mode,
-        )
+        saga = new_saga(settings, n, mode=mode)
         state = await client.execute_workflow(
             OrderSaga.run, saga, id=workflow_id(saga.order_id), task_queue=saga.task_queues.orders
         )

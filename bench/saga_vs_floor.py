@@ -320,7 +320,7 @@ def report(results: Results) -> str:
         "Worker processes, each hosting everything (saga via client):",
         runs_table(results.workers, workers_base and {c: results.workers[0] for c in workers_base}, "1"),
         "",
-        f"API overhead per order at p50 (saga via API - via client): "
+        "API overhead per order at p50 (saga via API - via client): "
         + ", ".join(
             f"C={c}: {results.run(API, c).p50 - results.run(CLIENT, c).p50:+.1f} ms"
             for c in CONCURRENCIES

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     seed_demo_catalog: bool = True
     activity_threads: int = Field(default=16, ge=1, le=256)
     """Threads (and concurrent activities) per service worker; database pools are sized to match."""
+    max_cached_workflows: int = Field(default=1000, ge=0)
+    """Sagas the orchestrator's worker keeps in memory (the SDK's default). An evicted saga is
+    rebuilt by replaying its history when it next has work; 0 turns the cache and sticky task
+    queues off (README, "Memory and idle sagas")."""
 
     payload_keys: SecretStr = SecretStr("")
     """Payload encryption keys (AES-256-GCM): ``id:base64key`` entries, comma-separated, newest
