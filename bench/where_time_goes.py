@@ -33,7 +33,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from bench.drivers import drive, floor, saga_via_client
-from bench.saga_vs_floor import FLOOR_QUEUE, SAGA_STEPS
+from bench.saga_vs_floor import FLOOR_QUEUE, SAGA_ACTIVITIES
 from bench.stats import table
 from cloudmart.devstack import DevStack, ManagedProcess, settings_env, throwaway_settings
 from cloudmart.process import exit_now
@@ -91,7 +91,7 @@ async def measure(stack: DevStack, orders: int) -> dict[str, list[dict[str, floa
     plain = await Client.connect(settings.temporal_address)
     client = await connect(settings)
     subjects = {
-        "floor": (plain, floor(plain, FLOOR_QUEUE, SAGA_STEPS)),
+        "floor": (plain, floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES)),
         "saga": (client, saga_via_client(client, settings)),
     }
     found: dict[str, list[dict[str, float]]] = {}

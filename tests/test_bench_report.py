@@ -1,0 +1,72 @@
+"""make bench's report: every row in its table, each goal judged from its own figure, the plot
+written. Synthetic runs: the measuring is the benchmark's; what it says of them is tested here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bench.saga_vs_floor import (
+    API,
+    CLIENT,
+    CONCURRENCIES,
+    DBOS,
+    FLOOR,
+    LOCAL,
+    Results,
+    goals,
+    plot,
+    report,
+)
+from bench.stats import Run
+
+P50 = {FLOOR: 100.0, CLIENT: 110.0, API: 113.0, LOCAL: 50.0, DBOS: 20.0}
+"""ms at every concurrency: the saga within 1.15x of the floor, the API 3 ms over the client,
+local steps 2.5x DBOS's latency."""
+
+
+def run(name: str, concurrency: int, p50: float, per_second: float) -> Run:
+    latencies = [p50] * 10
+    return Run(name, concurrency, latencies, elapsed_s=len(latencies) / per_second)
+
+
+def results() -> Results:
+    return Results(
+        runs=[
+            run(name, c, p50, per_second=1000 / p50 * c)
+            for c in CONCURRENCIES
+            for name, p50 in P50.items()
+        ],
+        databases=[run("SQLite: saga via client", 1, 110, 9), run("PostgreSQL", 1, 130, 7)],
+        workers=[run(f"{n} worker processes", 50, 900 / n, 10 * n) for n in (1, 2, 4)],
+        history_events=50,
+        rows_per_order={"orders": 7.0, "temporal KB": 30.5},
+    )
+
+
+def test_each_goal_is_judged_from_its_figure() -> None:
+    judged = {goal.goal: (goal.figure, goal.met) for goal in goals(results())}
+    assert judged["saga via client p50 <= 1.15x floor at C=10"] == ("1.10x", True)
+    assert judged["saga via API p50 <= 1.15x floor at C=50"] == ("1.13x", True)
+    assert judged["API overhead per order at p50 <= 5 ms (C=1)"] == ("+3.0 ms", True)
+    assert judged["local steps p50 <= 2x DBOS at C=1"] == ("2.50x", False)
+    assert judged["local steps per s >= 0.5x DBOS at C=10"] == ("0.40x", False)
+    assert len(judged) == 2 * len(CONCURRENCIES) + 1 + 2 * len(CONCURRENCIES)
+
+
+def test_the_report_has_every_row_and_section() -> None:
+    text = report(results())
+    for name in P50:
+        for c in CONCURRENCIES:
+            assert re.search(rf"^\s*{re.escape(name)}\s+{c}\s", text, re.M), (name, c)
+    assert "PostgreSQL" in text and "4 worker processes" in text
+    assert "C=1: +3.0 ms" in text  # the API's overhead
+    assert "50 history events" in text and "temporal KB 30.5" in text
+    assert text.count("NOT MET") == 2 * len(CONCURRENCIES)  # the DBOS goals, as judged above
+
+
+def test_the_plot_is_a_png(tmp_path: Path) -> None:
+    path = tmp_path / "plots" / "bench.png"
+    plot(results(), path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 10_000
