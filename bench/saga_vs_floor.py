@@ -296,6 +296,9 @@ def goals(results: Results) -> list[Goal]:
             ratio = results.run(name, concurrency).p50 / floor_run.p50
             goal = f"{name} p50 <= 1.15x floor at C={concurrency}"
             found.append(Goal(goal, f"{ratio:.2f}x", ratio <= 1.15))
+        ratio = results.run(CLIENT, concurrency).throughput / floor_run.throughput
+        goal = f"saga via client per s >= 0.9x floor at C={concurrency}"
+        found.append(Goal(goal, f"{ratio:.2f}x", ratio >= 0.9))
     overhead = results.run(API, 1).p50 - results.run(CLIENT, 1).p50
     goal = "API overhead per order at p50 <= 5 ms (C=1)"
     found.append(Goal(goal, f"{overhead:+.1f} ms", overhead <= 5))
