@@ -11,6 +11,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from pydantic import AwareDatetime
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller, CallerDep, Operator
 from api.deps import ReadDep, SagasDep, State
@@ -122,11 +123,20 @@ def list_orders(
 
 
 @router.get("/{order_id}/events", response_model=list[Event])
-def order_events(order_id: UUID, state: State, caller: CallerDep) -> list[Event]:
-    """The order's event timeline from the event store, oldest first."""
-    events = state.events.stream(str(order_id))
+async def order_events(
+    order_id: UUID, state: State, sagas: SagasDep, caller: CallerDep
+) -> list[Event]:
+    """The order's event timeline from the event store, oldest first. The store follows a
+    running saga within about a second (the saga batches its appends), so a just-placed order
+    answers ``[]`` until its first events are stored."""
+    events = await run_in_threadpool(state.events.stream, str(order_id))
+    if not events:
+        # Not stored yet (or placed before the event log): the saga says whose it is, if any.
+        if not caller.sees(await sagas.owner(str(order_id))):
+            raise OrderNotFound(str(order_id))
+        return []
     # The first event, OrderPlaced, names the customer: another's order is as unknown as none.
-    if not events or not caller.sees(_placed_by(events[0])):
+    if not caller.sees(_placed_by(events[0])):
         raise OrderNotFound(str(order_id))
     return [Event.model_validate(e.model_dump(include=set(Event.model_fields))) for e in events]
 

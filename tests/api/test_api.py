@@ -501,6 +501,30 @@ def test_an_orders_events_are_its_timeline(api: httpx.Client) -> None:
     assert api.get(f"/orders/{UNKNOWN}/events").status_code == 404
 
 
+def test_a_just_placed_orders_events_are_its_story_so_far_never_a_404(
+    api: httpx.Client,
+) -> None:
+    """The saga batches its appends (up to a second): until the first batch is stored the
+    timeline is empty, not unknown; then it grows, and it is whole once the order has ended."""
+    order_id = place(api, order_body(token="tok_review"))
+    story = ["OrderPlaced", "InventoryReserved", "FraudCheckPassed", "PaymentReviewRequested"]
+    seen: list[list[str]] = []
+    deadline = time.monotonic() + 10
+    while not seen or seen[-1] != story:
+        assert time.monotonic() < deadline, seen
+        response = api.get(f"/orders/{order_id}/events")
+        assert response.status_code == 200, response.text
+        seen.append([e["event_type"] for e in response.json()])
+        assert seen[-1] == story[: len(seen[-1])]  # always a prefix of the story
+        time.sleep(0.05)
+    assert seen[0] == []  # asked at once: nothing stored yet, within the window
+    assert api.post(f"/orders/{order_id}/cancel").status_code == 202
+    wait_for(api, order_id)
+    assert [e["event_type"] for e in api.get(f"/orders/{order_id}/events").json()][-1] == (
+        "OrderCancelled"
+    )
+
+
 def test_search_stats_and_loyalty_follow_the_orders(api: httpx.Client) -> None:
     customer = f"c-{uuid.uuid4().hex[:10]}"
     before = {p["sku"]: p for p in api.get("/products", params={"q": "hub"}).json()}
