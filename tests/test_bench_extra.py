@@ -3,7 +3,10 @@ depends on it nor imports it."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -38,3 +41,129 @@ def test_no_product_module_imports_dbos() -> None:
     ]
     assert importing == []
     assert re.search(r"^from dbos import", (ROOT / "bench/dbos_saga.py").read_text(), re.M)
+
+
+def test_py_spy_is_only_in_the_bench_extra() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = {"product": project["dependencies"], **project["optional-dependencies"]}
+    having = [group for group, specs in groups.items() if any("py-spy" in s for s in specs)]
+    assert having == ["bench"]
+    assert "py-spy==" in (ROOT / "constraints.txt").read_text()
+
+
+# --- bench/profile_saga.py: its parsing and its table, from a made-up saved run -------------
+
+LOOP = "thread (100): MainThread;<module> (worker.py:276);BaseEventLoop._run_once (asyncio/b.py:1)"
+PROFILE_LINES = {
+    "worker-gil": [
+        # 30 samples re-importing the workflow module for a new saga
+        f"{LOOP};_WorkflowWorker._create_workflow_instance (temporalio/worker/_workflow.py:746)"
+        ";SourceLoader.source_to_code (<frozen importlib._bootstrap_external>:1004) 30",
+        # 10 encrypting a workflow task's payloads
+        f"{LOOP};_encode (temporalio/worker/_workflow.py:1);EncryptionCodec.encrypt "
+        "(cloudmart/codec.py:120) 10",
+        # 20 in SQLAlchemy in an activity thread, 5 of them opening the session
+        "thread (201): p-1-payment_3;_WorkItem.run (concurrent/futures/thread.py:58)"
+        ";_execute_sync_activity (temporalio/worker/_activity.py:983)"
+        ";PaymentService.charge (services/payment/service.py:90)"
+        ";Session._execute_internal (sqlalchemy/orm/session.py:2445) 15",
+        "thread (201): p-1-payment_3;_execute_sync_activity (temporalio/worker/_activity.py:983)"
+        ";transaction (services/database.py:110);_begin_immediate (services/database.py:95)"
+        ";DefaultDialect.do_execute (sqlalchemy/engine/default.py:951) 5",
+        # the projector, and a Rust thread holding the GIL with no Python frames
+        "thread (300): asyncio_0;_worker (concurrent/futures/thread.py:83)"
+        ";Projector.run_once (services/readmodel/projector.py:45) 8",
+        "thread (301) 4",
+    ],
+    "api-gil": [
+        "thread (400): MainThread;run_endpoint_function (fastapi/routing.py:1)"
+        ";place_order (api/routes/orders.py:60);Sagas.place (api/sagas.py:90)"
+        ";Client.start_workflow (temporalio/client.py:1) 6",
+        "thread (400): MainThread;request_body_to_args (fastapi/dependencies/utils.py:1) 4",
+    ],
+    "worker-idle": [
+        "thread (201): p-1-payment_3;_execute_sync_activity (temporalio/worker/_activity.py:983)"
+        ";_begin_immediate (services/database.py:95)"
+        ";DefaultDialect.do_execute (sqlalchemy/engine/default.py:951) 40",
+        "thread (201): p-1-payment_3;_worker (concurrent/futures/thread.py:81) 500",
+    ],
+    "worker-idle-c1": [
+        "thread (201): p-1-payment_3;_execute_sync_activity (temporalio/worker/_activity.py:983)"
+        ";Session.scalars (sqlalchemy/orm/session.py:2676)"
+        ";DefaultDialect.do_execute (sqlalchemy/engine/default.py:951) 12",
+    ],
+}
+
+
+def _phase(concurrency: int, sagas: int) -> dict[str, object]:
+    phases = ("WFT wait", "WFT run", "activity wait", "activity run", "total")
+    return {
+        "concurrency": concurrency,
+        "seconds": 10.0,
+        "sagas": sagas,
+        "post_ms": [20.0, 30.0, 40.0],
+        "end_to_end_ms": [200.0, 300.0],
+        "outside_ms": [25.0, 35.0],
+        "phases": {name: 10.0 * (n + 1) for n, name in enumerate(phases)},
+        "cpu_ms": {
+            "worker": {"python": 90.0, "tokio-rt-worker": 20.0, "total": 110.0},
+            "api": {"total": 4.0},
+            "temporal": {"total": 120.0},
+        },
+    }
+
+
+def test_profile_saga_breakdown_from_saved_profiles(tmp_path: Path) -> None:
+    from bench import profile_saga as profile
+
+    for name, lines in PROFILE_LINES.items():
+        (tmp_path / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    saved = {"rate": 100, "phases": [_phase(10, 10), _phase(1, 4)]}
+    (tmp_path / "phases.json").write_text(json.dumps(saved))
+
+    phases, rate, profiles = profile.load_saved(tmp_path)
+    assert [p.concurrency for p in phases] == [10, 1]
+    threads = {sample.thread for sample in profiles["worker-gil"]}
+    assert threads == {"MainThread", "p-1-payment_3", "asyncio_0", "tid 301"}
+
+    # 100 samples a second over 10 sagas: a sample is a millisecond per saga.
+    gil = profile.per_saga_ms(profiles["worker-gil"], profile.worker_part, rate, 10)
+    assert gil == {
+        profile.WF_NEW: 30,
+        profile.WF_CODEC: 10,
+        profile.DB_QUERY: 15,
+        profile.DB_OPEN: 5,
+        profile.SUBSCRIBERS: 8,
+        profile.CALLBACKS: 4,
+    }
+    api = profile.per_saga_ms(profiles["api-gil"], profile.api_part, rate, 10)
+    assert api == {profile.API_START: 6, profile.API_VALIDATE: 4}
+
+    rows = {row[0]: row[1:] for row in profile.breakdown(phases, rate, profiles)}
+    # CPU under load, then wall one at a time and under load; blank where not measured.
+    assert rows[profile.WF_NEW] == ["30.0", "", ""]
+    assert rows[profile.API_START] == ["6.0", "", ""]
+    assert rows["API: POST /orders, whole request (client)"] == ["", "30.0", "30.0"]
+    # The BEGIN's wall: 40 samples over 10 sagas under load, none one at a time.
+    assert rows[profile.DB_OPEN] == ["5.0", "0.0", "40.0"]
+    # 12 samples over the 4 serial sagas; their GIL was released (no CPU sample).
+    assert rows[profile.DB_SQLITE] == ["0.0", "30.0", "0.0"]
+    assert rows["worker: Python holding the GIL (the parts above)"][0] == "72.0"
+    assert rows["worker: SDK core threads (Rust; /proc)"][0] == "20.0"
+    assert rows["workflow tasks running (history)"] == ["", "20.0", "20.0"]
+    assert rows["outside the history (before the start; result delivery)"][1:] == ["30.0"] * 2
+    assert profile.WF_NEW in profile.report(phases, rate, profiles)
+
+
+def test_profile_saga_prints_its_table_from_a_kept_run(tmp_path: Path) -> None:
+    test_profile_saga_breakdown_from_saved_profiles(tmp_path)
+    printed = subprocess.run(
+        [sys.executable, "-m", "bench.profile_saga", "--parse", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert "loaded: 10 sagas in 10 s (1.0/s) at concurrency 10" in printed.stdout
+    assert "end to end (client: POST -> result)" in printed.stdout
