@@ -24,14 +24,14 @@ import inspect
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.inventory import InventoryActivities
 from activities.orders import OrdersActivities
@@ -64,6 +64,7 @@ async def running_workers(
     eager_activities: bool = True,
     max_cached_workflows: int = 1000,
     local_steps: bool = False,
+    interceptors: Sequence[Interceptor] = (),
 ) -> AsyncIterator[list[Worker]]:
     """Run the saga's workflow worker and/or the hosted services' activity workers.
 
@@ -77,6 +78,8 @@ async def running_workers(
     ``local_steps`` (local step mode) also gives the saga's worker every service's activities:
     a local activity runs in the worker that runs its workflow. The services' own workers run
     on all the same, for sagas started in regular mode.
+
+    ``interceptors`` go to every worker (bench/profile_saga.py times each activity's passage).
     """
     if orchestrator and services.orders is None:
         raise ValueError("the orchestrator hosts the orders service: its event store is needed")
@@ -124,6 +127,7 @@ async def running_workers(
                 graceful_shutdown_timeout=timedelta(seconds=10),
                 disable_eager_activity_execution=not eager_activities,
                 max_cached_workflows=max_cached_workflows,
+                interceptors=interceptors,
             )
         )
     try:
@@ -217,7 +221,12 @@ async def _follow(name: str, step: Callable[[], int], pause: float, stop: asynci
                 await asyncio.wait_for(stop.wait(), delay)
 
 
-async def serve(settings: Settings, roles: Iterable[str], ready_file: Path | None = None) -> None:
+async def serve(
+    settings: Settings,
+    roles: Iterable[str],
+    ready_file: Path | None = None,
+    interceptors: Sequence[Interceptor] = (),
+) -> None:
     roles = set(roles)
     hosted = roles & {*SERVICES, *SUBSCRIBERS} | ({"orders"} if "orchestrator" in roles else set())
     services = open_services(settings, hosted)
@@ -237,6 +246,7 @@ async def serve(settings: Settings, roles: Iterable[str], ready_file: Path | Non
                 services=services,
                 activity_threads=settings.activity_threads,
                 local_steps=settings.step_mode is StepMode.LOCAL,
+                interceptors=interceptors,
             ) as workers,
             running_subscribers(services, stop),
         ):

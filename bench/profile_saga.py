@@ -3,8 +3,9 @@
     make bench-profile                       # 30 s at concurrency 10, then 30 orders one at a time
     make bench-profile BENCH_ARGS="--seconds 15 --keep bench/results/profile"
 
-Starts a stack like ``make up``'s (file-backed dev server with the same flags, ``python -m
-worker``, ``python -m api``) in a temporary directory and warms it up. Each order is a
+Starts a stack like ``make up``'s (file-backed dev server with the same flags, the worker, ``python
+-m api``) in a temporary directory and warms it up. The worker is ``python -m worker`` with an
+interceptor that marks each activity's way through it (bench/timed_worker.py). Each order is a
 ``POST /orders``, then a wait for the saga's result through the Temporal client (a long-poll:
 no ``GET`` polling adds queries to the worker's profile). Two phases:
 
@@ -17,10 +18,13 @@ no ``GET`` polling adds queries to the worker's profile). Two phases:
    part's own wall time, without queueing behind other orders.
 
 The histories of each phase's sagas give the server's view (``bench/where_time_goes.py``'s
-split). The table shows, per saga, each part's CPU under load and its wall time in both phases.
-py-spy runs ``--nonblocking`` (the processes never stop) and must be able to attach (ptrace;
-``make bench-install`` installs it). ``--keep DIR`` saves the raw profiles and the timings;
-``--parse DIR`` prints the table again from them.
+split); between each activity's started and completed events, the worker's marks split the rest:
+delivery to the worker's Python, the wait for a thread, the body, the way back, the completion.
+The table shows, per saga, each part's CPU under load and its wall time in both phases. py-spy
+runs ``--nonblocking`` (the processes never stop), which loses more samples of busy threads than
+of idle ones: the activity threads' profile gives the body's shares, the marks its total. py-spy
+must be able to attach (ptrace; ``make bench-install`` installs it). ``--keep DIR`` saves the
+raw profiles and the timings; ``--parse DIR`` prints the table again from them.
 """
 
 from __future__ import annotations
@@ -42,17 +46,23 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from bench.drivers import order
 from bench.stats import table
 from bench.where_time_goes import split
+from cloudmart.contracts.orders import saga_input
 from cloudmart.contracts.saga import workflow_id
 from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.process import exit_now
+from cloudmart.settings import Settings
 from cloudmart.temporal import connect
+from workflows.order_saga import OrderSaga
 
 HISTORIES = 40
 """Histories fetched and split (the last sagas of the window)."""
@@ -282,6 +292,10 @@ class Phase:
     """Median per saga of each history phase (bench/where_time_goes.py's split)."""
     cpu_ms: dict[str, dict[str, float]]
     """Per saga: process -> thread group (or "total") -> ms of CPU."""
+    passage: dict[str, float] = field(default_factory=dict)
+    """Median per saga of each stretch of its activities' way through the worker (PASSAGE)."""
+    start_ms: list[float] = field(default_factory=list)
+    """Serial phase: ``start_workflow`` alone, from a client (the API's RPC, without the API)."""
 
 
 @dataclass
@@ -292,7 +306,7 @@ class Orders:
 
 
 async def load(
-    stack: DevStack, client: Client, concurrency: int, *, seconds: float = 0, count: int = 0
+    stack: TimedStack, client: Client, concurrency: int, *, seconds: float = 0, count: int = 0
 ) -> Orders:
     """Orders through the API, each one's result through the client: ``concurrency`` in flight
     for ``seconds``, or ``count`` of them."""
@@ -320,15 +334,95 @@ async def load(
     return done
 
 
-async def history_phases(client: Client, done: Orders) -> tuple[dict[str, float], list[float]]:
-    """The median of each history phase, and each order's time outside its history."""
-    splits, outside = [], []
+Spans = dict[str, dict[tuple[str, int], tuple[float, float]]]
+"""workflow id -> (activity id, attempt) -> the history's (started, completed), ms."""
+
+
+async def histories(client: Client, done: Orders) -> tuple[dict[str, float], list[float], Spans]:
+    """The median of each history phase, each order's time outside its history, and the
+    spans of its activities (of the last ``HISTORIES`` orders)."""
+    splits, outside, spans = [], [], {}
     for order_id, end_to_end in list(zip(done.ids, done.end_to_end_ms, strict=True))[-HISTORIES:]:
         history = await client.get_workflow_handle(workflow_id(order_id)).fetch_history()
         splits.append(split(list(history.events)))
         outside.append(end_to_end - splits[-1]["total"])
+        spans[workflow_id(order_id)] = activity_spans(list(history.events))
     medians = {key: statistics.median(s.get(key, 0.0) for s in splits) for key in splits[0]}
-    return medians, outside
+    return medians, outside, spans
+
+
+def activity_spans(events: list[HistoryEvent]) -> dict[tuple[str, int], tuple[float, float]]:
+    """Each completed activity's (started, completed) times, by (activity id, attempt)."""
+    scheduled: dict[int, str] = {}
+    started: dict[int, tuple[str, int, float]] = {}
+    spans = {}
+    for event in events:
+        at = event.event_time.ToMicroseconds() / 1000
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_id
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            attributes = event.activity_task_started_event_attributes
+            activity_id = scheduled[attributes.scheduled_event_id]
+            started[event.event_id] = (activity_id, attributes.attempt, at)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            activity_id, attempt, began = started[
+                event.activity_task_completed_event_attributes.started_event_id
+            ]
+            spans[activity_id, attempt] = (began, at)
+    return spans
+
+
+ACT_DELIVERY = "activity: started -> the worker's Python has it (delivery, decode)"
+ACT_QUEUE = "activity: waiting for a thread of its service's pool"
+ACT_THREAD = "activity: in the thread (the body; split below)"
+ACT_BACK = "activity: thread -> back on the event loop"
+ACT_DONE = "activity: completion (encode, report, the server records it)"
+PASSAGE = (ACT_DELIVERY, ACT_QUEUE, ACT_THREAD, ACT_BACK, ACT_DONE)
+
+
+def passage(spans: Spans, records: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """The median per saga of each stretch of its activities' passage (summed over them): the
+    histories' started and completed times around the timed worker's marks."""
+    per_saga: dict[str, Counter[str]] = {}
+    for record in records:
+        span = spans.get(record["workflow_id"], {}).get((record["activity_id"], record["attempt"]))
+        if span is None or "thread_start" not in record:
+            continue
+        started, completed = span
+        stretches = per_saga.setdefault(record["workflow_id"], Counter())
+        stretches[ACT_DELIVERY] += record["entered"] - started
+        stretches[ACT_QUEUE] += record["thread_start"] - record["entered"]
+        stretches[ACT_THREAD] += record["thread_end"] - record["thread_start"]
+        stretches[ACT_BACK] += record["left"] - record["thread_end"]
+        stretches[ACT_DONE] += completed - record["left"]
+    if not per_saga:
+        return {}
+    return {part: statistics.median(s[part] for s in per_saga.values()) for part in PASSAGE}
+
+
+def timed_activities(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def start_alone(client: Client, settings: Settings, count: int) -> list[float]:
+    """``start_workflow`` timed from a client, one saga at a time (each awaited to its end)."""
+    took = []
+    for n in range(count):
+        saga = saga_input(
+            str(uuid.uuid4()),
+            order(n),
+            payment_review_timeout=settings.payment_review_timeout,
+            task_queues=settings.task_queues,
+            stuck_policy=settings.stuck_policy,
+            step_mode=settings.step_mode,
+        )
+        started = time.perf_counter()
+        handle = await client.start_workflow(
+            OrderSaga.run, saga, id=workflow_id(saga.order_id), task_queue=saga.task_queues.orders
+        )
+        took.append((time.perf_counter() - started) * 1000)
+        await handle.result()
+    return took
 
 
 def py_spy() -> str:
@@ -374,8 +468,23 @@ class Recorders:
                 )
 
 
+@dataclass
+class TimedStack(DevStack):
+    """``make up``'s stack, with bench/timed_worker.py as its worker: ``python -m worker``
+    whose interceptor marks each activity's way through it in ``timings``."""
+
+    timings: Path = Path("activities.jsonl")
+
+    def start_process(self, name: str) -> None:
+        if name != "worker":
+            super().start_process(name)
+            return
+        command = ["-m", "bench.timed_worker", "--timings", str(self.timings)]
+        self._python(name, command, "worker ready").wait_ready(60)
+
+
 async def measure(
-    stack: DevStack, seconds: float, concurrency: int, serial: int, rate: int, out: Path
+    stack: TimedStack, seconds: float, concurrency: int, serial: int, rate: int, out: Path
 ) -> list[Phase]:
     """The loaded phase (``concurrency`` for ``seconds``: CPU, and wall under load), then the
     serial one (``serial`` orders one at a time: each part's own wall, without queueing)."""
@@ -401,7 +510,7 @@ async def measure(
             }
             for name, pid in pids.items()
         }
-        phases, outside = await history_phases(client, done)
+        phases, outside, spans = await histories(client, done)
         found.append(
             Phase(
                 1 if serial_phase else concurrency,
@@ -412,8 +521,10 @@ async def measure(
                 outside,
                 phases,
                 cpu,
+                passage(spans, timed_activities(stack.timings)),
             )
         )
+    found[-1].start_ms = await start_alone(client, stack.settings, serial)
     return found
 
 
@@ -432,7 +543,7 @@ def load_saved(out: Path) -> tuple[list[Phase], int, dict[str, list[Sample]]]:
 
 
 def _ms(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f}"
+    return "" if value is None else f"{value:.1f}"  # blank: not measured
 
 
 def breakdown(phases: list[Phase], rate: int, profiles: dict[str, list[Sample]]) -> list[list[str]]:
@@ -442,9 +553,17 @@ def breakdown(phases: list[Phase], rate: int, profiles: dict[str, list[Sample]])
     gil = per_saga_ms(profiles["worker-gil"], worker_part, rate, loaded.sagas)
     api = per_saga_ms(profiles["api-gil"], api_part, rate, loaded.sagas)
 
+    body = [part for part in WORKER_PARTS if part.startswith("activity body")]
+
     def activity_wall(name: str, phase: Phase) -> Counter[str]:
         threads = (s for s in profiles[name] if ACTIVITY_THREAD.search(s.thread))
-        return per_saga_ms(threads, worker_part, rate, phase.sagas)
+        spent = per_saga_ms(threads, worker_part, rate, phase.sagas)
+        # Sampling without stopping the process loses more samples of busy threads than of
+        # idle ones: the profile gives the shares, the timed worker the total.
+        profiled, timed = sum(spent[part] for part in body), phase.passage.get(ACT_THREAD)
+        if profiled and timed:
+            spent = Counter({part: ms * timed / profiled for part, ms in spent.items()})
+        return spent
 
     walls = (activity_wall("worker-idle-c1", serial), activity_wall("worker-idle", loaded))
     rows: list[list[str]] = []
@@ -461,6 +580,8 @@ def breakdown(phases: list[Phase], rate: int, profiles: dict[str, list[Sample]])
         return statistics.median(values(serial)), statistics.median(values(loaded))
 
     row("API: POST /orders, whole request (client)", None, median(lambda p: p.post_ms))
+    alone = statistics.median(serial.start_ms) if serial.start_ms else None
+    row("API: the same start_workflow RPC alone (a client)", None, (alone, None))
     for part in API_PARTS:
         row(part, api.get(part, 0.0))
     row("API: process CPU (/proc; with the SDK's Rust core)", loaded.cpu_ms["api"]["total"])
@@ -473,7 +594,8 @@ def breakdown(phases: list[Phase], rate: int, profiles: dict[str, list[Sample]])
     for part in (DISPATCH, DISPATCH_CODEC):
         row(part, gil.get(part, 0.0))
     row("activity bodies running (history)", None, history("activity run"))
-    body = [part for part in WORKER_PARTS if part.startswith("activity body")]
+    for part in PASSAGE:
+        row(part, None, (serial.passage.get(part), loaded.passage.get(part)))
     for part in body:
         row(part, gil.get(part, 0.0), (walls[0].get(part, 0.0), walls[1].get(part, 0.0)))
     row(
@@ -499,8 +621,9 @@ def report(phases: list[Phase], rate: int, profiles: dict[str, list[Sample]]) ->
         f"({loaded.sagas / loaded.seconds:.1f}/s) at concurrency {loaded.concurrency}; serial: "
         f"{serial.sagas} one at a time. Per saga. CPU: ms of Python holding the GIL (py-spy "
         f"--gil at {rate} Hz, loaded), or of a process (/proc). Wall: medians of the histories' "
-        "phases (each a sum over the saga's tasks), of the client's timings, or the activity "
-        "threads' wall profile (py-spy --idle)."
+        "phases (each a sum over the saga's tasks), of the client's timings, of the timed "
+        "worker's marks around each activity, and the body split as the activity threads' wall "
+        "profile (py-spy --idle) shares it."
     )
     headers = ["per saga", "CPU ms", "wall ms, C=1", f"wall ms, C={loaded.concurrency}"]
     return head + "\n" + table(breakdown(phases, rate, profiles), headers)
@@ -527,12 +650,12 @@ def main() -> None:
         out = args.keep or Path(data) / "profiles"
         out.mkdir(parents=True, exist_ok=True)
         settings = throwaway_settings(Path(data), task_queue_prefix=f"p-{uuid.uuid4().hex[:6]}")
-        stack = DevStack(settings, settings_env(settings), output=None, persist=True)
+        timings = out / "activities.jsonl"
+        stack = TimedStack(settings, settings_env(settings), output=None, timings=timings)
         try:
             stack.start()
-            phases = asyncio.run(
-                measure(stack, args.seconds, args.concurrency, args.serial, args.rate, out)
-            )
+            sizes = (args.seconds, args.concurrency, args.serial, args.rate)
+            phases = asyncio.run(measure(stack, *sizes, out))
         finally:
             stack.stop()
         save(phases, args.rate, out)

@@ -1,5 +1,6 @@
-"""The benchmark's peer baseline (DBOS Transact) is the benchmark's alone: the product neither
-depends on it nor imports it."""
+"""The benchmarks' extras (DBOS Transact, the peer baseline; py-spy) are theirs alone: the product
+neither depends on them nor imports them. And bench/profile_saga.py's parsing and table, on a
+made-up run (the real one needs a stack and py-spy: make bench-profile)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+
+from bench import profile_saga as profile
+from bench.timed_worker import _marking
 
 ROOT = Path(__file__).parent.parent
 PRODUCT = ("cloudmart", "services", "activities", "workflows", "api", "chaos", "worker.py")
@@ -95,9 +103,9 @@ PROFILE_LINES = {
 }
 
 
-def _phase(concurrency: int, sagas: int) -> dict[str, object]:
+def _phase(concurrency: int, sagas: int, **more: object) -> dict[str, object]:
     phases = ("WFT wait", "WFT run", "activity wait", "activity run", "total")
-    return {
+    return more | {
         "concurrency": concurrency,
         "seconds": 10.0,
         "sagas": sagas,
@@ -114,11 +122,11 @@ def _phase(concurrency: int, sagas: int) -> dict[str, object]:
 
 
 def test_profile_saga_breakdown_from_saved_profiles(tmp_path: Path) -> None:
-    from bench import profile_saga as profile
-
     for name, lines in PROFILE_LINES.items():
         (tmp_path / f"{name}.txt").write_text("\n".join(lines) + "\n")
-    saved = {"rate": 100, "phases": [_phase(10, 10), _phase(1, 4)]}
+    # One at a time, the timed worker found 60 ms a saga in the threads; the profile 30.
+    serial = _phase(1, 4, passage={profile.ACT_THREAD: 60.0}, start_ms=[7.0, 9.0, 8.0])
+    saved = {"rate": 100, "phases": [_phase(10, 10), serial]}
     (tmp_path / "phases.json").write_text(json.dumps(saved))
 
     phases, rate, profiles = profile.load_saved(tmp_path)
@@ -144,15 +152,71 @@ def test_profile_saga_breakdown_from_saved_profiles(tmp_path: Path) -> None:
     assert rows[profile.WF_NEW] == ["30.0", "", ""]
     assert rows[profile.API_START] == ["6.0", "", ""]
     assert rows["API: POST /orders, whole request (client)"] == ["", "30.0", "30.0"]
+    assert rows["API: the same start_workflow RPC alone (a client)"] == ["", "8.0", ""]
     # The BEGIN's wall: 40 samples over 10 sagas under load, none one at a time.
     assert rows[profile.DB_OPEN] == ["5.0", "0.0", "40.0"]
-    # 12 samples over the 4 serial sagas; their GIL was released (no CPU sample).
-    assert rows[profile.DB_SQLITE] == ["0.0", "30.0", "0.0"]
+    # 12 samples over the 4 serial sagas (30 ms each), scaled to the timed 60 ms; their GIL
+    # was released (no CPU sample).
+    assert rows[profile.DB_SQLITE] == ["0.0", "60.0", "0.0"]
+    assert rows[profile.ACT_THREAD] == ["", "60.0", ""]
     assert rows["worker: Python holding the GIL (the parts above)"][0] == "72.0"
     assert rows["worker: SDK core threads (Rust; /proc)"][0] == "20.0"
     assert rows["workflow tasks running (history)"] == ["", "20.0", "20.0"]
     assert rows["outside the history (before the start; result delivery)"][1:] == ["30.0"] * 2
     assert profile.WF_NEW in profile.report(phases, rate, profiles)
+
+
+def _event(event_id: int, kind: EventType.ValueType, at_ms: int, **attributes: Any) -> HistoryEvent:
+    event = HistoryEvent(event_id=event_id, event_type=kind, **attributes)
+    event.event_time.FromMilliseconds(at_ms)
+    return event
+
+
+def test_profile_saga_times_each_activity_between_its_history_and_the_timed_worker() -> None:
+    events = [
+        _event(
+            5,
+            EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+            1_000,
+            activity_task_scheduled_event_attributes={"activity_id": "1"},
+        ),
+        _event(
+            6,
+            EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+            1_004,
+            activity_task_started_event_attributes={"scheduled_event_id": 5, "attempt": 1},
+        ),
+        _event(
+            7,
+            EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+            1_030,
+            activity_task_completed_event_attributes={
+                "scheduled_event_id": 5,
+                "started_event_id": 6,
+            },
+        ),
+    ]
+    spans = {"order-1": profile.activity_spans(events)}
+    assert spans["order-1"] == {("1", 1): (1_004.0, 1_030.0)}
+    marks = {"entered": 1_010.0, "thread_start": 1_011.0, "thread_end": 1_021.0, "left": 1_022.0}
+    records = [
+        {"workflow_id": "order-1", "activity_id": "1", "attempt": 1, **marks},
+        {"workflow_id": "order-1", "activity_id": "1", "attempt": 2, **marks},  # not in history
+        {"workflow_id": "order-2", "activity_id": "1", "attempt": 1, **marks},  # nor this one
+    ]
+    assert profile.passage(spans, records) == {
+        profile.ACT_DELIVERY: 6.0,
+        profile.ACT_QUEUE: 1.0,
+        profile.ACT_THREAD: 10.0,
+        profile.ACT_BACK: 1.0,
+        profile.ACT_DONE: 8.0,
+    }
+
+
+def test_the_timed_worker_marks_a_sync_activity_in_its_thread() -> None:
+    marks: dict[str, float] = {}
+    assert _marking(lambda x: x + 1, marks)(1) == 2
+    assert marks["thread_start"] <= marks["thread_end"]
 
 
 def test_profile_saga_prints_its_table_from_a_kept_run(tmp_path: Path) -> None:
