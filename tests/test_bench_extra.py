@@ -152,7 +152,7 @@ def test_profile_saga_breakdown_from_saved_profiles(tmp_path: Path) -> None:
     assert rows[profile.WF_NEW] == ["30.0", "", ""]
     assert rows[profile.API_START] == ["6.0", "", ""]
     assert rows["API: POST /orders, whole request (client)"] == ["", "30.0", "30.0"]
-    assert rows["API: the same start_workflow RPC alone (a client)"] == ["", "8.0", ""]
+    assert rows["API: its start_workflow call alone (from a client)"] == ["", "8.0", ""]
     # The BEGIN's wall: 40 samples over 10 sagas under load, none one at a time.
     assert rows[profile.DB_OPEN] == ["5.0", "0.0", "40.0"]
     # 12 samples over the 4 serial sagas (30 ms each), scaled to the timed 60 ms; their GIL
