@@ -1,14 +1,16 @@
-"""What the worker does for its own speed (bench/profile_saga.py measured each)."""
+"""What the worker and the API do for their own speed (bench/profile_saga.py measured each)."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import inspect
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, event
 
+from api import auth, deps
 from services.database import READ_ONLY
 from services.factory import Services
 from services.loyalty.service import LoyaltyService
@@ -77,3 +79,9 @@ async def _calls_in(seconds: float, found: int) -> int:
 async def test_a_subscriber_looks_again_at_once_only_after_a_full_batch() -> None:
     assert await _calls_in(0.5, BATCH) >= 10  # more are waiting
     assert await _calls_in(0.5, BATCH - 1) <= 4  # caught up: every 0.2 s
+
+
+def test_the_apis_dependencies_run_on_its_event_loop_not_in_its_thread_pool() -> None:
+    dependencies = [deps.get_state, deps.get_sagas, deps.get_read]
+    dependencies += [auth.get_caller, auth.require_operator, auth.require_operator_when_auth]
+    assert all(inspect.iscoroutinefunction(dependency) for dependency in dependencies)
