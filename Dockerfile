@@ -16,7 +16,10 @@ COPY activities ./activities
 COPY workflows ./workflows
 COPY api ./api
 COPY worker.py ./
+# Bytecode now: PYTHONDONTWRITEBYTECODE keeps it from being written at run time, and without it
+# the workflow sandbox compiles the saga's modules afresh for every order it starts.
 RUN pip install -c constraints.txt . \
+    && python -m compileall -q cloudmart services activities workflows api worker.py \
     && useradd --create-home --uid 10001 cloudmart
 
 USER cloudmart

@@ -20,18 +20,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import contextlib
+import functools
+import inspect
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.inventory import InventoryActivities
 from activities.orders import OrdersActivities
@@ -64,6 +67,7 @@ async def running_workers(
     eager_activities: bool = True,
     max_cached_workflows: int = 1000,
     local_steps: bool = False,
+    interceptors: Sequence[Interceptor] = (),
 ) -> AsyncIterator[list[Worker]]:
     """Run the saga's workflow worker and/or the hosted services' activity workers.
 
@@ -77,9 +81,13 @@ async def running_workers(
     ``local_steps`` (local step mode) also gives the saga's worker every service's activities:
     a local activity runs in the worker that runs its workflow. The services' own workers run
     on all the same, for sagas started in regular mode.
+
+    ``interceptors`` go to every worker (bench/profile_saga.py times each activity's passage).
     """
     if orchestrator and services.orders is None:
         raise ValueError("the orchestrator hosts the orders service: its event store is needed")
+    if orchestrator:
+        write_workflow_bytecode()
     service_activities = {
         "inventory": (queues.inventory, services.inventory, InventoryActivities),
         "payment": (queues.payment, services.payment, PaymentActivities),
@@ -122,6 +130,7 @@ async def running_workers(
                 graceful_shutdown_timeout=timedelta(seconds=10),
                 disable_eager_activity_execution=not eager_activities,
                 max_cached_workflows=max_cached_workflows,
+                interceptors=interceptors,
             )
         )
     try:
@@ -132,6 +141,19 @@ async def running_workers(
     finally:
         for executor in executors:
             executor.shutdown(wait=True)
+
+
+WORKFLOW_MODULES = Path(inspect.getfile(OrderSaga)).parent
+
+
+def write_workflow_bytecode(directory: Path = WORKFLOW_MODULES) -> None:
+    """Bytecode for the workflow modules, which the sandbox imports afresh for every saga it
+    starts (or replays into its cache): from source, each import compiles them, 11-15 ms of the
+    event loop per saga (bench/profile_saga.py). PYTHONDONTWRITEBYTECODE, which our image and
+    many environments set, keeps imports from writing it, so it is written here once, for these
+    modules only. A read-only directory stays as it is (the image compiles at build time)."""
+    if sys.dont_write_bytecode:
+        compileall.compile_dir(directory, quiet=2)
 
 
 class LocalStepsNeedServices(ValueError):
@@ -154,6 +176,11 @@ def local_steps_refusal(settings: Settings, roles: Iterable[str]) -> str | None:
 
 IDLE = 0.05
 """How long a subscriber waits before looking again once it has caught up with the store."""
+BATCH = 500
+"""The most events a subscriber handles in one transaction. A batch shorter than this means it
+has caught up: looking again at once would find a few events at most (or none) for the price
+of a transaction on each database, which under load was about half the subscribers' CPU, CPU
+that the sagas' worker shares (bench/profile_saga.py)."""
 CATALOG_SYNC = 10.0
 """How often the projector looks for products added to inventory's catalog."""
 
@@ -169,10 +196,10 @@ async def running_subscribers(services: Services, stop: asyncio.Event) -> AsyncI
             projector.sync_catalog()
             return 0  # nothing to hurry for: look again after the pause
 
-        loops.append(("projector", projector.run_once, IDLE))
+        loops.append(("projector", functools.partial(projector.run_once, BATCH), IDLE))
         loops.append(("catalog sync", sync_catalog, CATALOG_SYNC))
     if services.loyalty is not None:
-        loops.append(("loyalty", services.loyalty.run_once, IDLE))
+        loops.append(("loyalty", functools.partial(services.loyalty.run_once, BATCH), IDLE))
     tasks = [asyncio.create_task(_follow(*loop, stop)) for loop in loops]
     try:
         yield
@@ -182,8 +209,8 @@ async def running_subscribers(services: Services, stop: asyncio.Event) -> AsyncI
 
 
 async def _follow(name: str, step: Callable[[], int], pause: float, stop: asyncio.Event) -> None:
-    """Call ``step`` (in a thread) until stopped; pause when it found nothing to do; on an error
-    (say its database is down), log it and try again a second later."""
+    """Call ``step`` (in a thread) until stopped; pause unless it found a full batch to do; on an
+    error (say its database is down), log it and try again a second later."""
     while not stop.is_set():
         try:
             done = await asyncio.to_thread(step)
@@ -191,13 +218,18 @@ async def _follow(name: str, step: Callable[[], int], pause: float, stop: asynci
             log.exception("%s failed; retrying in 1 s", name)
             done, delay = 0, 1.0
         else:
-            delay = 0 if done else pause
+            delay = 0 if done >= BATCH else pause
         if delay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 
 
-async def serve(settings: Settings, roles: Iterable[str], ready_file: Path | None = None) -> None:
+async def serve(
+    settings: Settings,
+    roles: Iterable[str],
+    ready_file: Path | None = None,
+    interceptors: Sequence[Interceptor] = (),
+) -> None:
     roles = set(roles)
     hosted = roles & {*SERVICES, *SUBSCRIBERS} | ({"orders"} if "orchestrator" in roles else set())
     services = open_services(settings, hosted)
@@ -218,6 +250,7 @@ async def serve(settings: Settings, roles: Iterable[str], ready_file: Path | Non
                 activity_threads=settings.activity_threads,
                 max_cached_workflows=settings.max_cached_workflows,
                 local_steps=settings.step_mode is StepMode.LOCAL,
+                interceptors=interceptors,
             ) as workers,
             running_subscribers(services, stop),
         ):

@@ -21,7 +21,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.deps import State
+from api.deps import AppState, State
 from api.errors import Forbidden, Unauthorized, Unavailable
 from api.tokens import InvalidToken, verify
 from cloudmart.settings import Settings
@@ -72,7 +72,12 @@ def _is_operator_token(token: str, settings: Settings) -> bool:
     return hmac.compare_digest(token.encode(), expected.encode())
 
 
-def require_operator(credentials: Credentials, state: State) -> Caller:
+# Coroutines for the reason api/deps.py gives: they never wait (an HMAC, at most).
+async def require_operator(credentials: Credentials, state: State) -> Caller:
+    return _operator(credentials, state)
+
+
+def _operator(credentials: HTTPAuthorizationCredentials | None, state: AppState) -> Caller:
     settings = state.settings
     if settings.operator_token is None:
         # Never open: without a configured token, operator actions are off altogether.
@@ -92,7 +97,11 @@ Operator = Annotated[Caller, Depends(require_operator)]
 OPERATOR_ONLY = Depends(require_operator)
 
 
-def get_caller(credentials: Credentials, state: State) -> Caller:
+async def get_caller(credentials: Credentials, state: State) -> Caller:
+    return _caller(credentials, state)
+
+
+def _caller(credentials: HTTPAuthorizationCredentials | None, state: AppState) -> Caller:
     settings = state.settings
     token = credentials.credentials if credentials is not None else None
     if token is not None and _is_operator_token(token, settings):
@@ -112,12 +121,12 @@ def get_caller(credentials: Credentials, state: State) -> Caller:
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def require_operator_when_auth(credentials: Credentials, state: State) -> Caller:
+async def require_operator_when_auth(credentials: Credentials, state: State) -> Caller:
     """Business-wide data (sales stats): the operator's alone when auth is required, open
     otherwise."""
     if not state.settings.require_auth:
-        return get_caller(credentials, state)
-    return require_operator(credentials, state)
+        return _caller(credentials, state)
+    return _operator(credentials, state)
 
 
 OperatorWhenAuth = Annotated[Caller, Depends(require_operator_when_auth)]

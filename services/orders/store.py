@@ -28,9 +28,14 @@ class ConcurrencyConflict(RuntimeError):
     on show in the Web UI, until an operator resolves it. Nothing is silently dropped."""
 
 
+HEAD = select(func.coalesce(func.max(EventRow.position), 0))
+
+
 class EventStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._reads = read_only(engine)
+        """Built once: subscribers read the store many times a second."""
 
     def append(self, events: Sequence[Event]) -> int:
         """Append the events not yet stored; returns how many were new.
@@ -77,7 +82,7 @@ class EventStore:
             .where(EventRow.aggregate_id == aggregate_id)
             .order_by(col(EventRow.sequence))
         )
-        with Session(read_only(self.engine)) as session:
+        with Session(self._reads) as session:
             return [_read(row) for row in session.scalars(statement)]
 
     def read_after(self, position: int, limit: int = 500) -> list[StoredEvent]:
@@ -88,13 +93,13 @@ class EventStore:
             .order_by(col(EventRow.position))
             .limit(limit)
         )
-        with Session(read_only(self.engine)) as session:
+        with Session(self._reads) as session:
             return [_read(row) for row in session.scalars(statement)]
 
     def head(self) -> int:
         """The position of the last event (0 for an empty store)."""
-        with Session(read_only(self.engine)) as session:
-            return session.scalar(select(func.coalesce(func.max(EventRow.position), 0))) or 0
+        with self._reads.connect() as connection:
+            return connection.scalar(HEAD) or 0
 
 
 def _read(row: EventRow) -> StoredEvent:
