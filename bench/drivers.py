@@ -25,6 +25,7 @@ from cloudmart.contracts.orders import (
 )
 from cloudmart.contracts.saga import workflow_id
 from cloudmart.settings import Settings
+from services.factory import build_inventory, prepare
 from services.inventory.catalog import DEMO_CATALOG
 from workflows.order_saga import OrderSaga
 
@@ -37,6 +38,18 @@ SKUS = [p.sku for p in DEMO_CATALOG if p.stock >= 100]
 ADDRESS = ShippingAddress(
     name="Bench", line1="1 Main St", city="Utrecht", postal_code="3511", country="NL"
 )
+
+
+def stock_bench_skus(settings: Settings, stock: int) -> None:
+    """Give every bench sku ``stock`` units in the inventory ``settings`` name, instead of the
+    demo catalog's hundreds (the settings say ``seed_demo_catalog=False``): a long run (or a
+    saga that holds its reservation while it waits) would empty them."""
+    inventory = build_inventory(settings)
+    try:
+        prepare(inventory, settings)
+        inventory.seed(p.model_copy(update={"stock": stock}) for p in DEMO_CATALOG if p.sku in SKUS)
+    finally:
+        inventory.engine.dispose()
 
 
 def order(n: int, token: str = "tok_ok") -> PlaceOrder:

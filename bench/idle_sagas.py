@@ -56,7 +56,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from bench.drivers import SKUS, new_saga
+from bench.drivers import new_saga, stock_bench_skus
 from bench.stats import table
 from cloudmart.contracts.orders import OrderStatus, PaymentReviewDecision
 from cloudmart.contracts.saga import ORDER_STATUS, WORKFLOW_TYPE, workflow_id
@@ -64,8 +64,6 @@ from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.process import exit_now
 from cloudmart.settings import Settings
 from cloudmart.temporal import connect
-from services.factory import build_inventory, prepare
-from services.inventory.catalog import DEMO_CATALOG
 from workflows.order_saga import OrderSaga
 
 DEFAULT_CACHE: int = Settings.model_fields["max_cached_workflows"].default
@@ -487,10 +485,7 @@ def main() -> None:
             max_cached_workflows=DEFAULT_CACHE,
             seed_demo_catalog=False,
         )
-        inventory = build_inventory(settings)
-        prepare(inventory, settings)
-        inventory.seed(p.model_copy(update={"stock": STOCK}) for p in DEMO_CATALOG if p.sku in SKUS)
-        inventory.engine.dispose()
+        stock_bench_skus(settings, STOCK)
         stack = DevStack(settings, settings_env(settings), output=None, persist=True)
         began = time.monotonic()
         try:

@@ -42,7 +42,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from bench.drivers import One, drive, floor, saga_via_api, saga_via_client
+from bench.drivers import One, drive, floor, saga_via_api, saga_via_client, stock_bench_skus
 from bench.stats import Run, table
 from cloudmart.contracts.orders import StepMode
 from cloudmart.contracts.saga import WORKFLOW_ID_PREFIX
@@ -67,6 +67,8 @@ FLOOR_QUEUE = "bench-floor"
 SAMPLE = 20
 """Orders whose writes are counted."""
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+STOCK = 1_000_000
+"""Per bench sku: the run's thousands of orders would empty the demo catalog's stock."""
 
 FLOOR, CLIENT, API, LOCAL, DBOS = (
     "floor",
@@ -200,7 +202,13 @@ def database_growth(data_dir: Path) -> dict[str, float]:
 
 
 def start_stack(data: Path, **overrides: object) -> DevStack:
-    settings = throwaway_settings(data, task_queue_prefix=f"b-{uuid.uuid4().hex[:6]}", **overrides)
+    settings = throwaway_settings(
+        data,
+        task_queue_prefix=f"b-{uuid.uuid4().hex[:6]}",
+        seed_demo_catalog=False,
+        **overrides,
+    )
+    stock_bench_skus(settings, STOCK)
     stack = DevStack(settings, settings_env(settings), output=None, persist=True)
     stack.start()
     return stack
