@@ -5,6 +5,7 @@ an unknown one."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -16,8 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import ValidationError
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.tokens import DEFAULT_TTL, InvalidToken, mint, verify
+from cloudmart.contracts.saga import CUSTOMER_ID, workflow_id
 from cloudmart.credentials import AUTH_SECRET_FILE
 from cloudmart.devstack import DevStack, free_port, settings_env
 from cloudmart.settings import Settings
@@ -242,6 +246,32 @@ def test_a_customer_sees_and_cancels_their_own_order(
     assert events.status_code == 200
     assert [e["event_type"] for e in events.json()][:1] in ([], ["OrderPlaced"])
     assert alice.get(f"/customers/{ALICE}/loyalty").status_code == 200
+
+
+async def test_an_order_with_no_events_stored_yet_is_an_empty_timeline_to_its_owner_only(
+    alice: httpx.Client, bob: httpx.Client, auth_settings: Settings
+) -> None:
+    """A saga that exists but has stored nothing yet (here no worker ever picks it up; in life,
+    the first second of its batching window): [] for its customer, the unknown order's 404 for
+    anyone else. Who owns it comes from its CustomerId search attribute."""
+    client = await Client.connect(auth_settings.temporal_address)
+    order_id = str(uuid.uuid4())
+    handle = await client.start_workflow(
+        "NeverRuns",
+        id=workflow_id(order_id),
+        task_queue="nobody-polls-this",
+        search_attributes=TypedSearchAttributes([SearchAttributePair(CUSTOMER_ID, ALICE)]),
+    )
+    try:
+        # The clients are the module's synchronous ones: off the event loop.
+        mine = await asyncio.to_thread(alice.get, f"/orders/{order_id}/events")
+        assert mine.status_code == 200 and mine.json() == []
+        theirs = await asyncio.to_thread(bob.get, f"/orders/{order_id}/events")
+        unknown = await asyncio.to_thread(bob.get, f"/orders/{UNKNOWN}/events")
+        assert theirs.status_code == unknown.status_code == 404
+        assert theirs.json()["detail"] == unknown.json()["detail"].replace(UNKNOWN, order_id)
+    finally:
+        await handle.terminate()
 
 
 @pytest.mark.parametrize(
