@@ -109,6 +109,8 @@ async def test_a_payload_that_is_not_encrypted_passes_through() -> None:
         (f"{NEW},k2:{OLD.partition(':')[2]}", r"key #2 \('k2'\): the id 'k2' is used twice"),
         (f"-bad:{OLD.partition(':')[2]}", "the id must be"),
     ],
+    # Named, not shown: the keys are random (a run's ids must not change) and secret.
+    ids=["no-colon", "not-base64", "short-key", "id-twice", "bad-id"],
 )
 def test_bad_keys_are_refused_naming_the_entry_never_echoing_it(keys: str, error: str) -> None:
     with pytest.raises(ValidationError, match=error) as raised:

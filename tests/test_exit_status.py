@@ -30,20 +30,20 @@ def test_a_client_script_exits_0_every_time() -> None:
     assert statuses == [0] * RUNS
 
 
-@pytest.mark.parametrize(("fail", "expected"), [(False, 0), (True, 1)])
-def test_pytest_keeps_its_exit_status(fail: bool, expected: int) -> None:
+@pytest.mark.parametrize(
+    ("fail", "expected", "workers"),
+    # Also as `make test` runs it: in xdist worker processes, each of which ends with exit_now.
+    [(False, 0, None), (True, 1, None), (False, 0, "2"), (True, 1, "2")],
+)
+def test_pytest_keeps_its_exit_status(fail: bool, expected: int, workers: str | None) -> None:
     env = {**os.environ, "PROBE_FAIL": "1" if fail else "0"}
-    runs = RUNS // 2 if not fail else 1
+    runs = RUNS // 2 if not fail and not workers else 1
     statuses = [
         subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "pytest",
-                "tests/exit_probe/probe_saga.py",
-                "-q",
-                "-p",
-                "no:cacheprovider",
+                *(sys.executable, "-m", "pytest", "tests/exit_probe/probe_saga.py"),
+                *("-q", "-p", "no:cacheprovider"),
+                *(("-n", workers) if workers else ()),
             ],
             cwd=ROOT,
             env=env,
