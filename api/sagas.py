@@ -131,7 +131,14 @@ class Sagas:
 
     async def final_state(self, order_id: str, wait: float) -> OrderState:
         """The saga's state once it has ended, waiting up to ``wait`` seconds for that; its
-        current state (a query) if it is still running by then.
+        current state (a query) if it is still running by then."""
+        return await self.ended_state(order_id, wait) or await self.state(order_id)
+
+    async def ended_state(self, order_id: str, wait: float) -> OrderState | None:
+        """The saga's final state if it ends within ``wait`` seconds; None if it is still
+        running by then, or ended without one (failed, cancelled or terminated through
+        Temporal: the result carries only the failure, the state query has the steps and
+        compensations too).
 
         The wait is on the saga's result: the server long-polls its history for the close
         event, so no worker is asked anything while the saga runs, and a closed saga answers
@@ -139,13 +146,8 @@ class Sagas:
         try:
             async with self._answers(order_id, "query"), asyncio.timeout(wait):
                 return await self._handle(order_id).result()
-        except TimeoutError:
-            pass  # still running: what it is doing now
-        except WorkflowFailureError:
-            # Failed, or cancelled or terminated through Temporal: the result carries only the
-            # failure, the state query has the steps and compensations too.
-            pass
-        return await self.state(order_id)
+        except (TimeoutError, WorkflowFailureError):
+            return None
 
     async def cancel(self, order_id: str, request: CancelOrder) -> UpdateAccepted:
         try:

@@ -122,23 +122,27 @@ def saga_via_client(client: Client, settings: Settings, mode: StepMode = StepMod
 
 
 def saga_via_api(http: httpx.AsyncClient, poll: float) -> One:
-    """``POST /orders``, then ``GET /orders/{id}?wait=60``, which answers when the saga ends;
-    asked again (after ``poll`` seconds) only if it had not ended by then or the API answered
-    503."""
+    """``POST /orders?wait=60``, which answers when the saga ends: one request per order. Only
+    if it had not ended by then (or its state could not be read), ``GET /orders/{id}?wait=60``
+    after ``poll`` seconds, until it has."""
 
     async def one(n: int) -> None:
-        response = await http.post("/orders", json=order(n).model_dump())
+        response = await http.post(
+            "/orders", json=order(n).model_dump(), params={"wait": LONG_POLL}
+        )
         response.raise_for_status()
-        order_id = response.json()["order_id"]
-        while True:
+        order_id, status = response.json()["order_id"], response.json()["status"]
+        while not _ended(order_id, status):
+            await asyncio.sleep(poll)
             answer = await http.get(f"/orders/{order_id}", params={"wait": LONG_POLL})
             if answer.status_code != 503:  # 503: the API could not ask; ask again
                 answer.raise_for_status()
                 status = answer.json()["status"]
-                if status == "COMPLETED":
-                    return
-                if status in ("FAILED", "CANCELLED"):
-                    raise RuntimeError(f"bench order {order_id} ended {status}")
-            await asyncio.sleep(poll)
 
     return one
+
+
+def _ended(order_id: str, status: str) -> bool:
+    if status in ("FAILED", "CANCELLED"):
+        raise RuntimeError(f"bench order {order_id} ended {status}")
+    return status == "COMPLETED"

@@ -16,7 +16,7 @@ machine's load reaches every row alike:
    the least Temporal can do for such a workflow;
 2. saga via client: the order saga started through the Temporal client and waited for by its
    result (real activities on the SQLite service databases, the event append, encryption);
-3. saga via API: ``POST /orders``, then one long-poll ``GET /orders/{id}?wait=60``;
+3. saga via API: one ``POST /orders?wait=60``, which answers when the saga has ended;
 4. saga, local steps: row 2 in the local step mode (README, "Step modes");
 5. DBOS saga: the same saga over the same service code written with DBOS Transact, in this
    process (bench/dbos_saga.py), the peer a user would weigh against ours.

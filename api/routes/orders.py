@@ -18,6 +18,7 @@ from api.deps import ReadDep, SagasDep, State
 from api.errors import (
     AUTH_RESPONSES,
     ERROR_RESPONSES,
+    ApiError,
     ClientGone,
     Forbidden,
     OrderNotFound,
@@ -79,15 +80,39 @@ async def place_order(
     response: Response,
     sagas: SagasDep,
     caller: CallerDep,
+    request: Request,
     idempotency_key: IdempotencyKey = None,
+    wait: Wait = 0,
 ) -> OrderAccepted:
     """Start the order's saga. Amounts come from the catalog, never from the request. With a
-    customer token, ``customer_id`` must be the token's customer (403 otherwise)."""
+    customer token, ``customer_id`` must be the token's customer (403 otherwise).
+
+    With ``wait`` (seconds, at most 60), the answer also waits for the saga to end, as
+    ``GET /orders/{id}?wait=`` does, and carries its ``state``: the final one if it ended in
+    time, else its current one (say, awaiting a payment review). The order is placed either
+    way: a 202 whose ``state`` is absent when no worker could say. With an
+    ``Idempotency-Key``, a retry waits on the order the key placed."""
     if not caller.sees(order.customer_id):
         raise Forbidden("customer_id: a customer token may place orders only for its customer")
     accepted = await sagas.place(order, idempotency_key)
     response.headers["Location"] = f"/orders/{accepted.order_id}"
-    return accepted
+    if not wait:
+        return accepted
+    state = await _unless_client_leaves(request, _state_after(sagas, accepted.order_id, wait))
+    if state is None:
+        return accepted
+    return OrderAccepted(order_id=accepted.order_id, status=state.status, state=state)
+
+
+async def _state_after(sagas: Sagas, order_id: str, wait: float) -> OrderState | None:
+    """The placed order's final state within ``wait``, or its current one; None if it cannot be
+    read (no worker answers, say), rather than an error that would make the order look
+    unplaced."""
+    try:
+        return await sagas.ended_state(order_id, wait) or await sagas.state(order_id)
+    except ApiError as err:
+        log.warning("order %s placed; its state could not be read: %s", order_id, err)
+        return None
 
 
 @router.get("", response_model=OrderListing)

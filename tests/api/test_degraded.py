@@ -100,6 +100,10 @@ def test_an_order_whose_worker_is_down_is_a_clear_503_and_a_retry_is_safe(
         placed = api.post("/orders", json=order_body(token="tok_review"))
         assert placed.status_code == 202  # accepted: the saga waits for a worker
         order_id = placed.json()["order_id"]
+        # Waiting on it cannot say more, but the order is placed all the same: a 202, no state.
+        waited = api.post("/orders", json=order_body(token="tok_review"), params={"wait": 0.5})
+        assert waited.status_code == 202, waited.text
+        assert (waited.json()["status"], waited.json()["state"]) == ("PENDING", None)
         for method, path in (
             ("GET", f"/orders/{order_id}"),
             ("POST", f"/orders/{order_id}/cancel"),

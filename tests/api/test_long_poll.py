@@ -1,6 +1,6 @@
-"""``GET /orders/{id}?wait=``: one request that answers when the saga ends, over real HTTP
-against the real dev stack (and, for a client that leaves mid-wait, a real uvicorn serving the
-app with a saga that never ends)."""
+"""``GET /orders/{id}?wait=`` and ``POST /orders?wait=``: one request that answers when the saga
+ends, over real HTTP against the real dev stack (and, for a client that leaves mid-wait, a real
+uvicorn serving the app with a saga that never ends)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import uvicorn
 
 from api.deps import get_sagas, get_state
 from api.main import create_app
-from cloudmart.contracts.orders import OrderState
+from cloudmart.contracts.orders import OrderAccepted, OrderState, OrderStatus
 from cloudmart.devstack import DevStack, free_port, throwaway_settings
 from tests.api.test_api import UNKNOWN, order_body, place, wait_for
 
@@ -133,6 +133,76 @@ def test_the_wait_is_in_the_schema(api: Counted) -> None:
     assert "not for a review hold" in operation["description"]
 
 
+# --- POST /orders?wait= ------------------------------------------------------------------------
+
+
+def place_and_wait(
+    api: Counted, body: dict[str, Any], wait: float, key: str | None = None
+) -> dict[str, Any]:
+    headers = {"Idempotency-Key": key} if key else {}
+    response = api.client.post("/orders", json=body, params={"wait": wait}, headers=headers)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert response.headers["Location"] == f"/orders/{accepted['order_id']}"
+    return accepted
+
+
+def test_placing_with_a_wait_answers_the_completed_order_in_one_request(api: Counted) -> None:
+    accepted = place_and_wait(api, order_body(token="tok_ok"), wait=30)
+    state = accepted["state"]
+    assert accepted["status"] == state["status"] == "COMPLETED"
+    assert state["order_id"] == accepted["order_id"] and state["tracking_number"]
+    assert api.requests == {"/orders": 1}
+    assert api.client.get(f"/orders/{accepted['order_id']}").json() == state
+
+
+def test_placing_with_a_wait_answers_a_decline_with_its_compensations(api: Counted) -> None:
+    accepted = place_and_wait(api, order_body(token="tok_decline"), wait=30)
+    state = accepted["state"]
+    assert accepted["status"] == state["status"] == "FAILED"
+    assert state["failure"]["type"] == "PaymentDeclined"
+    assert [c["name"] for c in state["compensations"]] == ["payment.refund", "inventory.release"]
+
+
+def test_placing_with_a_wait_answers_a_review_hold_as_the_current_state(api: Counted) -> None:
+    started = time.monotonic()
+    accepted = place_and_wait(api, order_body(token="tok_review"), wait=1)
+    assert 1 <= time.monotonic() - started < 7
+    assert accepted["status"] == accepted["state"]["status"] == "AWAITING_PAYMENT_REVIEW"
+    api.client.post(f"/orders/{accepted['order_id']}/cancel")  # leave no saga waiting a day
+
+
+def test_a_retry_with_the_same_key_waits_on_the_same_order(api: Counted) -> None:
+    key, body = f"retry-{uuid.uuid4()}", order_body(token="tok_ok")
+    first = place_and_wait(api, body, wait=30, key=key)
+    again = place_and_wait(api, body, wait=30, key=key)
+    assert again == first and first["status"] == "COMPLETED"
+
+
+def test_placing_without_a_wait_answers_as_before(api: Counted) -> None:
+    response = api.client.post("/orders", json=order_body(token="tok_ok"))
+    assert response.status_code == 202
+    assert response.json()["status"] == "PENDING" and response.json()["state"] is None
+
+
+@pytest.mark.parametrize("wait", ["61", "-1", "abc", "nan"])
+def test_a_bad_wait_places_no_order_and_is_422_naming_it(api: Counted, wait: str) -> None:
+    customer = f"c-{uuid.uuid4().hex[:10]}"
+    response = api.client.post("/orders", json=order_body(customer=customer), params={"wait": wait})
+    assert response.status_code == 422, response.text
+    assert ["query", "wait"] in [error["loc"] for error in response.json()["detail"]]
+    listed = api.client.get("/orders", params={"customer_id": customer}).json()
+    assert listed["items"] == []
+
+
+def test_the_posts_wait_is_in_the_schema(api: Counted) -> None:
+    schema = api.client.get("/openapi.json").json()
+    operation = schema["paths"]["/orders"]["post"]
+    [wait] = [p for p in operation["parameters"] if p["name"] == "wait"]
+    assert (wait["schema"]["minimum"], wait["schema"]["maximum"]) == (0, 60)
+    assert "state" in schema["components"]["schemas"]["OrderAccepted"]["properties"]
+
+
 # --- a client that leaves mid-wait ------------------------------------------------------------
 
 
@@ -142,6 +212,12 @@ class EndlessSaga:
     def __init__(self) -> None:
         self.waiting = threading.Event()
         self.cancelled = threading.Event()
+
+    async def place(self, order: object, idempotency_key: str | None) -> OrderAccepted:
+        return OrderAccepted(order_id=str(uuid.uuid4()), status=OrderStatus.PENDING)
+
+    async def ended_state(self, order_id: str, wait: float) -> OrderState | None:
+        return await self.final_state(order_id, wait)
 
     async def final_state(self, order_id: str, wait: float) -> OrderState:
         self.waiting.set()
@@ -184,5 +260,15 @@ def test_a_client_that_leaves_mid_wait_leaves_no_wait_behind(
     url, saga = endless_api
     with pytest.raises(httpx.ReadTimeout), httpx.Client(base_url=url, timeout=0.5) as client:
         client.get(f"/orders/{uuid.uuid4()}", params={"wait": 60})
+    assert saga.waiting.is_set()
+    assert saga.cancelled.wait(5), "the wait went on after its client had gone"
+
+
+def test_a_client_that_leaves_mid_wait_after_placing_leaves_no_wait_behind(
+    endless_api: tuple[str, EndlessSaga],
+) -> None:
+    url, saga = endless_api
+    with pytest.raises(httpx.ReadTimeout), httpx.Client(base_url=url, timeout=0.5) as client:
+        client.post("/orders", json=order_body(), params={"wait": 60})
     assert saga.waiting.is_set()
     assert saga.cancelled.wait(5), "the wait went on after its client had gone"
