@@ -44,7 +44,6 @@ from cloudmart.contracts.orders import (
     PlaceOrder,
     ResolveCompensation,
     UpdateAccepted,
-    saga_input,
 )
 from cloudmart.contracts.saga import (
     CUSTOMER_ID,
@@ -82,14 +81,7 @@ class Sagas:
             else str(uuid.uuid4())
         )
         request_hash = hashlib.sha256(order.model_dump_json().encode()).hexdigest()
-        saga = saga_input(
-            order_id,
-            order,
-            payment_review_timeout=self._settings.payment_review_timeout,
-            task_queues=self._settings.task_queues,
-            stuck_policy=self._settings.stuck_policy,
-            step_mode=self._settings.step_mode,
-        )
+        saga = self._settings.saga_input(order_id, order)
         try:
             await self._client.start_workflow(
                 OrderSaga.run,

@@ -21,7 +21,6 @@ from cloudmart.contracts.orders import (
     PlaceOrder,
     ShippingAddress,
     StepMode,
-    saga_input,
 )
 from cloudmart.contracts.saga import workflow_id
 from cloudmart.settings import Settings
@@ -68,14 +67,7 @@ def new_saga(
 ) -> OrderSagaInput:
     """The n-th order as the saga's input, under a fresh order id, with ``settings``' policies
     and its steps in ``mode``."""
-    return saga_input(
-        str(uuid.uuid4()),
-        order(n, token),
-        payment_review_timeout=settings.payment_review_timeout,
-        task_queues=settings.task_queues,
-        stuck_policy=settings.stuck_policy,
-        step_mode=mode,
-    )
+    return settings.saga_input(str(uuid.uuid4()), order(n, token), step_mode=mode)
 
 
 async def drive(name: str, orders: int, concurrency: int, one: One) -> Run:

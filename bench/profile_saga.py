@@ -64,7 +64,7 @@ from api.sagas import REQUEST_HASH
 from bench.drivers import order
 from bench.stats import table
 from bench.where_time_goes import split
-from cloudmart.contracts.orders import OrderStatus, saga_input
+from cloudmart.contracts.orders import OrderStatus
 from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, workflow_id
 from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.process import exit_now
@@ -418,14 +418,7 @@ async def start_alone(client: Client, settings: Settings, count: int) -> list[fl
     took = []
     for n in range(count):
         placed = order(n)
-        saga = saga_input(
-            str(uuid.uuid4()),
-            placed,
-            payment_review_timeout=settings.payment_review_timeout,
-            task_queues=settings.task_queues,
-            stuck_policy=settings.stuck_policy,
-            step_mode=settings.step_mode,
-        )
+        saga = settings.saga_input(str(uuid.uuid4()), placed)
         started = time.perf_counter()
         handle = await client.start_workflow(
             OrderSaga.run,

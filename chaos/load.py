@@ -36,7 +36,7 @@ SKUS = ("KB-MECH-01", "MOUSE-ERGO-01", "ARM-DUAL-01", "LAMP-LED-01", "CABLE-USBC
 
 async def child(sagas: int, concurrency: int) -> dict[str, object]:
     """Runs in the child process: start every saga through the client and wait for its end."""
-    from cloudmart.contracts.orders import OrderItem, PlaceOrder, ShippingAddress, saga_input
+    from cloudmart.contracts.orders import OrderItem, PlaceOrder, ShippingAddress
     from cloudmart.contracts.saga import workflow_id
     from cloudmart.settings import get_settings
     from cloudmart.temporal import connect
@@ -57,14 +57,7 @@ async def child(sagas: int, concurrency: int) -> dict[str, object]:
             payment_token="tok_ok",
             shipping_address=address,
         )
-        saga = saga_input(
-            str(uuid.uuid4()),
-            order,
-            payment_review_timeout=settings.payment_review_timeout,
-            task_queues=settings.task_queues,
-            stuck_policy=settings.stuck_policy,
-            step_mode=settings.step_mode,
-        )
+        saga = settings.saga_input(str(uuid.uuid4()), order)
         async with gate:
             state = await client.execute_workflow(
                 OrderSaga.run,

@@ -7,17 +7,34 @@ Every field maps to an environment variable named ``CLOUDMART_<FIELD>``, e.g.
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cloudmart.codec import PayloadKey, parse_payload_keys
-from cloudmart.contracts.orders import StepMode, StuckPolicy
+from cloudmart.contracts.orders import (
+    EVENTS_WINDOW,
+    MAX_EVENTS_WINDOW,
+    OrderSagaInput,
+    PlaceOrder,
+    StepMode,
+    StuckPolicy,
+    saga_input,
+)
 from cloudmart.contracts.routing import TaskQueues
 
 SERVICES = ("inventory", "payment", "shipping")
@@ -29,6 +46,22 @@ payment provider's own, the read side's projections, and the loyalty service's."
 MIN_SECRET_LENGTH = 24
 """Operator token and auth secret: long enough that guessing is hopeless (token_urlsafe(32)
 makes 43 characters)."""
+
+
+def _bare_seconds(value: object) -> object:
+    # pydantic reads "PT24H" and "24:00:00" but not a bare "86400" from the environment.
+    if isinstance(value, str):
+        try:
+            seconds = float(value)
+        except ValueError:
+            return value
+        if math.isfinite(seconds):
+            return seconds
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_bare_seconds)]
+"""A duration setting: seconds (``30``, ``2.5``) or ISO 8601 (``PT24H``)."""
 
 
 class Settings(BaseSettings):
@@ -59,15 +92,20 @@ class Settings(BaseSettings):
     payment_provider_db_url: str = ""
     """The simulated payment provider's ledger (another company's system in real life)."""
 
-    payment_review_timeout: timedelta = timedelta(hours=24)
+    payment_review_timeout: Duration = Field(default=timedelta(hours=24), gt=timedelta(0))
     """How long a payment held for fraud review waits for a decision (seconds or ISO 8601)."""
 
     compensation_stuck_attempts: int = Field(default=20, ge=1)
-    compensation_stuck_after: timedelta = Field(default=timedelta(minutes=10), gt=timedelta(0))
+    compensation_stuck_after: Duration = Field(default=timedelta(minutes=10), gt=timedelta(0))
     """A compensation failing this many times, or for this long, marks its order
     COMPENSATION_STUCK for an operator; it keeps being retried."""
-    compensation_retry_cap: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    compensation_retry_cap: Duration = Field(default=timedelta(minutes=5), gt=timedelta(0))
     """The longest wait between retries of a stuck compensation."""
+
+    events_window: Duration = Field(default=EVENTS_WINDOW, gt=timedelta(0), le=MAX_EVENTS_WINDOW)
+    """How long a saga's events may wait to be stored together: the event store's (and the read
+    side's) lag behind a running saga, against one append per order that ends within it
+    (seconds or ISO 8601, at most 10 minutes). Fixed per saga at its start."""
 
     step_mode: StepMode = StepMode.REGULAR
     """``regular``: each step is an activity on its service's task queue; ``local``: a local
@@ -194,7 +232,36 @@ class Settings(BaseSettings):
     def task_queues(self) -> TaskQueues:
         return TaskQueues.with_prefix(self.task_queue_prefix)
 
+    def saga_input(
+        self, order_id: str, order: PlaceOrder, *, step_mode: StepMode | None = None
+    ) -> OrderSagaInput:
+        """``order``'s saga input with this deployment's policies fixed in it (its queues,
+        review timeout, stuck policy, events window, and step mode unless ``step_mode``)."""
+        return saga_input(
+            order_id,
+            order,
+            payment_review_timeout=self.payment_review_timeout,
+            task_queues=self.task_queues,
+            stuck_policy=self.stuck_policy,
+            step_mode=step_mode or self.step_mode,
+            events_window=self.events_window,
+        )
+
 
 @cache
 def get_settings() -> Settings:
-    return Settings()
+    """This process's settings, from the environment. A bad value ends the process (exit 2)
+    with a line per problem naming its variable, rather than a traceback."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        print(bad_settings(err), file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def bad_settings(err: ValidationError) -> str:
+    lines = ["bad settings (see the README's Configuration):"]
+    for error in err.errors(include_input=False, include_url=False):
+        where = f"CLOUDMART_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
+        lines.append(f"  {where}{error['msg']}")
+    return "\n".join(lines)

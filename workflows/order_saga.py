@@ -111,13 +111,11 @@ events, not six per attempt."""
 STUCK_FIRST_BACKOFF = timedelta(minutes=1)
 
 LEAN_HISTORY = "lean-history"
-"""Saga v3, a shorter history for the same order: the event log batches its appends within
-EVENTS_WINDOW (one append for an order that ends within it, instead of about seven); the
-OrderStatus search attribute changes only for statuses that last (a review hold, compensating,
-stuck, the end), not for each step's few milliseconds; and the terminal status is set only
-once the order's events are stored, so that whoever sees it can read them."""
-EVENTS_WINDOW = timedelta(seconds=1)
-"""How stale the event store (and the read side built from it) may be about a running saga."""
+"""Saga v3, a shorter history for the same order: the event log batches its appends within the
+input's ``events_window`` (one append for an order that ends within it, instead of about
+seven); the OrderStatus search attribute changes only for statuses that last (a review hold,
+compensating, stuck, the end), not for each step's few milliseconds; and the terminal status is
+set only once the order's events are stored, so that whoever sees it can read them."""
 LASTING = frozenset(
     {
         OrderStatus.AWAITING_PAYMENT_REVIEW,
@@ -169,7 +167,7 @@ class OrderSaga:
         self._set_status(OrderStatus.PENDING)
         self._events.enabled = workflow.patched(ORDER_EVENTS)
         if self._lean:
-            self._events.window = EVENTS_WINDOW
+            self._events.window = order.events_window
         self._events.record(
             EventType.ORDER_PLACED,
             by=order.customer_id,

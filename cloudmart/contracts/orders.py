@@ -87,6 +87,11 @@ class StepMode(StrEnum):
     Temporal, but that worker must host every service."""
 
 
+EVENTS_WINDOW = timedelta(seconds=1)
+"""The default of ``OrderSagaInput.events_window``, and what sagas started before it had."""
+MAX_EVENTS_WINDOW = timedelta(minutes=10)
+
+
 class OrderSagaInput(BaseModel):
     """Everything the saga needs, fixed at start so that replays see the same values."""
 
@@ -104,6 +109,10 @@ class OrderSagaInput(BaseModel):
     step_mode: StepMode = StepMode.REGULAR
     """Fixed at start, so that a saga keeps its mode (and replays) when the setting changes;
     absent from sagas started before it existed: regular, as they ran."""
+    events_window: timedelta = Field(default=EVENTS_WINDOW, gt=timedelta(0), le=MAX_EVENTS_WINDOW)
+    """How long the saga's recorded events may wait to be stored together (saga v3): how stale
+    the event store, and the read side built from it, may be about a running saga. Absent from
+    sagas started before it existed: one second, as they ran."""
 
 
 class OrderStatus(StrEnum):
@@ -223,6 +232,7 @@ def saga_input(
     task_queues: TaskQueues,
     stuck_policy: StuckPolicy | None = None,
     step_mode: StepMode = StepMode.REGULAR,
+    events_window: timedelta = EVENTS_WINDOW,
 ) -> OrderSagaInput:
     return OrderSagaInput(
         order_id=order_id,
@@ -234,4 +244,5 @@ def saga_input(
         task_queues=task_queues,
         stuck_policy=stuck_policy or StuckPolicy(),
         step_mode=step_mode,
+        events_window=events_window,
     )

@@ -6,6 +6,7 @@ once the events are stored (test_order_events.py checks that last one)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from temporalio.api.enums.v1 import EventType
@@ -13,13 +14,13 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
-from cloudmart.contracts.orders import OrderSagaInput, OrderState, OrderStatus
+from cloudmart.contracts.orders import EVENTS_WINDOW, OrderSagaInput, OrderState, OrderStatus
 from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, workflow_id
 from cloudmart.settings import Settings
 from services.factory import Services
-from tests.support import new_saga_input
+from tests.support import new_saga_input, place_order
 from tests.workflows.saga_helpers import outcome, start, wait_for_status
-from workflows.order_saga import EVENTS_WINDOW, OrderSaga
+from workflows.order_saga import OrderSaga
 
 
 async def appended_batches(handle: WorkflowHandle[OrderSaga, OrderState]) -> int:
@@ -100,12 +101,7 @@ async def test_a_waiting_saga_has_its_events_stored_within_the_window(
     handle = await start_as_the_api_does(client, new_saga_input(settings, token="tok_review"))
     await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
     order_id = handle.id.removeprefix("order-")
-    await temporal_env.sleep(EVENTS_WINDOW + timedelta(seconds=1))
-    for _ in range(100):
-        if timeline(workers, order_id)[-1:] == ["PaymentReviewRequested"]:
-            break
-        await temporal_env.sleep(timedelta(milliseconds=100))
-    assert timeline(workers, order_id) == [
+    assert await stored_when_the_window_ends(temporal_env, workers, order_id, EVENTS_WINDOW) == [
         "OrderPlaced",
         "InventoryReserved",
         "FraudCheckPassed",
@@ -116,3 +112,39 @@ async def test_a_waiting_saga_has_its_events_stored_within_the_window(
     state = await outcome(handle)
     assert state.status is OrderStatus.CANCELLED
     assert timeline(workers, order_id)[-1] == "OrderCancelled"
+
+
+async def stored_when_the_window_ends(
+    temporal_env: WorkflowEnvironment, workers: Services, order_id: str, window: timedelta
+) -> list[str]:
+    """The order's timeline once ``window`` has passed (in skipped time) and its append ran."""
+    await temporal_env.sleep(window + timedelta(milliseconds=500))
+    for _ in range(100):
+        if stored := timeline(workers, order_id):
+            return stored
+        await temporal_env.sleep(timedelta(milliseconds=100))
+    return []
+
+
+async def test_the_window_is_the_sagas_own_fixed_at_its_start(
+    client: Client,
+    settings: Settings,
+    workers: Services,
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    """CLOUDMART_EVENTS_WINDOW reaches the saga through its input: a 30 s window keeps a held
+    order's events back for 30 s (the default would have stored them after 1)."""
+    saga = settings.model_copy(update={"events_window": timedelta(seconds=30)}).saga_input(
+        str(uuid.uuid4()), place_order((("SKU-A", 1),), token="tok_review")
+    )
+    assert saga.events_window == timedelta(seconds=30)
+    handle = await start_as_the_api_does(client, saga)
+    await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+    await temporal_env.sleep(EVENTS_WINDOW * 5)
+    assert timeline(workers, saga.order_id) == []
+    stored = await stored_when_the_window_ends(
+        temporal_env, workers, saga.order_id, timedelta(seconds=25)
+    )
+    assert stored[-1:] == ["PaymentReviewRequested"]
+    await handle.cancel()
+    assert (await outcome(handle)).status is OrderStatus.CANCELLED
