@@ -220,7 +220,7 @@ def test_an_idempotency_key_returns_the_same_order_and_starts_one_saga(api: http
     wait_for(api, first)
     replay = api.post("/orders", json=body, headers={"Idempotency-Key": key})
     assert replay.status_code == 202
-    assert replay.json() == {"order_id": first, "status": "COMPLETED"}
+    assert replay.json() == {"order_id": first, "status": "COMPLETED", "state": None}
     listed = wait_until_listed(api, body["customer_id"], 1)
     assert [o["order_id"] for o in listed] == [first]
 
