@@ -19,8 +19,6 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -48,6 +46,7 @@ from cloudmart.contracts.orders import (
 from cloudmart.contracts.saga import (
     CUSTOMER_ID,
     ORDER_STATUS,
+    start_search_attributes,
     workflow_id,
 )
 from cloudmart.settings import Settings
@@ -91,12 +90,7 @@ class Sagas:
                 # A workflow id is never reused: a repeated key can never start a second saga.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(CUSTOMER_ID, order.customer_id),
-                        SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING.value),
-                    ]
-                ),
+                search_attributes=start_search_attributes(order.customer_id),
                 memo={REQUEST_HASH: request_hash},
                 static_summary=f"{order.customer_id}: {len(order.items)} line(s)",
             )

@@ -22,7 +22,7 @@ from cloudmart.contracts.orders import (
     ShippingAddress,
     StepMode,
 )
-from cloudmart.contracts.saga import workflow_id
+from cloudmart.contracts.saga import start_search_attributes, workflow_id
 from cloudmart.settings import Settings
 from services.factory import build_inventory, prepare
 from services.inventory.catalog import DEMO_CATALOG
@@ -100,12 +100,17 @@ def floor(client: Client, task_queue: str, steps: int, activity_queue: str | Non
 
 
 def saga_via_client(client: Client, settings: Settings, mode: StepMode = StepMode.REGULAR) -> One:
-    """Start the saga (its steps in ``mode``) and wait for its result: no API, no polling."""
+    """Start the saga (its steps in ``mode``) as the API does, with its search attributes, and
+    wait for its result: the API's work on the saga, without the API."""
 
     async def one(n: int) -> None:
         saga = new_saga(settings, n, mode=mode)
         state = await client.execute_workflow(
-            OrderSaga.run, saga, id=workflow_id(saga.order_id), task_queue=saga.task_queues.orders
+            OrderSaga.run,
+            saga,
+            id=workflow_id(saga.order_id),
+            task_queue=saga.task_queues.orders,
+            search_attributes=start_search_attributes(saga.customer_id),
         )
         if state.status is not OrderStatus.COMPLETED:
             raise RuntimeError(f"bench order {saga.order_id} ended {state.status}")

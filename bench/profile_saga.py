@@ -54,8 +54,6 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -64,8 +62,7 @@ from api.sagas import REQUEST_HASH
 from bench.drivers import order
 from bench.stats import table
 from bench.where_time_goes import split
-from cloudmart.contracts.orders import OrderStatus
-from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, workflow_id
+from cloudmart.contracts.saga import start_search_attributes, workflow_id
 from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.process import exit_now
 from cloudmart.settings import Settings
@@ -427,12 +424,7 @@ async def start_alone(client: Client, settings: Settings, count: int) -> list[fl
             task_queue=saga.task_queues.orders,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(CUSTOMER_ID, placed.customer_id),
-                    SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING.value),
-                ]
-            ),
+            search_attributes=start_search_attributes(placed.customer_id),
             memo={REQUEST_HASH: hashlib.sha256(placed.model_dump_json().encode()).hexdigest()},
             static_summary=f"{placed.customer_id}: {len(placed.items)} line(s)",
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+from cloudmart.contracts.orders import OrderStatus
 
 WORKFLOW_TYPE = "OrderSaga"
 WORKFLOW_ID_PREFIX = "order-"
@@ -22,3 +24,14 @@ def workflow_id(order_id: str) -> str:
 
 def order_id_of(workflow_id: str) -> str:
     return workflow_id.removeprefix(WORKFLOW_ID_PREFIX)
+
+
+def start_search_attributes(customer_id: str) -> TypedSearchAttributes:
+    """What a saga starts with: whose order it is, and PENDING. A saga started with them moves
+    OrderStatus only for statuses that last (saga v3); one started without sets both first."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(CUSTOMER_ID, customer_id),
+            SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING.value),
+        ]
+    )

@@ -11,11 +11,10 @@ from datetime import timedelta
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from cloudmart.contracts.orders import EVENTS_WINDOW, OrderSagaInput, OrderState, OrderStatus
-from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, workflow_id
+from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, start_search_attributes, workflow_id
 from cloudmart.settings import Settings
 from services.factory import Services
 from tests.support import new_saga_input, place_order
@@ -57,12 +56,7 @@ async def start_as_the_api_does(
         saga,
         id=workflow_id(saga.order_id),
         task_queue=saga.task_queues.orders,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(CUSTOMER_ID, saga.customer_id),
-                SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING.value),
-            ]
-        ),
+        search_attributes=start_search_attributes(saga.customer_id),
     )
 
 
