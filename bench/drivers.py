@@ -85,6 +85,20 @@ async def drive(name: str, orders: int, concurrency: int, one: One) -> Run:
     return Run(name, concurrency, latencies, time.perf_counter() - started)
 
 
+async def drive_alternating(subjects: dict[str, One], orders: int) -> list[Run]:
+    """One at a time, the subjects taking turns order by order: at concurrency 1 the rows are
+    then measured over the same moments, and a drift in the machine's speed (this is a shared
+    VM) reaches each row alike rather than whichever ran during it. Throughput is orders over
+    the time spent on them."""
+    latencies: dict[str, list[float]] = {name: [] for name in subjects}
+    for n in range(orders):
+        for name, one in subjects.items():
+            started = time.perf_counter()
+            await one(n)
+            latencies[name].append((time.perf_counter() - started) * 1000)
+    return [Run(name, 1, taken, sum(taken) / 1000) for name, taken in latencies.items()]
+
+
 def floor(client: Client, task_queue: str, steps: int, activity_queue: str | None = None) -> One:
     """A bare workflow of ``steps`` sequential no-op activities."""
 

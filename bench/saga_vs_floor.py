@@ -9,7 +9,7 @@ Starts its own stack like ``make up`` (file-backed dev server with the same flag
 ``CLOUDMART_STEP_MODE=local`` so that it can run a saga in either mode (each saga's input says
 which), while the API starts regular sagas, as ``make up``'s does. A worker for the floor runs
 on the same server. The rows, at concurrency 1, 10 and 50, interleaved so that drift in the
-machine's load reaches every row alike:
+machine's load reaches every row alike (at concurrency 1 order by order, the rows taking turns):
 
 1. floor: a bare workflow of as many sequential no-op activities as the saga schedules (its five
    steps and its one batched event append), on the workflow's own task queue (eager dispatch):
@@ -42,7 +42,15 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from bench.drivers import One, drive, floor, saga_via_api, saga_via_client, stock_bench_skus
+from bench.drivers import (
+    One,
+    drive,
+    drive_alternating,
+    floor,
+    saga_via_api,
+    saga_via_client,
+    stock_bench_skus,
+)
 from bench.stats import Run, table
 from cloudmart.contracts.orders import StepMode
 from cloudmart.contracts.saga import WORKFLOW_ID_PREFIX
@@ -86,6 +94,7 @@ class Results:
     """Saga via client with SQLite, then PostgreSQL, service databases."""
     workers: list[Run] = field(default_factory=list)
     history_events: float = 0.0
+    history_kb: float = 0.0
     rows_per_order: dict[str, float] = field(default_factory=dict)
 
     def run(self, name: str, concurrency: int) -> Run:
@@ -116,8 +125,11 @@ async def main_rows(stack: DevStack, scale: float) -> list[Run]:
             await drive("warm-up", 20, 10, one)
         for concurrency in CONCURRENCIES:
             orders = orders_at(concurrency, scale)
-            for name, one in subjects.items():
-                runs.append(await drive(name, orders, concurrency, one))
+            if concurrency == 1:
+                runs += await drive_alternating(subjects, orders)
+            else:
+                for name, one in subjects.items():
+                    runs.append(await drive(name, orders, concurrency, one))
             peer = await run_dbos_saga_bench(orders, concurrency)
             runs.append(Run(DBOS, concurrency, peer.latencies_ms, peer.elapsed_s))
     return runs
@@ -156,24 +168,28 @@ def scale_out(stack: DevStack, scale: float) -> list[Run]:
     return runs
 
 
-async def write_amplification(settings: Settings) -> tuple[float, dict[str, float]]:
-    """History events per saga, and what each database gained per order: rows in ours, and KB
-    in use in Temporal's (whose task rows come and go, so that their count says nothing)."""
+async def write_amplification(settings: Settings) -> tuple[float, float, dict[str, float]]:
+    """History events and KB per saga, and what each database gained per order: rows in ours,
+    and KB in use in Temporal's (whose task rows come and go, so that their count says nothing;
+    its pages freed meanwhile by earlier work count against it, so the history's own size is
+    the steadier figure)."""
     client = await connect(settings)
     before = database_growth(settings.data_dir)
     await drive("sample", SAMPLE, 1, saga_via_client(client, settings))
     await asyncio.sleep(2)  # the projector and loyalty follow the events
     after = database_growth(settings.data_dir)
-    events = 0
+    events, size = 0, 0
     query = f"WorkflowType = 'OrderSaga' AND WorkflowId STARTS_WITH '{WORKFLOW_ID_PREFIX}'"
     handles = [
         client.get_workflow_handle(execution.id)
         async for execution in client.list_workflows(query, limit=SAMPLE)
     ]
     for handle in handles:
-        events += len((await handle.fetch_history()).events)
+        history = (await handle.fetch_history()).events
+        events += len(history)
+        size += sum(event.ByteSize() for event in history)
     grown = {name: (after[name] - before.get(name, 0)) / SAMPLE for name in after}
-    return events / len(handles), grown
+    return events / len(handles), size / 1024 / len(handles), grown
 
 
 def database_growth(data_dir: Path) -> dict[str, float]:
@@ -238,7 +254,7 @@ def measure(scale: float, postgres_url: str) -> Results:
             floor_worker.wait_ready(30)
             results.runs = asyncio.run(main_rows(stack, scale))
             results.workers = scale_out(stack, scale)
-            results.history_events, results.rows_per_order = asyncio.run(
+            results.history_events, results.history_kb, results.rows_per_order = asyncio.run(
                 write_amplification(stack.settings)
             )
         finally:
@@ -356,7 +372,8 @@ def report(results: Results) -> str:
             f"C={c}: {results.run(API, c).p50 - results.run(CLIENT, c).p50:+.1f} ms"
             for c in CONCURRENCIES
         ),
-        f"write amplification per order: {results.history_events:.0f} history events; gained "
+        f"write amplification per order: {results.history_events:.0f} history events "
+        f"({results.history_kb:.1f} KB); gained "
         f"per order (rows; Temporal's in KB): {amplification}",
         "",
         "Goals (issue 7):",

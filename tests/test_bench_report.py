@@ -3,9 +3,11 @@ written. Synthetic runs: the measuring is the benchmark's; what it says of them 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
+from bench.drivers import One, drive_alternating
 from bench.saga_vs_floor import (
     API,
     CLIENT,
@@ -40,6 +42,7 @@ def results() -> Results:
         databases=[run("SQLite: saga via client", 1, 110, 9), run("PostgreSQL", 1, 130, 7)],
         workers=[run(f"{n} worker processes", 50, 900 / n, 10 * n) for n in (1, 2, 4)],
         history_events=50,
+        history_kb=12.5,
         rows_per_order={"orders": 7.0, "temporal KB": 30.5},
     )
 
@@ -62,7 +65,7 @@ def test_the_report_has_every_row_and_section() -> None:
             assert re.search(rf"^\s*{re.escape(name)}\s+{c}\s", text, re.M), (name, c)
     assert "PostgreSQL" in text and "4 worker processes" in text
     assert "C=1: +3.0 ms" in text  # the API's overhead
-    assert "50 history events" in text and "temporal KB 30.5" in text
+    assert "50 history events (12.5 KB)" in text and "temporal KB 30.5" in text
     assert text.count("NOT MET") == 2 * len(CONCURRENCIES)  # the DBOS goals, as judged above
 
 
@@ -71,3 +74,22 @@ def test_the_plot_is_a_png(tmp_path: Path) -> None:
     plot(results(), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 10_000
+
+
+async def test_at_concurrency_1_the_rows_take_turns_order_by_order() -> None:
+    """So that a slow spell of the machine reaches every row alike."""
+    calls: list[tuple[str, int]] = []
+
+    def subject(name: str, seconds: float) -> One:
+        async def one(n: int) -> None:
+            calls.append((name, n))
+            await asyncio.sleep(seconds)
+
+        return one
+
+    runs = await drive_alternating({"a": subject("a", 0.01), "b": subject("b", 0.03)}, 3)
+    assert calls == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]
+    a, b = runs
+    assert (a.name, a.concurrency, len(a.latencies_ms)) == ("a", 1, 3)
+    assert 10 <= a.p50 < b.p50 and b.p50 >= 30
+    assert a.throughput == 3 / (sum(a.latencies_ms) / 1000)
