@@ -20,7 +20,7 @@ from cloudmart.contracts.orders import (
 from cloudmart.settings import Settings
 from services.factory import Services
 from services.orders.aggregate import replay
-from tests.support import Gate, new_saga_input
+from tests.support import Gate, assert_reconciled, new_saga_input
 from tests.workflows.saga_helpers import activity_attempts, outcome, start, wait_for_status
 from workflows.order_saga import OrderSaga
 
@@ -128,6 +128,8 @@ async def test_the_fold_of_an_orders_events_is_what_its_saga_reports(
     rebuilt = replay(state.order_id, workers.orders.stream(state.order_id))  # type: ignore[union-attr]
     assert rebuilt.model_dump(include=COMPARED) == state.model_dump(include=COMPARED)
     assert rebuilt.version == len(timeline(workers, state.order_id))
+    # Every unit and cent of the outcome, as each service's database recorded it.
+    assert_reconciled(workers, [state])
 
 
 COMPARED = {
