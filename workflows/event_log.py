@@ -1,25 +1,36 @@
 """The saga's event log: it records each transition as an order event, in order.
 
-``record`` is synchronous: the saga never waits for the event store between its steps. One
+``record`` is synchronous: the saga never waits for the event store between its steps. A
 background appender sends what has been recorded to the store (an activity on the saga's own
-task queue, batching what accumulated meanwhile) while the next steps run; before the saga ends
-it waits until everything is stored. Event ids derive from the order id and sequence, so a
-retried or replayed append stores nothing twice.
+task queue) while the next steps run; before the saga ends it waits until everything is stored.
+Event ids derive from the order id and sequence, so a retried or replayed append stores nothing
+twice.
 
-With a ``window`` (sagas started since the lean-history patch), recorded events wait up to that
-long to be batched with later ones: a saga that ends within the window stores all its events in
-one append at its end; one that waits longer (a payment review, a step retrying) has them
-stored when the window's timer fires. The timer is never cancelled (a saga that ends first just
-leaves it): cancelling a timer as it fires is a race that Temporal's time-skipping test server
-mishandles ("invalid history builder state for action"). Without a window (older sagas), each
-append starts as soon as the previous one ends: about seven appends per order, each an activity
-and a workflow task more (bench/where_time_goes.py).
+Three generations, each kept for the sagas started under it:
+
+- **Timed windows** (saga v4, the ``event-windows`` patch). An event opens a window of
+  ``window`` (the saga's input) unless one opened less than that long ago (by workflow time),
+  and joins it. A window's timer closes it, and each closed window is one append, in order; the
+  end closes every window at once. What the log does depends only on workflow time and on which
+  windows are closed, never on whether a timer's firing or an append's completion was processed
+  before an update's effects within a workflow task. That matters: a worker that replays a
+  saga can see such a firing together with a later update (seen with a review approved while
+  the worker that had run the saga was killed), and v3's choices then differed from the
+  history (a nondeterminism error, the saga stuck).
+- **Batched** (v3, ``lean-history``): events wait up to ``window`` for a timer, and an append
+  also takes whatever was recorded while the previous one ran. Kept for v3 sagas in flight.
+- **One by one** (older sagas, no window): each append starts as soon as the previous one ends.
+
+The timers are never cancelled (a saga that ends first just leaves them): cancelling a timer as
+it fires is a race that Temporal's time-skipping test server mishandles ("invalid history
+builder state for action").
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -37,6 +48,16 @@ APPEND_RETRY = RetryPolicy(
 """The store may be down for a while: appends retry until it is back."""
 
 
+@dataclass(eq=False)
+class _Window:
+    """Events recorded within ``window`` of the first, to be stored in one append."""
+
+    closes_at: datetime
+    events: list[Event] = field(default_factory=list)
+    closed: bool = False
+    timer: asyncio.Task[None] | None = None
+
+
 class EventLog:
     def __init__(self, order_id: str) -> None:
         self._order_id = order_id
@@ -47,8 +68,13 @@ class EventLog:
         """False for a saga started before the event log existed: it records nothing."""
         self.window: timedelta | None = None
         """How long recorded events may wait to be batched with later ones (None: not at all)."""
+        self.timed = False
+        """Saga v4: timed windows (see the module's docstring); needs ``window``."""
         self._ending = False
         self._window: asyncio.Task[None] | None = None
+        self._unclosed: list[_Window] = []
+        self._closed: list[_Window] = []
+        """Closed windows not yet stored, oldest first; the head is being appended."""
 
     def record(self, event_type: EventType, by: str, **data: Any) -> None:
         """Record that ``event_type`` happened (caused by ``by``: a customer, an operator, the
@@ -56,18 +82,20 @@ class EventLog:
         if not self.enabled:
             return
         self._sequence += 1
-        self._pending.append(
-            Event(
-                event_id=event_id(self._order_id, self._sequence),
-                aggregate_id=self._order_id,
-                sequence=self._sequence,
-                event_type=event_type,
-                data=data,
-                version=CURRENT_VERSION[event_type],
-                occurred_at=workflow.now(),
-                user_id=by,
-            )
+        event = Event(
+            event_id=event_id(self._order_id, self._sequence),
+            aggregate_id=self._order_id,
+            sequence=self._sequence,
+            event_type=event_type,
+            data=data,
+            version=CURRENT_VERSION[event_type],
+            occurred_at=workflow.now(),
+            user_id=by,
         )
+        if self.timed:
+            self._record_in_window(event)
+            return
+        self._pending.append(event)
         if self.window is None or self._ending:
             self._start_appender()
         elif self._window is None or self._window.done():
@@ -77,6 +105,9 @@ class EventLog:
         """Wait until every recorded event is in the store (an append's failure is raised).
         From here on, events are appended as they are recorded."""
         self._ending = True
+        if self.timed:
+            await self._windows_stored()
+            return
         while True:
             if self._appender is not None and not self._appender.done():
                 await self._appender
@@ -113,3 +144,48 @@ class EventLog:
             retry_policy=APPEND_RETRY,
             summary=", ".join(e.event_type for e in batch)[:200],
         )
+
+    # --- timed windows (saga v4) -------------------------------------------------------------
+
+    def _record_in_window(self, event: Event) -> None:
+        latest = self._unclosed[-1] if self._unclosed else None
+        if self._ending:  # the end stores events as they come, each closed at once
+            self._close(_Window(closes_at=event.occurred_at, events=[event]))
+        elif latest is not None and event.occurred_at < latest.closes_at:
+            latest.events.append(event)
+        else:
+            assert self.window is not None
+            opened = _Window(closes_at=event.occurred_at + self.window, events=[event])
+            self._unclosed.append(opened)
+            opened.timer = asyncio.create_task(self._close_after(opened, self.window))
+
+    async def _close_after(self, window: _Window, duration: timedelta) -> None:
+        await workflow.sleep(duration, summary="store events")
+        self._close(window)
+
+    def _close(self, window: _Window) -> None:
+        if window.closed:  # the end closed it first
+            return
+        window.closed = True
+        if window in self._unclosed:
+            self._unclosed.remove(window)
+        self._closed.append(window)
+        if self._appender is None or self._appender.done():
+            self._appender = asyncio.create_task(self._append_closed())
+
+    async def _append_closed(self) -> None:
+        while self._closed:
+            # Removed once stored: after a failure, the next appender sends it again first.
+            await self._append(self._closed[0].events)
+            self._closed.pop(0)
+
+    async def _windows_stored(self) -> None:
+        for window in list(self._unclosed):
+            self._close(window)
+        while True:
+            if self._appender is not None and not self._appender.done():
+                await self._appender
+            elif self._closed:  # left by an appender that failed
+                self._appender = asyncio.create_task(self._append_closed())
+            else:
+                return

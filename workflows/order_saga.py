@@ -116,6 +116,10 @@ input's ``events_window`` (one append for an order that ends within it, instead 
 seven); the OrderStatus search attribute changes only for statuses that last (a review hold,
 compensating, stuck, the end), not for each step's few milliseconds; and the terminal status is
 set only once the order's events are stored, so that whoever sees it can read them."""
+EVENT_WINDOWS = "event-windows"
+"""Saga v4, the same history as v3 for an order that ends within its window, made robust: the
+event log's timed windows choose by workflow time alone (workflows/event_log.py), where v3's
+choices could differ on a replay that saw a timer fire together with a later update."""
 LASTING = frozenset(
     {
         OrderStatus.AWAITING_PAYMENT_REVIEW,
@@ -168,6 +172,7 @@ class OrderSaga:
         self._events.enabled = workflow.patched(ORDER_EVENTS)
         if self._lean:
             self._events.window = order.events_window
+            self._events.timed = workflow.patched(EVENT_WINDOWS)
         self._events.record(
             EventType.ORDER_PLACED,
             by=order.customer_id,

@@ -11,6 +11,7 @@ Record the newest version's only on purpose (a new version, a new scenario), wit
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -36,8 +37,15 @@ from tests.workflows.saga_helpers import start, wait_for_status
 from workflows.order_saga import OrderSaga
 
 HISTORIES = Path(__file__).parent.parent / "histories"
-VERSIONS = ("1-saga", "2-order-events", "3-fraud-check", "4-lean-history")
+VERSIONS = ("1-saga", "2-order-events", "3-fraud-check", "4-lean-history", "5-event-windows")
 RECORD = os.environ.get("CLOUDMART_RECORD_HISTORIES") == "1"
+PATCH_DATA = {
+    patch: base64.b64encode(
+        json.dumps({"id": patch, "deprecated": False}, separators=(",", ":")).encode()
+    ).decode()
+    for patch in ("event-windows",)
+}
+"""A patch marker's data as a recorded history spells it (base64 JSON)."""
 
 
 async def record_scenarios(
@@ -116,7 +124,7 @@ def test_each_version_records_what_it_added() -> None:
     """Each folder holds the saga of its version (else it proves nothing new): v1 has no patch
     marker; from the event log on, the appends; from v2 on, the fraud screen (in every saga that
     got past the reservation); from v3 on, a few batched appends rather than about one per
-    event."""
+    event; from v4 on, the timed windows' patch."""
     for path in recorded("1-saga"):
         assert "markerName" not in path.read_text(), path.name
     for version in VERSIONS[1:]:
@@ -128,3 +136,5 @@ def test_each_version_records_what_it_added() -> None:
             assert screened is (version >= "3" and path.stem != "out_of_stock"), path.name
             lean = text.count('"name": "orders.append"') <= 2
             assert lean is (version >= "4"), path.name
+            timed = PATCH_DATA["event-windows"] in text
+            assert timed is (version >= "5"), path.name

@@ -1,5 +1,6 @@
 """Saga v2 (the fraud screen before the charge) reaches sagas that v1 workers started; saga v3
-(the lean history) leaves the sagas that v2 workers started as they were.
+(the lean history) leaves the sagas that v2 workers started as they were, and saga v4 (timed
+event windows) those that v3 workers started.
 
 The v1 worker here is today's code with the ``fraud-check`` patch not taken: that is exactly
 what ``if workflow.patched(...)`` makes the old branch. The upgrade is the switch from that
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 
 import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from cloudmart.contracts.orders import OrderState, OrderStatus, PaymentReviewDecision
@@ -25,7 +28,7 @@ from services.factory import Services
 from tests.support import assert_reconciled, new_saga_input
 from tests.workflows.saga_helpers import outcome, outline, start, wait_for_status
 from worker import running_workers
-from workflows.order_saga import FRAUD_CHECK, LEAN_HISTORY, OrderSaga
+from workflows.order_saga import EVENT_WINDOWS, FRAUD_CHECK, LEAN_HISTORY, OrderSaga
 
 Workers = Callable[..., AbstractAsyncContextManager[list[Worker]]]
 
@@ -58,6 +61,10 @@ def v1_code(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def v2_code(monkeypatch: pytest.MonkeyPatch) -> None:
     older_code(monkeypatch, LEAN_HISTORY)
+
+
+def v3_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    older_code(monkeypatch, EVENT_WINDOWS)
 
 
 async def markers(handle: WorkflowHandle[OrderSaga, OrderState]) -> int:
@@ -162,4 +169,40 @@ async def test_a_v2_saga_held_for_review_finishes_on_v3_as_v2(
     assert counts["appends"] >= 4  # one at least per step's event, as v2 does
     assert services.orders is not None
     assert [e.event_type for e in services.orders.stream(state.order_id)][-1] == "OrderCompleted"
+    assert_reconciled(services, [state])
+
+
+async def test_a_v3_saga_held_for_review_finishes_on_v4_as_v3(
+    client: Client,
+    settings: Settings,
+    uncached_workers: Workers,
+    services: Services,
+    temporal_env: WorkflowEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Started by v3 (its batched appends), upgraded while it waits for a review after its
+    window's timer fired: it replays on v4 and goes on as v3, storing every event once."""
+    async with uncached_workers(services):
+        with monkeypatch.context() as v3:
+            v3_code(v3)
+            handle = await start(client, new_saga_input(settings, token="tok_review"))
+            await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+            await temporal_env.sleep(timedelta(seconds=3))  # the window's timer fires
+        await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
+        state = await outcome(handle)
+
+    assert state.status is OrderStatus.COMPLETED
+    history = await handle.fetch_history()
+    names = [
+        e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data.decode()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert any(LEAN_HISTORY in name for name in names)
+    assert not any(EVENT_WINDOWS in name for name in names)  # never v4's
+    assert services.orders is not None
+    stream = [e.event_type for e in services.orders.stream(state.order_id)]
+    assert stream[0] == "OrderPlaced" and stream[-1] == "OrderCompleted"
+    sequences = [e.sequence for e in services.orders.stream(state.order_id)]
+    assert sequences == list(range(1, len(stream) + 1))  # each stored once, in order
     assert_reconciled(services, [state])
