@@ -34,7 +34,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import Interceptor, UnsandboxedWorkflowRunner, Worker
 
 from activities.inventory import InventoryActivities
 from activities.orders import OrdersActivities
@@ -52,6 +52,8 @@ SUBSCRIBERS = ("projector", "loyalty")
 ROLES = ("orchestrator", *SERVICES, *SUBSCRIBERS)
 READY = "worker ready"
 """Printed once every worker polls; the dev stack waits for this line."""
+UNSANDBOXED = UnsandboxedWorkflowRunner()
+"""The runner of a saga worker with the workflow sandbox off (settings: ``workflow_sandbox``)."""
 
 log = logging.getLogger("cloudmart.worker")
 
@@ -67,6 +69,7 @@ async def running_workers(
     eager_activities: bool = True,
     max_cached_workflows: int = 1000,
     local_steps: bool = False,
+    sandboxed: bool = True,
     interceptors: Sequence[Interceptor] = (),
 ) -> AsyncIterator[list[Worker]]:
     """Run the saga's workflow worker and/or the hosted services' activity workers.
@@ -81,6 +84,9 @@ async def running_workers(
     ``local_steps`` (local step mode) also gives the saga's worker every service's activities:
     a local activity runs in the worker that runs its workflow. The services' own workers run
     on all the same, for sagas started in regular mode.
+
+    ``sandboxed`` False runs the saga outside the SDK's workflow sandbox (settings:
+    ``workflow_sandbox``).
 
     ``interceptors`` go to every worker (bench/profile_saga.py times each activity's passage).
     """
@@ -131,6 +137,7 @@ async def running_workers(
                 disable_eager_activity_execution=not eager_activities,
                 max_cached_workflows=max_cached_workflows,
                 interceptors=interceptors,
+                **({} if sandboxed or not workflows else {"workflow_runner": UNSANDBOXED}),
             )
         )
     try:
@@ -250,12 +257,14 @@ async def serve(
                 activity_threads=settings.activity_threads,
                 max_cached_workflows=settings.max_cached_workflows,
                 local_steps=settings.step_mode is StepMode.LOCAL,
+                sandboxed=settings.workflow_sandbox,
                 interceptors=interceptors,
             ) as workers,
             running_subscribers(services, stop),
         ):
             queues = ", ".join(w.task_queue for w in workers) or "no task queue"
-            print(f"{READY}: {', '.join(sorted(roles))} on {queues}{_cache(workers)}", flush=True)
+            said = _saga_worker(workers)
+            print(f"{READY}: {', '.join(sorted(roles))} on {queues}{said}", flush=True)
             if ready_file is not None:
                 await asyncio.to_thread(ready_file.write_text, queues)
             await stop.wait()
@@ -266,11 +275,15 @@ async def serve(
         services.dispose()
 
 
-def _cache(workers: Iterable[Worker]) -> str:
-    """The saga cache's size as the SDK's worker has it (not as the settings ask): what an
-    operator sizing memory needs to see, and what the tests check arrived."""
-    sizes = {w.config()["max_cached_workflows"] for w in workers if w.config().get("workflows")}
-    return "".join(f"; caches up to {size} sagas" for size in sizes)
+def _saga_worker(workers: Iterable[Worker]) -> str:
+    """The saga cache's size, and the sandbox if it is off, as the SDK's worker has them (not as
+    the settings ask): what an operator sizing memory needs to see, and what the tests check
+    arrived."""
+    sagas = [w.config() for w in workers if w.config().get("workflows")]
+    said = [f"; caches up to {size} sagas" for size in {c["max_cached_workflows"] for c in sagas}]
+    if any(isinstance(c.get("workflow_runner"), UnsandboxedWorkflowRunner) for c in sagas):
+        said.append("; workflow sandbox off")
+    return "".join(said)
 
 
 def main(argv: list[str] | None = None) -> None:

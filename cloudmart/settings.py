@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     rebuilt by replaying its history when it next has work; 0 turns the cache and sticky task
     queues off (README, "Memory and idle sagas")."""
 
+    workflow_sandbox: bool = True
+    """Run the saga in the SDK's workflow sandbox, which re-imports its modules for every saga
+    and checks each call it makes, catching nondeterministic code (a clock, a file, a network
+    call) as it runs. False runs it as plain Python: less CPU per saga and lower latency
+    (README, "Performance"), with determinism then resting on the workflow's tests and the
+    replay of recorded histories, which stay sandboxed."""
+
     payload_keys: SecretStr = SecretStr("")
     """Payload encryption keys (AES-256-GCM): ``id:base64key`` entries, comma-separated, newest
     first. New payloads use the first; every listed key still decrypts. Required by every process

@@ -1,5 +1,6 @@
-"""The saga cache's size (CLOUDMART_MAX_CACHED_WORKFLOWS): the SDK's default unless set, and
-what `python -m worker` hands the SDK's worker when set."""
+"""The saga worker's settings that `python -m worker` hands the SDK's worker: the saga cache's
+size (CLOUDMART_MAX_CACHED_WORKFLOWS, the SDK's default unless set) and the workflow sandbox
+(CLOUDMART_WORKFLOW_SANDBOX, on unless set)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,32 @@ def test_the_worker_process_gives_the_sdks_worker_the_configured_cache(
         ready = [line for line in worker.tail if "worker ready" in line]
     # The size is read back from the SDK's Worker, not from the settings.
     assert len(ready) == 1 and ready[0].endswith(f"; caches up to {size} sagas"), worker.tail
+
+
+def test_the_sandbox_is_on_unless_the_environment_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CLOUDMART_WORKFLOW_SANDBOX", raising=False)
+    assert Settings().workflow_sandbox is True
+    monkeypatch.setenv("CLOUDMART_WORKFLOW_SANDBOX", "false")
+    assert Settings().workflow_sandbox is False
+    monkeypatch.setenv("CLOUDMART_WORKFLOW_SANDBOX", "sometimes")
+    with pytest.raises(ValueError, match="workflow_sandbox"):
+        Settings()
+
+
+@pytest.mark.parametrize("sandbox", [True, False], ids=["sandboxed", "unsandboxed"])
+def test_the_worker_process_runs_the_saga_in_the_sandbox_unless_told_not_to(
+    dev_stack: DevStack, tmp_path: Path, sandbox: bool
+) -> None:
+    settings = throwaway_settings(
+        tmp_path,
+        temporal_address=dev_stack.settings.temporal_address,
+        task_queue_prefix=f"sandbox-{uuid.uuid4().hex[:6]}",
+        workflow_sandbox=sandbox,
+    )
+    with worker_process(settings) as worker:
+        ready = [line for line in worker.tail if "worker ready" in line]
+    # Read back from the SDK's Worker's runner, not from the settings.
+    assert len(ready) == 1, worker.tail
+    assert ready[0].endswith("; workflow sandbox off") is not sandbox, ready[0]
