@@ -1,6 +1,6 @@
 """The order saga against Temporal's floor and against DBOS, in one run, with one table.
 
-    make bench                                  # the default sizes (about 8 minutes)
+    make bench                                  # the default sizes (about 12 minutes)
     make bench BENCH_ARGS="--scale 0.3"         # fewer orders per row
     make bench BENCH_ARGS="--plot bench.png"    # where the plot goes
 
@@ -22,8 +22,10 @@ machine's load reaches every row alike (at concurrency 1 order by order, the row
    process (bench/dbos_saga.py), the peer a user would weigh against ours.
 
 Then: the saga via the client with PostgreSQL service databases beside SQLite (a second stack);
-with 1, 2 and 4 worker processes at concurrency 50; the write amplification of one order; the
-goals of issue 7, each with its figure. A PNG plot (latency against concurrency per row,
+with 1, 2 and 4 worker processes at concurrency 50; the write amplification of one order; rows 2
+and 4 with the workflow sandbox off (``CLOUDMART_WORKFLOW_SANDBOX=false``, the worker restarted),
+with the floor and DBOS measured again beside them; the goals of issue 7, each with its figure
+(those of rows 2 and 4 also with the sandbox off). A PNG plot (latency against concurrency per row,
 throughput against worker processes) goes to ``--plot``.
 """
 
@@ -85,11 +87,17 @@ FLOOR, CLIENT, API, LOCAL, DBOS = (
     "saga, local steps",
     "DBOS saga",
 )
+CLIENT_UNSANDBOXED, LOCAL_UNSANDBOXED = (
+    "saga via client, no sandbox",
+    "local steps, no sandbox",
+)
 
 
 @dataclass
 class Results:
     runs: list[Run] = field(default_factory=list)
+    unsandboxed: list[Run] = field(default_factory=list)
+    """The saga with the workflow sandbox off, beside the floor and DBOS measured again."""
     databases: list[Run] = field(default_factory=list)
     """Saga via client with SQLite, then PostgreSQL, service databases."""
     workers: list[Run] = field(default_factory=list)
@@ -97,8 +105,9 @@ class Results:
     history_kb: float = 0.0
     rows_per_order: dict[str, float] = field(default_factory=dict)
 
-    def run(self, name: str, concurrency: int) -> Run:
-        return next(r for r in self.runs if r.name == name and r.concurrency == concurrency)
+    def run(self, name: str, concurrency: int, sandbox: bool = True) -> Run:
+        runs = self.runs if sandbox else self.unsandboxed
+        return next(r for r in runs if r.name == name and r.concurrency == concurrency)
 
 
 def orders_at(concurrency: int, scale: float) -> int:
@@ -106,14 +115,10 @@ def orders_at(concurrency: int, scale: float) -> int:
 
 
 async def main_rows(stack: DevStack, scale: float) -> list[Run]:
-    # Here, not at the top: dbos is in the bench extra, and the report is tested without it.
-    from bench.dbos_saga import run_dbos_saga_bench
-
     settings = stack.settings
     plain = await Client.connect(settings.temporal_address)  # the floor's: no codec
     client = await connect(settings)
     limits = httpx.Limits(max_connections=max(CONCURRENCIES) * 2)
-    runs: list[Run] = []
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=90, limits=limits) as http:
         subjects: dict[str, One] = {
             FLOOR: floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES),
@@ -121,17 +126,42 @@ async def main_rows(stack: DevStack, scale: float) -> list[Run]:
             API: saga_via_api(http, poll=0.02),
             LOCAL: saga_via_client(client, settings, StepMode.LOCAL),
         }
-        for one in subjects.values():
-            await drive("warm-up", 20, 10, one)
-        for concurrency in CONCURRENCIES:
-            orders = orders_at(concurrency, scale)
-            if concurrency == 1:
-                runs += await drive_alternating(subjects, orders)
-            else:
-                for name, one in subjects.items():
-                    runs.append(await drive(name, orders, concurrency, one))
-            peer = await run_dbos_saga_bench(orders, concurrency)
-            runs.append(Run(DBOS, concurrency, peer.latencies_ms, peer.elapsed_s))
+        return await rows_beside_dbos(subjects, scale)
+
+
+async def unsandboxed_rows(stack: DevStack, scale: float) -> list[Run]:
+    """The saga via the client in both step modes, its worker restarted with the workflow
+    sandbox off; the floor and DBOS again, so that the ratios compare moments alike."""
+    stack.processes.pop("worker").stop()
+    stack.env["CLOUDMART_WORKFLOW_SANDBOX"] = "false"
+    stack.start_process("worker")
+    settings = stack.settings
+    client = await connect(settings)
+    subjects: dict[str, One] = {
+        FLOOR: floor(await Client.connect(settings.temporal_address), FLOOR_QUEUE, SAGA_ACTIVITIES),
+        CLIENT_UNSANDBOXED: saga_via_client(client, settings),
+        LOCAL_UNSANDBOXED: saga_via_client(client, settings, StepMode.LOCAL),
+    }
+    return await rows_beside_dbos(subjects, scale)
+
+
+async def rows_beside_dbos(subjects: dict[str, One], scale: float) -> list[Run]:
+    """Each subject at each concurrency (at 1 taking turns order by order), then the DBOS saga."""
+    # Here, not at the top: dbos is in the bench extra, and the report is tested without it.
+    from bench.dbos_saga import run_dbos_saga_bench
+
+    runs: list[Run] = []
+    for one in subjects.values():
+        await drive("warm-up", 20, 10, one)
+    for concurrency in CONCURRENCIES:
+        orders = orders_at(concurrency, scale)
+        if concurrency == 1:
+            runs += await drive_alternating(subjects, orders)
+        else:
+            for name, one in subjects.items():
+                runs.append(await drive(name, orders, concurrency, one))
+        peer = await run_dbos_saga_bench(orders, concurrency)
+        runs.append(Run(DBOS, concurrency, peer.latencies_ms, peer.elapsed_s))
     return runs
 
 
@@ -257,6 +287,7 @@ def measure(scale: float, postgres_url: str) -> Results:
             results.history_events, results.history_kb, results.rows_per_order = asyncio.run(
                 write_amplification(stack.settings)
             )
+            results.unsandboxed = asyncio.run(unsandboxed_rows(stack, scale))  # last: a restart
         finally:
             if floor_worker is not None:
                 floor_worker.stop()
@@ -327,20 +358,36 @@ def goals(results: Results) -> list[Goal]:
     goal = "API overhead per order at p50 <= 5 ms (C=1)"
     found.append(Goal(goal, f"{overhead:+.1f} ms", overhead <= 5))
     for concurrency in CONCURRENCIES:
-        local, dbos = results.run(LOCAL, concurrency), results.run(DBOS, concurrency)
-        latency = local.p50 / dbos.p50
-        throughput = local.throughput / dbos.throughput
-        found.append(
-            Goal(f"local steps p50 <= 2x DBOS at C={concurrency}", f"{latency:.2f}x", latency <= 2)
-        )
-        found.append(
-            Goal(
-                f"local steps per s >= 0.5x DBOS at C={concurrency}",
-                f"{throughput:.2f}x",
-                throughput >= 0.5,
-            )
-        )
+        found += peer_goals(results, LOCAL, "local steps", concurrency, sandbox=True)
+    if results.unsandboxed:
+        for concurrency in CONCURRENCIES:
+            floor_run = results.run(FLOOR, concurrency, sandbox=False)
+            saga = results.run(CLIENT_UNSANDBOXED, concurrency, sandbox=False)
+            ratio = saga.p50 / floor_run.p50
+            goal = f"{CLIENT_UNSANDBOXED} p50 <= 1.15x floor at C={concurrency}"
+            found.append(Goal(goal, f"{ratio:.2f}x", ratio <= 1.15))
+            ratio = saga.throughput / floor_run.throughput
+            goal = f"{CLIENT_UNSANDBOXED} per s >= 0.9x floor at C={concurrency}"
+            found.append(Goal(goal, f"{ratio:.2f}x", ratio >= 0.9))
+        for concurrency in CONCURRENCIES:
+            found += peer_goals(results, LOCAL_UNSANDBOXED, LOCAL_UNSANDBOXED, concurrency, False)
     return found
+
+
+def peer_goals(
+    results: Results, name: str, label: str, concurrency: int, sandbox: bool
+) -> list[Goal]:
+    ours = results.run(name, concurrency, sandbox)
+    dbos = results.run(DBOS, concurrency, sandbox)
+    latency, throughput = ours.p50 / dbos.p50, ours.throughput / dbos.throughput
+    return [
+        Goal(f"{label} p50 <= 2x DBOS at C={concurrency}", f"{latency:.2f}x", latency <= 2),
+        Goal(
+            f"{label} per s >= 0.5x DBOS at C={concurrency}",
+            f"{throughput:.2f}x",
+            throughput >= 0.5,
+        ),
+    ]
 
 
 def report(results: Results) -> str:
@@ -361,6 +408,7 @@ def report(results: Results) -> str:
         "Against DBOS Transact (same saga, same service code and SQLite databases):",
         runs_table(peers, dbos, "DBOS"),
         "",
+        *unsandboxed_section(results),
         "Service databases (saga via client):",
         runs_table(results.databases),
         "",
@@ -382,6 +430,21 @@ def report(results: Results) -> str:
     return "\n".join(parts)
 
 
+def unsandboxed_section(results: Results) -> list[str]:
+    if not results.unsandboxed:
+        return []
+    floors = {r.concurrency: r for r in results.unsandboxed if r.name == FLOOR}
+    dbos = {r.concurrency: r for r in results.unsandboxed if r.name == DBOS}
+    return [
+        "The workflow sandbox off (CLOUDMART_WORKFLOW_SANDBOX=false; the worker restarted, the",
+        "floor and DBOS measured again beside it):",
+        runs_table([r for r in results.unsandboxed if r.name != DBOS], floors, "floor"),
+        "",
+        runs_table([r for r in results.unsandboxed if r.name != FLOOR], dbos, "DBOS"),
+        "",
+    ]
+
+
 def plot(results: Results, path: Path) -> None:
     import matplotlib
 
@@ -392,6 +455,11 @@ def plot(results: Results, path: Path) -> None:
     for name in (FLOOR, CLIENT, API, LOCAL, DBOS):
         runs = [r for r in results.runs if r.name == name]
         latency.plot([r.concurrency for r in runs], [r.p50 for r in runs], marker="o", label=name)
+    for name in (CLIENT_UNSANDBOXED, LOCAL_UNSANDBOXED):
+        runs = [r for r in results.unsandboxed if r.name == name]
+        if runs:
+            xs, ys = [r.concurrency for r in runs], [r.p50 for r in runs]
+            latency.plot(xs, ys, marker="x", linestyle="--", label=name)
     latency.set(
         xscale="log",
         yscale="log",

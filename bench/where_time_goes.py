@@ -26,6 +26,7 @@ import sys
 import tempfile
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
@@ -35,6 +36,7 @@ from temporalio.client import Client
 from bench.drivers import drive, floor, saga_via_client
 from bench.saga_vs_floor import FLOOR_QUEUE, SAGA_ACTIVITIES
 from bench.stats import table
+from cloudmart.contracts.orders import StepMode
 from cloudmart.devstack import DevStack, ManagedProcess, settings_env, throwaway_settings
 from cloudmart.process import exit_now
 from cloudmart.temporal import connect
@@ -77,7 +79,7 @@ def split(events: list[HistoryEvent]) -> dict[str, float]:
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             completed = event.activity_task_completed_event_attributes
             spent["activity run"] += ms(event) - ms(started[completed.started_event_id])
-    spent["total"] = ms(events[-1]) - ms(events[0])
+    spent["total"] = ms(events[-1]) - ms(events[0])  # the history's span
     spent["events"] = len(events)
     return spent
 
@@ -93,18 +95,24 @@ async def measure(stack: DevStack, orders: int) -> dict[str, list[dict[str, floa
     subjects = {
         "floor": (plain, floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES)),
         "saga": (client, saga_via_client(client, settings)),
+        "local steps": (client, saga_via_client(client, settings, StepMode.LOCAL)),
     }
     found: dict[str, list[dict[str, float]]] = {}
     for name, (reader, one) in subjects.items():
         await drive("warm-up", 10, 1, one)
-        await drive(name, orders, 1, one)
+        since = datetime.now(UTC)
+        run = await drive(name, orders, 1, one)
         ids = [
             execution.id
             async for execution in reader.list_workflows(
-                f"WorkflowType = '{'Floor' if name == 'floor' else 'OrderSaga'}'", limit=orders
+                f"WorkflowType = '{'Floor' if name == 'floor' else 'OrderSaga'}'"
+                f" AND StartTime > '{since.isoformat()}'",
+                limit=orders,
             )
         ]
         found[name] = await histories(reader, ids)
+        for spent, taken in zip(found[name], run.latencies_ms, strict=True):
+            spent["client"] = taken
     return found
 
 
@@ -115,7 +123,7 @@ def report(found: dict[str, list[dict[str, float]]]) -> str:
         for name, splits in found.items()
     }
     counts = ("workflow tasks", "activities", "of which event appends", "events")
-    for key in (*PHASES, "total", *counts):
+    for key in (*PHASES, "total", "client", *counts):
         unit = "" if key in counts else " ms"
         rows.append([key + unit, *(f"{medians[name].get(key, 0):.1f}" for name in medians)])
     return table(rows, ["median per execution", *medians])
@@ -127,7 +135,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cloudmart-where-") as data:
         settings = throwaway_settings(Path(data), task_queue_prefix=f"w-{uuid.uuid4().hex[:6]}")
-        env = settings_env(settings)
+        # A worker in the local step mode also runs sagas whose input asks for regular steps.
+        env = {**settings_env(settings), "CLOUDMART_STEP_MODE": StepMode.LOCAL.value}
         stack = DevStack(settings, env, output=None, persist=True)
         floor_worker: ManagedProcess | None = None
         try:
