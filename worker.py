@@ -81,9 +81,10 @@ async def running_workers(
     ``max_cached_workflows`` (the SDK's default: 1000) bounds the sagas kept in memory; an evicted
     one is rebuilt by replaying its history when it next has work.
 
-    ``local_steps`` (local step mode) also gives the saga's worker every service's activities:
-    a local activity runs in the worker that runs its workflow. The services' own workers run
-    on all the same, for sagas started in regular mode.
+    ``local_steps`` (local step mode) requires every service here: a local activity runs in
+    the worker that runs its workflow. A saga worker with every service at hand gets their
+    activities in either mode, since each saga's input says which mode it runs in. The
+    services' own workers run all the same, for sagas started in regular mode.
 
     ``sandboxed`` False runs the saga outside the SDK's workflow sandbox (settings:
     ``workflow_sandbox``).
@@ -101,13 +102,17 @@ async def running_workers(
     }
     # The saga, with the event store's append as an activity on its own task queue.
     saga_activities = OrdersActivities(services.orders).all() if services.orders else []
-    if orchestrator and local_steps:
-        missing = [name for name, (_, service, _) in service_activities.items() if not service]
-        if missing:
-            raise LocalStepsNeedServices(
-                "local step mode runs every step in the saga's worker, which then needs every "
-                f"service; this one lacks the activities of {', '.join(missing)}"
-            )
+    missing = [name for name, (_, service, _) in service_activities.items() if not service]
+    if orchestrator and local_steps and missing:
+        raise LocalStepsNeedServices(
+            "local step mode runs every step in the saga's worker, which then needs every "
+            f"service; this one lacks the activities of {', '.join(missing)}"
+        )
+    steps_here = orchestrator and not missing
+    if steps_here:
+        # Each saga's input fixes its mode: with every service at hand, this worker runs a
+        # local-mode saga's steps whatever its own setting, instead of leaving it retrying
+        # "not registered" forever.
         for _, service, activities_of in service_activities.values():
             saga_activities += activities_of(service).all()  # type: ignore[arg-type]
     hosted: list[tuple[str, list[object], list[type]]] = []
@@ -120,7 +125,7 @@ async def running_workers(
     workers: list[Worker] = []
     for task_queue, activities, workflows in hosted:
         threads = activity_threads
-        if workflows and local_steps:
+        if workflows and steps_here:
             threads *= 1 + len(service_activities)  # the appends' share, and each service's
         executor = ThreadPoolExecutor(threads, thread_name_prefix=task_queue)
         executors.append(executor)

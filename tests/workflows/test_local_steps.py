@@ -6,6 +6,7 @@ service's task queue; and such a history replays."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -175,6 +176,21 @@ def test_a_saga_input_without_a_step_mode_runs_its_steps_as_regular_activities()
     old = saga.model_dump(mode="json")
     del old["step_mode"]
     assert OrderSagaInput.model_validate(old).step_mode is StepMode.REGULAR
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_worker_set_to_regular_steps_runs_a_local_mode_saga_with_every_service_at_hand(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    """The saga's input fixes its mode, not the worker's setting: a saga started in local mode
+    (by an API whose setting said so) must not be left retrying an unregistered step."""
+    handle = await start(client, local(new_saga_input(settings, (("SKU-A", 1),))))
+    state = await asyncio.wait_for(outcome(handle), timeout=60)  # not stuck retrying a step
+
+    assert state.status is OrderStatus.COMPLETED
+    _, markers = await activities_in_history(handle)
+    assert markers == [name for name, _ in outline(state.steps)]
+    assert_books_balance(workers, [1000])
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
