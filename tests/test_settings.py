@@ -5,6 +5,7 @@ started with a bad value."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -106,3 +107,11 @@ def test_a_program_started_with_a_bad_setting_says_which_and_exits_2(
     assert "CLOUDMART_EVENTS_WINDOW: Input should be greater than 0 seconds" in run.stderr
     assert "CLOUDMART_COMPENSATION_STUCK_ATTEMPTS: Input should be a valid integer" in run.stderr
     assert list(tmp_path.iterdir()) == []  # refused before it touched anything
+
+
+def test_every_setting_is_in_the_readmes_configuration_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `(CLOUDMART_[A-Z_]+)`", section, re.M))
+    rows |= set(re.findall(r"^\| `CLOUDMART_[A-Z_]+` / `(CLOUDMART_[A-Z_]+)`", section, re.M))
+    assert {f"CLOUDMART_{name.upper()}" for name in Settings.model_fields} <= rows
