@@ -5,9 +5,9 @@
     make bench BENCH_ARGS="--plot bench.png"    # where the plot goes
 
 Starts its own stack like ``make up`` (file-backed dev server with the same flags,
-``python -m worker``, ``python -m api``) in a temporary directory; its worker runs with
-``CLOUDMART_STEP_MODE=local`` so that it can run a saga in either mode (each saga's input says
-which), while the API starts regular sagas, as ``make up``'s does. A worker for the floor runs
+``python -m worker``, ``python -m api``) in a temporary directory; its worker, hosting every
+service, runs a saga in either step mode (each saga's input says which), while the API starts
+regular sagas, as ``make up``'s does. A worker for the floor runs
 on the same server. The rows, at concurrency 1, 10 and 50, interleaved so that drift in the
 machine's load reaches every row alike (at concurrency 1 order by order, the rows taking turns):
 
@@ -266,10 +266,6 @@ def measure(scale: float, postgres_url: str) -> Results:
         stack = start_stack(Path(data))
         floor_worker: ManagedProcess | None = None
         try:
-            # One worker able to run either mode; the API keeps starting regular sagas.
-            stack.processes.pop("worker").stop()
-            stack.env["CLOUDMART_STEP_MODE"] = StepMode.LOCAL.value
-            stack.start_process("worker")
             floor_worker = ManagedProcess.start(
                 "floor-worker",
                 [

@@ -135,8 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cloudmart-where-") as data:
         settings = throwaway_settings(Path(data), task_queue_prefix=f"w-{uuid.uuid4().hex[:6]}")
-        # A worker in the local step mode also runs sagas whose input asks for regular steps.
-        env = {**settings_env(settings), "CLOUDMART_STEP_MODE": StepMode.LOCAL.value}
+        env = settings_env(settings)  # its worker, hosting every service, runs either step mode
         stack = DevStack(settings, env, output=None, persist=True)
         floor_worker: ManagedProcess | None = None
         try:
