@@ -128,6 +128,7 @@ ACT_PYDANTIC = "activity body: pydantic (contracts)"
 ACT_OURS = "activity body: our Python (services/, activities/)"
 CALLBACKS = "SDK core threads in Python (wake-ups, object conversion)"
 SUBSCRIBERS = "subscribers: projector + loyalty (off the saga's path)"
+READ_SIDE = "read side: its own process's CPU (/proc; make up runs it apart)"
 LOOP = "event loop (scheduling, polling)"
 OTHER = "other"
 IDLE = "idle"
@@ -478,8 +479,8 @@ class Recorders:
 
 @dataclass
 class TimedStack(DevStack):
-    """``make up``'s stack, with bench/timed_worker.py as its worker: ``python -m worker``
-    whose interceptor marks each activity's way through it in ``timings``."""
+    """``make up``'s stack, with bench/timed_worker.py as its saga worker: ``python -m worker
+    --service saga`` whose interceptor marks each activity's way through it in ``timings``."""
 
     timings: Path = Path("activities.jsonl")
 
@@ -498,7 +499,8 @@ async def measure(
     serial one (``serial`` orders one at a time: each part's own wall, without queueing)."""
     client = await connect(stack.settings)
     await load(stack, client, concurrency, seconds=WARM_UP_S)
-    pids = {name: stack.processes[name].popen.pid for name in ("worker", "api", "temporal")}
+    measured = ("worker", "worker-subscribers", "api", "temporal")
+    pids = {name: stack.processes[name].popen.pid for name in measured}
     found = []
     for serial_phase in (False, True):
         names = [name for name, (_, _, c1) in PROFILES.items() if c1 == serial_phase]
@@ -613,6 +615,8 @@ def breakdown(phases: list[Phase], rate: int, profiles: dict[str, list[Sample]])
     )
     for part in (CALLBACKS, SUBSCRIBERS, LOOP, OTHER):
         row(part, gil.get(part, 0.0))
+    read_side = loaded.cpu_ms.get("worker-subscribers")  # profiles saved before it had a process
+    row(READ_SIDE, read_side["total"] if read_side else None)
     worker = loaded.cpu_ms["worker"]
     row("worker: Python holding the GIL (the parts above)", sum(gil.values()) - gil[IDLE])
     row("worker: SDK core threads (Rust; /proc)", sum(v for k, v in worker.items() if "tokio" in k))

@@ -174,7 +174,9 @@ async def saga_rows(
 
 
 def scale_out(stack: DevStack, scale: float) -> list[Run]:
-    """Saga via client at concurrency 50 with 1, 2, then 4 worker processes hosting everything."""
+    """Saga via client at concurrency 50 with 1, 2, then 4 saga worker processes, each hosting
+    the saga and every service (the read side stays in its one process, as ``make up`` runs
+    it: more of it would only contend for the projection's checkpoint)."""
     concurrency = max(CONCURRENCIES)
     extra: list[ManagedProcess] = []
     runs = []
@@ -183,7 +185,7 @@ def scale_out(stack: DevStack, scale: float) -> list[Run]:
             while len(extra) + 1 < processes:
                 worker = ManagedProcess.start(
                     f"worker-{len(extra) + 2}",
-                    [sys.executable, "-m", "worker"],
+                    [sys.executable, "-m", "worker", "--service", "saga"],
                     env=stack.env,
                     output=None,
                     ready_marker="worker ready",

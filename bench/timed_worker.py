@@ -1,5 +1,5 @@
-"""``python -m worker`` (every role in one process), with each activity's passage through the
-worker timed: for bench/profile_saga.py.
+"""``python -m worker --service saga`` (the saga and every service), with each activity's passage
+through the worker timed: for bench/profile_saga.py.
 
     python -m bench.timed_worker --timings FILE
 
@@ -33,7 +33,7 @@ from temporalio.worker import (
 
 from cloudmart.process import exit_now
 from cloudmart.settings import get_settings
-from worker import ROLES, serve
+from worker import GROUPS, serve
 
 
 class ActivityTimings(Interceptor):
@@ -89,7 +89,7 @@ def main() -> None:
     # Line-buffered: the benchmark reads the file while this worker runs.
     with args.timings.open("a", buffering=1) as out:
         try:
-            asyncio.run(serve(get_settings(), ROLES, interceptors=[ActivityTimings(out)]))
+            asyncio.run(serve(get_settings(), GROUPS["saga"], interceptors=[ActivityTimings(out)]))
         except Exception:
             logging.exception("timed worker stopped on an error")
             status = 1

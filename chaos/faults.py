@@ -103,8 +103,9 @@ class Faults:
             self._database_outage()
         if self.temporal_restarts == 0:
             self._kill_temporal()
-        if not any(name.startswith("worker") for name in self.kills):
-            self._kill_worker(self.rng.choice(self.stack.worker_names))
+        saga_worker = self.stack.worker_names[0]  # the one running the saga: at least once
+        if not self.kills[saga_worker]:
+            self._kill_worker(saga_worker)
         self._check_alive()
 
     def _note(self, what: str) -> None:

@@ -1,8 +1,8 @@
-"""The dev stack behind ``make up``: Temporal's dev server with its Web UI, the worker, the API.
+"""The dev stack behind ``make up``: Temporal's dev server with its Web UI, the workers, the API.
 
 State persists under the data directory: ``temporal.db`` for Temporal, one SQLite file per
 service, ``logs/``, and ``payload-keys`` (the payload encryption key, generated on first start
-when ``CLOUDMART_PAYLOAD_KEYS`` is not set). Ctrl-C stops the API, then the worker, then
+when ``CLOUDMART_PAYLOAD_KEYS`` is not set). Ctrl-C stops the API, then the workers, then
 Temporal, and exits 0.
 The API tests and the benchmark start the same stack, with the same server flags, on free ports.
 """
@@ -276,7 +276,7 @@ def _port_of(address: str) -> int:
 
 @dataclass
 class DevStack:
-    """Temporal dev server + worker + API, configured entirely by ``settings``."""
+    """Temporal dev server + workers + API, configured entirely by ``settings``."""
 
     settings: Settings
     env: dict[str, str]
@@ -321,14 +321,19 @@ class DevStack:
 
     @property
     def worker_names(self) -> tuple[str, ...]:
-        return tuple(f"worker-{role}" for role in WORKER_ROLES) if self.split else ("worker",)
+        """Split: a process per role. Otherwise two: ``worker`` runs the saga and every
+        service's steps; ``worker-subscribers`` the read side, which follows the event store
+        (in the saga's process, its Python held the GIL that sagas wait for: worker.py)."""
+        if self.split:
+            return tuple(f"worker-{role}" for role in WORKER_ROLES)
+        return ("worker", "worker-subscribers")
 
     def start_process(self, name: str) -> None:
         """Start (or restart) one of the stack's processes and wait until it is ready."""
         if name == "temporal":
             self._start_temporal()
         elif name.startswith("worker"):
-            role = name.removeprefix("worker-") if name != "worker" else "all"
+            role = name.removeprefix("worker-") if name != "worker" else "saga"
             worker = self._python(name, ["-m", "worker", "--service", role], "worker ready")
             worker.wait_ready(60)
         else:
@@ -466,7 +471,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: interrupted.set())
     status = 0
     try:
-        workers = "4 worker processes" if split else "worker"
+        workers = f"{len(stack.worker_names)} worker processes" if split else "2 workers"
         print(f"Starting CloudMart Sagas (Temporal dev server, {workers}, API)...", flush=True)
         stack.start()
         print(banner(stack), flush=True)

@@ -255,7 +255,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="session")
 def dev_stack(stack_settings: Settings) -> Iterator[DevStack]:
-    """What `make up` runs (dev server with the same flags, `python -m worker`,
+    """What `make up` runs (dev server with the same flags, `python -m worker` twice,
     `python -m api`) on free ports and temporary databases; Temporal in memory."""
     stack = DevStack(stack_settings, settings_env(stack_settings), output=None, persist=False)
     try:
@@ -264,7 +264,7 @@ def dev_stack(stack_settings: Settings) -> Iterator[DevStack]:
     finally:
         statuses = stack.stop()
     # A clean stop of every process is part of what the stack promises.
-    assert statuses == {"api": 0, "worker": 0, "temporal": 0}, statuses
+    assert statuses == {"api": 0, "worker": 0, "worker-subscribers": 0, "temporal": 0}, statuses
 
 
 @pytest.fixture(scope="session")

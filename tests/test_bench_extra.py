@@ -126,7 +126,9 @@ def test_profile_saga_breakdown_from_saved_profiles(tmp_path: Path) -> None:
         (tmp_path / f"{name}.txt").write_text("\n".join(lines) + "\n")
     # One at a time, the timed worker found 60 ms a saga in the threads; the profile 30.
     serial = _phase(1, 4, passage={profile.ACT_THREAD: 60.0}, start_ms=[7.0, 9.0, 8.0])
-    saved = {"rate": 100, "phases": [_phase(10, 10), serial]}
+    loaded = _phase(10, 10)
+    loaded["cpu_ms"]["worker-subscribers"] = {"total": 15.0}  # type: ignore[index]
+    saved = {"rate": 100, "phases": [loaded, serial]}
     (tmp_path / "phases.json").write_text(json.dumps(saved))
 
     phases, rate, profiles = profile.load_saved(tmp_path)
@@ -161,6 +163,7 @@ def test_profile_saga_breakdown_from_saved_profiles(tmp_path: Path) -> None:
     assert rows[profile.ACT_THREAD] == ["", "60.0", ""]
     assert rows["worker: Python holding the GIL (the parts above)"][0] == "72.0"
     assert rows["worker: SDK core threads (Rust; /proc)"][0] == "20.0"
+    assert rows[profile.READ_SIDE] == ["15.0", "", ""]  # its own process, measured apart
     assert rows["workflow tasks running (history)"] == ["", "20.0", "20.0"]
     assert rows["outside the history (before the start; result delivery)"][1:] == ["30.0"] * 2
     assert profile.WF_NEW in profile.report(phases, rate, profiles)

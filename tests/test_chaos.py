@@ -37,7 +37,7 @@ def test_a_short_chaos_run_breaks_nothing(report: Report) -> None:
     assert report.kill_statuses == {-9: sum(report.kills.values())}
     assert report.temporal_restarts == 1
     assert report.outage is not None and report.outage[1] >= 4
-    assert report.exit_statuses == {"api": 0, "worker": 0, "temporal": 0}
+    assert report.exit_statuses == {"api": 0, "worker": 0, "worker-subscribers": 0, "temporal": 0}
     assert sum(report.outcomes.values()) == 40
     assert {"COMPLETED", "FAILED"} <= set(report.outcomes)
     assert "VERDICT: PASS" in render(report)

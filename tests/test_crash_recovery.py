@@ -98,7 +98,7 @@ def test_sagas_end_and_books_balance_after_worker_and_server_crashes(tmp_path: P
             assert retried.json()["order_id"] == order_ids[0]
     finally:
         stopped = stack.stop()
-    assert stopped == {"api": 0, "worker": 0, "temporal": 0}
+    assert stopped == {"api": 0, "worker": 0, "worker-subscribers": 0, "temporal": 0}
 
     engines = {name: create_db_engine(settings.db_url(name), pool_size=1) for name in DATABASES}
     books, problems = reconcile(

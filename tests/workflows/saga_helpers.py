@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.worker import Worker
 
 from cloudmart.contracts.orders import OrderSagaInput, OrderState, OrderStatus, StepRecord
 from cloudmart.contracts.saga import workflow_id
+from cloudmart.settings import Settings
+from services.factory import Services
 from tests.support import Gate
+from worker import running_workers
 from workflows.order_saga import OrderSaga
 
 
@@ -20,6 +25,30 @@ async def start(client: Client, saga: OrderSagaInput) -> WorkflowHandle[OrderSag
     return await client.start_workflow(
         OrderSaga.run, saga, id=workflow_id(saga.order_id), task_queue=saga.task_queues.orders
     )
+
+
+@asynccontextmanager
+async def one_worker(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    *,
+    local_steps: bool = False,
+    sandboxed: bool = True,
+) -> AsyncIterator[list[Worker]]:
+    """The saga and every service in this process, as ``python -m worker --service saga``
+    runs them (eager dispatch off: see the saga_workers fixture)."""
+    async with running_workers(
+        client,
+        settings.task_queues,
+        orchestrator=True,
+        services=services,
+        activity_threads=settings.activity_threads,
+        eager_activities=False,
+        local_steps=local_steps,
+        sandboxed=sandboxed,
+    ) as workers:
+        yield workers
 
 
 def hold(monkeypatch: pytest.MonkeyPatch, service: object, method: str) -> Gate:

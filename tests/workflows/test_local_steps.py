@@ -27,7 +27,14 @@ from cloudmart.contracts.saga import WORKFLOW_ID_PREFIX
 from cloudmart.settings import SERVICES, Settings
 from services.factory import Services
 from tests.support import TEST_CONVERTER, assert_books_balance, new_saga_input, stock
-from tests.workflows.saga_helpers import fail_first, outcome, outline, start, wait_for_status
+from tests.workflows.saga_helpers import (
+    fail_first,
+    one_worker,
+    outcome,
+    outline,
+    start,
+    wait_for_status,
+)
 from worker import LocalStepsNeedServices, local_steps_refusal, running_workers
 from workflows.order_saga import OrderSaga
 
@@ -39,15 +46,7 @@ LOCAL_ACTIVITY_MARKER = "core_local_activity"
 async def local_workers(
     client: Client, settings: Settings, services: Services
 ) -> AsyncIterator[Services]:
-    async with running_workers(
-        client,
-        settings.task_queues,
-        orchestrator=True,
-        services=services,
-        activity_threads=settings.activity_threads,
-        eager_activities=False,  # see the saga_workers fixture
-        local_steps=True,
-    ):
+    async with one_worker(client, settings, services, local_steps=True):
         yield services
 
 

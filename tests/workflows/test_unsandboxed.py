@@ -15,8 +15,7 @@ from cloudmart.contracts.orders import OrderSagaInput, OrderStatus, StepMode
 from cloudmart.settings import Settings
 from services.factory import Services
 from tests.support import TEST_CONVERTER, assert_books_balance, new_saga_input, stock
-from tests.workflows.saga_helpers import outcome, start
-from worker import running_workers
+from tests.workflows.saga_helpers import one_worker, outcome, start
 from workflows.order_saga import OrderSaga
 
 MODES = pytest.mark.parametrize("mode", list(StepMode), ids=[m.value for m in StepMode])
@@ -26,15 +25,8 @@ MODES = pytest.mark.parametrize("mode", list(StepMode), ids=[m.value for m in St
 async def unsandboxed_workers(
     client: Client, settings: Settings, services: Services, mode: StepMode
 ) -> AsyncIterator[None]:
-    async with running_workers(
-        client,
-        settings.task_queues,
-        orchestrator=True,
-        services=services,
-        activity_threads=settings.activity_threads,
-        eager_activities=False,  # see the saga_workers fixture
-        local_steps=mode is StepMode.LOCAL,
-        sandboxed=False,
+    async with one_worker(
+        client, settings, services, local_steps=mode is StepMode.LOCAL, sandboxed=False
     ) as workers:
         runners = [w.config().get("workflow_runner") for w in workers if w.config()["workflows"]]
         assert len(runners) == 1 and isinstance(runners[0], UnsandboxedWorkflowRunner)
