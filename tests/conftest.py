@@ -22,7 +22,7 @@ from cloudmart.settings import DATABASES, SERVICES, Settings
 from cloudmart.temporal import register_search_attributes
 from services.factory import Services, open_services, prepare
 from tests.support import CATALOG, TEST_CONVERTER, TEST_PAYLOAD_KEYS, operator_headers
-from worker import running_workers
+from tests.workflows.saga_helpers import one_worker
 
 # --- exit status ------------------------------------------------------------------------------
 # A process that ran Temporal workers can crash while the interpreter finalizes, after every test
@@ -218,18 +218,11 @@ def saga_workers(client: Client, settings: Settings) -> SagaWorkers:
     """Run the saga's workers (workflow + the given services) on the test's task queues."""
 
     def run(services: Services) -> AbstractAsyncContextManager[list[Worker]]:
-        return running_workers(
-            client,
-            settings.task_queues,
-            orchestrator=True,
-            services=services,
-            activity_threads=settings.activity_threads,
-            # The time-skipping server does not hold its clock for an eagerly started activity
-            # (it skipped the 10 s start-to-close and workflow task timeouts while an event
-            # append ran, and then ten years to the run timeout): off, the appends go through
-            # matching like every other activity. The dev-server tests run them eagerly.
-            eager_activities=False,
-        )
+        # Eager dispatch off: the time-skipping server does not hold its clock for an eagerly
+        # started activity (it skipped the 10 s start-to-close and workflow task timeouts while
+        # an event append ran, and then ten years to the run timeout), so the appends go
+        # through matching like every other activity. The dev-server tests run them eagerly.
+        return one_worker(client, settings, services)
 
     return run
 

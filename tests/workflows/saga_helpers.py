@@ -36,8 +36,8 @@ async def one_worker(
     local_steps: bool = False,
     sandboxed: bool = True,
 ) -> AsyncIterator[list[Worker]]:
-    """The saga and every service in this process, as ``python -m worker --service saga``
-    runs them (eager dispatch off: see the saga_workers fixture)."""
+    """The saga and the given services in this process, as ``python -m worker --service saga``
+    runs them, eager dispatch off (see the saga_workers fixture)."""
     async with running_workers(
         client,
         settings.task_queues,
