@@ -106,7 +106,7 @@ async def test_a_saga_history_is_unreadable_without_the_keys_and_whole_with_them
         "patch:order-events",
         "patch:fraud-check",
         "patch:lean-history",
-        "patch:event-windows",
+        "patch:timer-windows",
     }
     assert not any(b"7500" in a.data for a in attributes.values())  # no amount in clear
 

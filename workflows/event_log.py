@@ -6,19 +6,24 @@ task queue) while the next steps run; before the saga ends it waits until everyt
 Event ids derive from the order id and sequence, so a retried or replayed append stores nothing
 twice.
 
-Three generations, each kept for the sagas started under it:
+Four generations, each kept for the sagas started under it:
 
-- **Timed windows** (saga v4, the ``event-windows`` patch). An event opens a window of
-  ``window`` (the saga's input) unless one opened less than that long ago (by workflow time),
-  and joins it. A window's timer closes it, and each closed window is one append, in order; the
-  end closes every window at once. What the log does depends only on workflow time and on which
-  windows are closed, never on whether a timer's firing or an append's completion was processed
-  before an update's effects within a workflow task. That matters: a worker that replays a
-  saga can see such a firing together with a later update (seen with a review approved while
-  the worker that had run the saga was killed), and v3's choices then differed from the
-  history (a nondeterminism error, the saga stuck).
+- **Windows closed by their timers** (saga v5, the ``timer-windows`` patch). An event opens a
+  window unless one is open, and joins it; the window's timer closes it and starts its append
+  at once, even while an earlier window's append still runs (the store refuses a batch that
+  would leave a gap, and the append is retried until the earlier one is in: the order holds).
+  No choice reads the clock, and every timer firing issues a command. Both matter on replay:
+  a restarted worker asked for a saga's state (a query) can run the saga's pending events
+  there and then, with the *previous* workflow task's time, and send their commands with the
+  next task, whose own time a replay sees instead (v4's time-based choices then differed from
+  the history: a nondeterminism error, found by a chaos run); and a workflow task that issued
+  nothing can be replayed together with a later update, which the SDK applies first (v3's
+  flaw). Here only an append's completion issues nothing, and nothing but the end waits on it.
+- **Timed windows** (v4, ``event-windows``). As v5, but an event joined the open window if it
+  came less than ``window`` (by workflow time) after the window opened, and windows were
+  stored one at a time. Robust to the update ordering, not to the stale time.
 - **Batched** (v3, ``lean-history``): events wait up to ``window`` for a timer, and an append
-  also takes whatever was recorded while the previous one ran. Kept for v3 sagas in flight.
+  also takes whatever was recorded while the previous one ran.
 - **One by one** (older sagas, no window): each append starts as soon as the previous one ends.
 
 The timers are never cancelled (a saga that ends first just leaves them): cancelling a timer as
@@ -70,11 +75,20 @@ class EventLog:
         """How long recorded events may wait to be batched with later ones (None: not at all)."""
         self.timed = False
         """Saga v4: timed windows (see the module's docstring); needs ``window``."""
+        self.timer_windows = False
+        """Saga v5: windows closed by their timers (see the module's docstring); needs
+        ``window``."""
         self._ending = False
         self._window: asyncio.Task[None] | None = None
         self._unclosed: list[_Window] = []
         self._closed: list[_Window] = []
         """Closed windows not yet stored, oldest first; the head is being appended."""
+        self._open: list[Event] | None = None
+        """v5: the open window's events."""
+        self._timer: asyncio.Task[None] | None = None
+        self._at_end: list[Event] = []
+        self._appends: list[asyncio.Task[None]] = []
+        """v5: every append started, in order."""
 
     def record(self, event_type: EventType, by: str, **data: Any) -> None:
         """Record that ``event_type`` happened (caused by ``by``: a customer, an operator, the
@@ -92,6 +106,9 @@ class EventLog:
             occurred_at=workflow.now(),
             user_id=by,
         )
+        if self.timer_windows:
+            self._record_until_timer(event)
+            return
         if self.timed:
             self._record_in_window(event)
             return
@@ -105,6 +122,9 @@ class EventLog:
         """Wait until every recorded event is in the store (an append's failure is raised).
         From here on, events are appended as they are recorded."""
         self._ending = True
+        if self.timer_windows:
+            await self._stored_in_order()
+            return
         if self.timed:
             await self._windows_stored()
             return
@@ -189,3 +209,40 @@ class EventLog:
                 self._appender = asyncio.create_task(self._append_closed())
             else:
                 return
+
+    # --- windows closed by their timers (saga v5) --------------------------------------------
+
+    def _record_until_timer(self, event: Event) -> None:
+        if self._ending:  # ``stored`` sends these itself
+            self._at_end.append(event)
+        elif self._open is not None:
+            self._open.append(event)
+        else:
+            self._open = [event]
+            self._timer = asyncio.create_task(self._append_when_timer_fires(self._open))
+
+    async def _append_when_timer_fires(self, window: list[Event]) -> None:
+        assert self.window is not None
+        await workflow.sleep(self.window, summary="store events")
+        if window is self._open:  # else the end took it
+            self._open = None
+            self._start_append(window)
+
+    def _start_append(self, events: list[Event]) -> None:
+        self._appends.append(asyncio.create_task(self._append(events)))
+
+    async def _stored_in_order(self) -> None:
+        # Each append in flight first (so the last one never waits for the store to refuse
+        # it), then whatever is left, in one append; a timer firing meanwhile appends its own.
+        while True:
+            running = next((task for task in self._appends if not task.done()), None)
+            if running is not None:
+                await running
+                continue
+            for task in self._appends:
+                task.result()  # an append that failed (they retry until cancelled) fails the end
+            rest = (self._open or []) + self._at_end
+            self._open, self._at_end = None, []
+            if not rest:
+                return
+            self._start_append(rest)

@@ -120,6 +120,10 @@ EVENT_WINDOWS = "event-windows"
 """Saga v4, the same history as v3 for an order that ends within its window, made robust: the
 event log's timed windows choose by workflow time alone (workflows/event_log.py), where v3's
 choices could differ on a replay that saw a timer fire together with a later update."""
+TIMER_WINDOWS = "timer-windows"
+"""Saga v5, the same history as v4: the event log's windows are closed by their timers alone,
+never by the clock, which a replay can see differ from the worker that first ran a workflow
+task (workflows/event_log.py)."""
 LASTING = frozenset(
     {
         OrderStatus.AWAITING_PAYMENT_REVIEW,
@@ -172,7 +176,10 @@ class OrderSaga:
         self._events.enabled = workflow.patched(ORDER_EVENTS)
         if self._lean:
             self._events.window = order.events_window
-            self._events.timed = workflow.patched(EVENT_WINDOWS)
+            if workflow.patched(TIMER_WINDOWS):
+                self._events.timer_windows = True
+            else:
+                self._events.timed = workflow.patched(EVENT_WINDOWS)
         self._events.record(
             EventType.ORDER_PLACED,
             by=order.customer_id,

@@ -28,7 +28,36 @@ class ConcurrencyConflict(RuntimeError):
     on show in the Web UI, until an operator resolves it. Nothing is silently dropped."""
 
 
+class OutOfOrder(RuntimeError):
+    """The events would leave a gap in their order's sequence: the saga's earlier batch is not
+    stored yet (its append is slower than the window, so two ran at once and the later one came
+    first). The append is retried and goes in once the earlier one has: subscribers read each
+    order's events in sequence, never a later one before an earlier."""
+
+
 HEAD = select(func.coalesce(func.max(EventRow.position), 0))
+
+
+def _refuse_gaps(session: Session, new: Sequence[Event]) -> None:
+    by_aggregate: dict[str, list[int]] = {}
+    for event in new:
+        by_aggregate.setdefault(event.aggregate_id, []).append(event.sequence)
+    for aggregate_id, sequences in by_aggregate.items():
+        last = session.scalar(
+            select(func.coalesce(func.max(EventRow.sequence), 0)).where(
+                EventRow.aggregate_id == aggregate_id
+            )
+        )
+        assert last is not None
+        if min(sequences) <= last:
+            raise ConcurrencyConflict(
+                f"order {aggregate_id}: sequence {min(sequences)} already taken (last {last})"
+            )
+        if sorted(sequences) != list(range(last + 1, last + 1 + len(sequences))):
+            raise OutOfOrder(
+                f"order {aggregate_id}: events {min(sequences)}..{max(sequences)} would follow "
+                f"sequence {last}; the earlier ones are not stored yet"
+            )
 
 
 class EventStore:
@@ -41,7 +70,8 @@ class EventStore:
         """Append the events not yet stored; returns how many were new.
 
         An event already stored exactly so is skipped (a retried append). A different event
-        with a stored (aggregate, sequence) is a ``ConcurrencyConflict``.
+        with a stored (aggregate, sequence) is a ``ConcurrencyConflict``; new events that do not
+        follow their aggregate's last stored one are ``OutOfOrder``.
         """
         if not events:
             return 0
@@ -66,6 +96,7 @@ class EventStore:
                         f"a different event ({row.event_type}, not {event.event_type})"
                     )
             new = [e for e in events if e.event_id not in stored]
+            _refuse_gaps(session, new)
             session.add_all(EventRow(**e.model_dump()) for e in new)
             try:
                 session.flush()

@@ -12,7 +12,7 @@ from cloudmart.contracts.events import Event, EventType, event_id
 from services.database import transaction
 from services.factory import Services
 from services.orders.models import EventRow
-from services.orders.store import ConcurrencyConflict, EventStore
+from services.orders.store import ConcurrencyConflict, EventStore, OutOfOrder
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -61,6 +61,22 @@ def test_a_different_event_under_a_taken_sequence_is_refused_not_dropped(
     with pytest.raises(ConcurrencyConflict, match="sequence 1 already holds a different event"):
         store.append([rewritten, event("o-1", 2)])
     assert [e.data for e in store.stream("o-1")] == [event("o-1", 1).data]  # nothing appended
+
+
+def test_a_batch_that_would_leave_a_gap_waits_for_the_earlier_one(store: EventStore) -> None:
+    """Two of a saga's appends can run at once (the store slower than its window); the later
+    one is refused until the earlier is in, so every order's events are stored in sequence."""
+    store.append([event("o-1", 1)])
+    later = [event("o-1", 4), event("o-1", 5)]
+    with pytest.raises(OutOfOrder, match=r"events 4\.\.5 would follow sequence 1"):
+        store.append(later)
+    with pytest.raises(OutOfOrder):
+        store.append([event("o-2", 2)])  # an order's first batch starts at 1
+    assert [e.sequence for e in store.stream("o-1")] == [1]
+    store.append([event("o-1", 2), event("o-1", 3)])
+    assert store.append(later) == 2  # its retry
+    assert [e.sequence for e in store.read_after(0)] == [1, 2, 3, 4, 5]
+    assert store.stream("o-2") == []
 
 
 def test_subscribers_read_everything_in_one_order(store: EventStore) -> None:

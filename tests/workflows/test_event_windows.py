@@ -64,15 +64,26 @@ async def settle() -> None:
 Step = Callable[["Temporal", EventLog], Awaitable[None] | None]
 
 
+V4, V5 = "v4", "v5"
+
+
 async def play(
-    monkeypatch: pytest.MonkeyPatch, before: list[Step], together: list[Step], after: list[Step]
+    monkeypatch: pytest.MonkeyPatch,
+    before: list[Step],
+    together: list[Step],
+    after: list[Step],
+    saga: str = V4,
 ) -> list[tuple[str, Any]]:
     """Run ``before``, then the steps of one moment ``together`` in the given order, then
-    ``after``; each step then settles. The commands issued, in order."""
+    ``after``; each step then settles. The commands that ``saga``'s log issued, in order."""
     temporal = Temporal()
     monkeypatch.setattr(event_log, "workflow", temporal)
     log = EventLog("order-1")
-    log.window, log.timed = WINDOW, True
+    log.window = WINDOW
+    if saga == V5:
+        log.timer_windows = True
+    else:
+        log.timed = True
     for group in (before, together, after):
         for step in group:
             outcome = step(temporal, log)
@@ -127,12 +138,16 @@ def end() -> Step:
 
 
 async def both_orders(
-    monkeypatch: pytest.MonkeyPatch, before: list[Step], shifted: Step, update: list[Step]
+    monkeypatch: pytest.MonkeyPatch,
+    before: list[Step],
+    shifted: Step,
+    update: list[Step],
+    saga: str = V4,
 ) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
     """The commands with ``shifted`` seen on its own before the update's steps, and seen
     together with them, after (as the SDK applies an update first)."""
-    apart = await play(monkeypatch, before, [shifted, *update], [end()])
-    together = await play(monkeypatch, before, [*update, shifted], [end()])
+    apart = await play(monkeypatch, before, [shifted, *update], [end()], saga)
+    together = await play(monkeypatch, before, [*update, shifted], [end()], saga)
     return apart, together
 
 
@@ -188,3 +203,102 @@ async def test_events_after_a_window_closes_open_the_next_and_keep_their_order(
     # 0 s and 0.5 s share the first window; 1.0 s opened the second (the first had run out,
     # though its timer fired later): each window one append, in order.
     assert commands == [("timer", 1), ("timer", 2), ("append", [1, 2]), ("append", [3, 4])]
+
+
+# --- saga v5: windows closed by their timers, no clock -----------------------------------------
+
+
+async def test_an_event_recorded_with_the_previous_tasks_time_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restarted worker asked for the saga's state can run its pending events with the
+    previous workflow task's time (here 0.5 s), where a replay sees the task's own (1.5 s): v5
+    issues the same commands either way. v4 did not (the chaos run's nondeterminism): by the
+    task's time the window had run out, so the event opened a second one, with a timer."""
+    window_open = [at(0), record()]
+    then = [record(EventType.INVENTORY_RESERVATION_FAILED), fire(1)]
+    for saga in (V4, V5):
+        stale = await play(monkeypatch, window_open, [at(0.5), *then], [end()], saga)
+        own = await play(monkeypatch, window_open, [at(1.5), *then], [end()], saga)
+        if saga == V5:
+            assert stale == own == [("timer", 1), ("append", [1, 2])]
+        else:
+            assert stale != own  # the bug v5 fixes, kept on show
+
+
+async def test_v5_an_append_completing_is_the_same_before_or_after_an_update(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In v5 a completion is the only thing that issues nothing (so the only thing a replay
+    can see after a later update), and it changes no choice."""
+    apart, together = await both_orders(
+        monkeypatch,
+        before=[record(), fire(1), record(), fire(2)],  # appends 1 and 2 in flight
+        shifted=complete(1),
+        update=[record(EventType.PAYMENT_REVIEWED)],
+        saga=V5,
+    )
+    assert apart == together
+    assert apart == [
+        ("timer", 1),
+        ("append", [1]),
+        ("timer", 2),
+        ("append", [2]),
+        ("timer", 3),
+        ("append", [3]),
+    ]
+
+
+async def test_v5_every_timer_firing_appends_at_once_even_while_an_append_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """So no firing is a workflow task that issued nothing; the store keeps the order (a batch
+    that would leave a gap is refused and retried: test_event_store.py)."""
+    commands = await play(
+        monkeypatch, [at(0), record(), at(0.2), record(), fire(1)], [at(9), record()], [], V5
+    )
+    assert commands == [("timer", 1), ("append", [1, 2]), ("timer", 2)]
+    commands = await play(
+        monkeypatch,
+        [record(), fire(1), record(), record()],
+        [fire(2)],
+        [],
+        V5,  # 1 in flight
+    )
+    assert commands == [("timer", 1), ("append", [1]), ("timer", 2), ("append", [2, 3])]
+
+
+async def test_v5_an_order_that_ends_within_its_window_is_one_append(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    commands = await play(monkeypatch, [record(), record(), record()], [], [end()], V5)
+    assert commands == [("timer", 1), ("append", [1, 2, 3])]
+
+
+async def test_v5_the_end_waits_for_the_append_in_flight_then_stores_the_rest_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    temporal = Temporal()
+    monkeypatch.setattr(event_log, "workflow", temporal)
+    log = EventLog("order-1")
+    log.window, log.timer_windows = WINDOW, True
+    log.record(EventType.ORDER_PLACED, by="c-1")
+    await settle()
+    temporal.timers[0].set_result(None)
+    await settle()
+    log.record(EventType.INVENTORY_RESERVED, by="system")
+    ending = asyncio.ensure_future(log.stored())
+    await settle()
+    log.record(EventType.ORDER_COMPLETED, by="system")  # recorded as the saga ends
+    await settle()
+    assert temporal.commands == [("timer", 1), ("append", [1]), ("timer", 2)]  # waiting
+    temporal.appends[0].set_result(None)
+    await settle()
+    assert temporal.commands[-1] == ("append", [2, 3])
+    assert not ending.done()
+    temporal.appends[1].set_result(None)
+    await settle()
+    assert ending.done() and ending.result() is None
+    temporal.timers[1].set_result(None)  # the second window's timer, left pending
+    await settle()
+    assert len(temporal.commands) == 4  # the end took its window: nothing appended twice

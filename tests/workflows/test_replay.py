@@ -4,7 +4,9 @@
 one folder per version of the saga: they are the check that a change to the saga does not break
 sagas already in flight. ``1-saga`` is the saga before the order event log (``workflow.patched``
 keeps it replaying); ``2-order-events`` records every event; ``3-fraud-check`` is saga v2, with the
-fraud screen before the charge; ``4-lean-history`` is saga v3, its events appended in batches.
+fraud screen before the charge; ``4-lean-history`` is saga v3, its events appended in batches;
+``5-event-windows`` is saga v4, its windows chosen by workflow time; ``6-timer-windows`` is saga
+v5, its windows closed by their timers alone.
 Record the newest version's only on purpose (a new version, a new scenario), with
 ``CLOUDMART_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py``; never rewrite an older one.
 """
@@ -37,13 +39,20 @@ from tests.workflows.saga_helpers import start, wait_for_status
 from workflows.order_saga import OrderSaga
 
 HISTORIES = Path(__file__).parent.parent / "histories"
-VERSIONS = ("1-saga", "2-order-events", "3-fraud-check", "4-lean-history", "5-event-windows")
+VERSIONS = (
+    "1-saga",
+    "2-order-events",
+    "3-fraud-check",
+    "4-lean-history",
+    "5-event-windows",
+    "6-timer-windows",
+)
 RECORD = os.environ.get("CLOUDMART_RECORD_HISTORIES") == "1"
 PATCH_DATA = {
     patch: base64.b64encode(
         json.dumps({"id": patch, "deprecated": False}, separators=(",", ":")).encode()
     ).decode()
-    for patch in ("event-windows",)
+    for patch in ("event-windows", "timer-windows")
 }
 """A patch marker's data as a recorded history spells it (base64 JSON)."""
 
@@ -124,7 +133,7 @@ def test_each_version_records_what_it_added() -> None:
     """Each folder holds the saga of its version (else it proves nothing new): v1 has no patch
     marker; from the event log on, the appends; from v2 on, the fraud screen (in every saga that
     got past the reservation); from v3 on, a few batched appends rather than about one per
-    event; from v4 on, the timed windows' patch."""
+    event; in v4, the timed windows' patch; from v5 on, the timer windows' patch instead."""
     for path in recorded("1-saga"):
         assert "markerName" not in path.read_text(), path.name
     for version in VERSIONS[1:]:
@@ -137,4 +146,6 @@ def test_each_version_records_what_it_added() -> None:
             lean = text.count('"name": "orders.append"') <= 2
             assert lean is (version >= "4"), path.name
             timed = PATCH_DATA["event-windows"] in text
-            assert timed is (version >= "5"), path.name
+            assert timed is (version == "5-event-windows"), path.name
+            by_timer = PATCH_DATA["timer-windows"] in text
+            assert by_timer is (version >= "6"), path.name

@@ -1,6 +1,7 @@
 """Saga v2 (the fraud screen before the charge) reaches sagas that v1 workers started; saga v3
-(the lean history) leaves the sagas that v2 workers started as they were, and saga v4 (timed
-event windows) those that v3 workers started.
+(the lean history) leaves the sagas that v2 workers started as they were, saga v4 (timed event
+windows) those that v3 workers started, and saga v5 (windows closed by their timers) those that
+v4 workers started.
 
 The v1 worker here is today's code with the ``fraud-check`` patch not taken: that is exactly
 what ``if workflow.patched(...)`` makes the old branch. The upgrade is the switch from that
@@ -18,7 +19,7 @@ from datetime import timedelta
 import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -28,7 +29,13 @@ from services.factory import Services
 from tests.support import assert_reconciled, new_saga_input
 from tests.workflows.saga_helpers import outcome, outline, start, wait_for_status
 from worker import running_workers
-from workflows.order_saga import EVENT_WINDOWS, FRAUD_CHECK, LEAN_HISTORY, OrderSaga
+from workflows.order_saga import (
+    EVENT_WINDOWS,
+    FRAUD_CHECK,
+    LEAN_HISTORY,
+    TIMER_WINDOWS,
+    OrderSaga,
+)
 
 Workers = Callable[..., AbstractAsyncContextManager[list[Worker]]]
 
@@ -64,7 +71,19 @@ def v2_code(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def v3_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    older_code(monkeypatch, EVENT_WINDOWS)
+    older_code(monkeypatch, EVENT_WINDOWS, TIMER_WINDOWS)
+
+
+def v4_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    older_code(monkeypatch, TIMER_WINDOWS)
+
+
+def patch_markers(history: WorkflowHistory) -> list[str]:
+    return [
+        e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data.decode()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
 
 
 async def markers(handle: WorkflowHandle[OrderSaga, OrderState]) -> int:
@@ -192,17 +211,42 @@ async def test_a_v3_saga_held_for_review_finishes_on_v4_as_v3(
         state = await outcome(handle)
 
     assert state.status is OrderStatus.COMPLETED
-    history = await handle.fetch_history()
-    names = [
-        e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data.decode()
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
-    ]
+    names = patch_markers(await handle.fetch_history())
     assert any(LEAN_HISTORY in name for name in names)
-    assert not any(EVENT_WINDOWS in name for name in names)  # never v4's
+    assert not any(EVENT_WINDOWS in name or TIMER_WINDOWS in name for name in names)
     assert services.orders is not None
     stream = [e.event_type for e in services.orders.stream(state.order_id)]
     assert stream[0] == "OrderPlaced" and stream[-1] == "OrderCompleted"
     sequences = [e.sequence for e in services.orders.stream(state.order_id)]
     assert sequences == list(range(1, len(stream) + 1))  # each stored once, in order
+    assert_reconciled(services, [state])
+
+
+async def test_a_v4_saga_held_for_review_finishes_on_v5_as_v4(
+    client: Client,
+    settings: Settings,
+    uncached_workers: Workers,
+    services: Services,
+    temporal_env: WorkflowEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Started by v4 (its timed windows), upgraded while it waits for a review after its
+    window's timer fired: it replays on v5 and goes on as v4, storing every event once."""
+    async with uncached_workers(services):
+        with monkeypatch.context() as v4:
+            v4_code(v4)
+            handle = await start(client, new_saga_input(settings, token="tok_review"))
+            await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+            await temporal_env.sleep(timedelta(seconds=3))  # the window's timer fires
+        await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
+        state = await outcome(handle)
+
+    assert state.status is OrderStatus.COMPLETED
+    names = patch_markers(await handle.fetch_history())
+    assert any(EVENT_WINDOWS in name for name in names)
+    assert not any(TIMER_WINDOWS in name for name in names)  # never v5's
+    assert services.orders is not None
+    stored = services.orders.stream(state.order_id)
+    assert stored[0].event_type == "OrderPlaced" and stored[-1].event_type == "OrderCompleted"
+    assert [e.sequence for e in stored] == list(range(1, len(stored) + 1))
     assert_reconciled(services, [state])
