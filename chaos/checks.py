@@ -148,6 +148,12 @@ def exit_statuses(statuses: Mapping[str, int], unexpected: Sequence[str]) -> Che
     return check
 
 
+def histories_replay(replayed: int, failures: Sequence[str]) -> Check:
+    """Every saga's history replays against the code that ran it: none would be stuck (its
+    workflow task failing with a nondeterminism error) on a worker that rebuilds it."""
+    return Check("histories replay without nondeterminism", f"{replayed} histories", [*failures])
+
+
 def api_answers(unexpected: Sequence[str], gave_up: Sequence[str], requests: int) -> Check:
     """The API never answers a 5xx other than 503, and every request got through eventually."""
     check = Check("API: no 5xx but 503, no request given up", f"{requests} orders placed")

@@ -18,6 +18,7 @@ from chaos import checks
 from chaos.client import ChaosClient
 from chaos.faults import Faults
 from chaos.orders import Load, plan
+from chaos.replay import replay_failures
 from cloudmart.binaries import find_binary
 from cloudmart.contracts.orders import OrderState
 from cloudmart.devstack import DevStack, postgres_databases, settings_env, throwaway_settings
@@ -130,6 +131,7 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
         _settle(load, settled + options.settle_timeout)
         running = wait_until_closed(settings, settled + options.settle_timeout)
         settle_seconds = time.monotonic() - settled
+        replayed = replay_failures(settings, load.order_ids.values())
         _wait_for_projector(settings, time.monotonic() + 60)
     finally:
         reviewing.set()
@@ -145,6 +147,7 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
     found += books(settings, ended, len(states))
     found.append(checks.exit_statuses(statuses, faults.unexpected))
     found.append(checks.api_answers(client.unexpected, load.gave_up, load.placed))
+    found.append(checks.histories_replay(*replayed))
     outcomes: dict[str, int] = {}
     for state in states.values():
         status = (state or {}).get("status", "UNKNOWN")

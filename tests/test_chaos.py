@@ -8,13 +8,19 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
 
 from chaos import checks
 from chaos.load import one_run
+from chaos.replay import replay_each
 from chaos.report import render
 from chaos.run import Options, Report, books, run
 from cloudmart.contracts.orders import OrderItem, OrderState, OrderStatus
 from services.database import create_db_engine
+from tests.support import TEST_CONVERTER
+from tests.workflows.test_replay import HISTORIES
+from workflows.order_saga import OrderSaga
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +164,24 @@ def test_unfinished_sagas_and_bad_exit_statuses_fail() -> None:
         "worker died on its own (status 1)",
     ]
     assert not checks.api_answers(["POST /orders: 500 boom"], [], 1).passed
+
+
+async def test_a_history_the_code_would_not_issue_fails_the_replay_check() -> None:
+    """The replay check on a recorded saga, as recorded and with one step's activity renamed
+    (what a change to the saga without a patch amounts to)."""
+    recorded = (HISTORIES / "6-timer-windows" / "completed.json").read_text()
+    tampered = recorded.replace('"name": "payment.charge"', '"name": "payment.charge_twice"')
+    assert tampered != recorded
+    replayer = Replayer(workflows=[OrderSaga], data_converter=TEST_CONVERTER)
+    histories = {
+        "o-1": WorkflowHistory.from_json("order-o-1", recorded),
+        "o-2": WorkflowHistory.from_json("order-o-2", tampered),
+    }
+    failures = await replay_each(replayer, histories)
+    assert len(failures) == 1 and failures[0].startswith("order o-2: ")
+    assert "nondetermin" in failures[0].lower()
+    check = checks.histories_replay(len(histories), failures)
+    assert not check.passed and check.counted == "2 histories"
 
 
 def test_a_client_process_under_load_ends_every_saga_and_exits_0() -> None:
