@@ -214,7 +214,7 @@ class Sagas:
         except RPCError as err:
             if err.status is RPCStatusCode.NOT_FOUND:
                 raise await self._not_running(order_id) from err
-            if _deadline_passed(err):
+            if _deadline_passed(err) or _no_recent_poller(err):
                 raise self._no_worker(order_id, kind) from err
             if _workflow_task_failing(err):
                 raise Unavailable(
@@ -247,6 +247,13 @@ def _deadline_passed(err: RPCError) -> bool:
     return err.status is RPCStatusCode.DEADLINE_EXCEEDED or (
         err.status is RPCStatusCode.CANCELLED and "timeout" in err.message.lower()
     )
+
+
+def _no_recent_poller(err: RPCError) -> bool:
+    """The server answers a query at once when no worker has polled the saga's task queue
+    lately (every worker killed or down), rather than waiting out the deadline. It carries no
+    typed detail: its message is all there is."""
+    return err.status is RPCStatusCode.FAILED_PRECONDITION and "no poller seen" in err.message
 
 
 def _workflow_task_failing(err: RPCError) -> bool:

@@ -148,6 +148,13 @@ async def test_a_saga_whose_workflow_task_is_being_retried_is_a_503_not_a_500(
             raise RPCError(
                 not_ready.message, RPCStatusCode.FAILED_PRECONDITION, not_ready.SerializeToString()
             )
+    with pytest.raises(Unavailable, match="is the worker running"):  # also found by chaos
+        async with sagas._answers("o-1", "query"):
+            raise RPCError(
+                "no poller seen for task queue recently, worker may be down",
+                RPCStatusCode.FAILED_PRECONDITION,
+                GrpcStatus(code=9).SerializeToString(),
+            )
     with pytest.raises(RPCError):  # any other precondition is not a reason to retry
         async with sagas._answers("o-1", "query"):
             raise RPCError(
