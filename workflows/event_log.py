@@ -78,6 +78,9 @@ class EventLog:
         self.timer_windows = False
         """Saga v5: windows closed by their timers (see the module's docstring); needs
         ``window``."""
+        self.local_appends: timedelta | None = None
+        """Saga v6 in the local step mode: appends are local activities in the saga's worker, and
+        a retry's backoff longer than this is a timer (None: activities on the saga's queue)."""
         self._ending = False
         self._window: asyncio.Task[None] | None = None
         self._unclosed: list[_Window] = []
@@ -156,14 +159,22 @@ class EventLog:
                 raise
 
     async def _append(self, batch: list[Event]) -> None:
-        await workflow.execute_activity(
-            APPEND_EVENTS.name,
-            AppendEvents(events=batch),
-            result_type=APPEND_EVENTS.result_type,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=APPEND_RETRY,
-            summary=", ".join(e.event_type for e in batch)[:200],
-        )
+        options: dict[str, Any] = {
+            "result_type": APPEND_EVENTS.result_type,
+            "start_to_close_timeout": timedelta(seconds=10),
+            "retry_policy": APPEND_RETRY,
+            "summary": ", ".join(e.event_type for e in batch)[:200],
+        }
+        request = AppendEvents(events=batch)
+        if self.local_appends is not None:
+            await workflow.execute_local_activity(
+                APPEND_EVENTS.name,
+                request,
+                local_retry_threshold=self.local_appends,
+                **options,
+            )
+        else:
+            await workflow.execute_activity(APPEND_EVENTS.name, request, **options)
 
     # --- timed windows (saga v4) -------------------------------------------------------------
 

@@ -124,6 +124,10 @@ TIMER_WINDOWS = "timer-windows"
 """Saga v5, the same history as v4: the event log's windows are closed by their timers alone,
 never by the clock, which a replay can see differ from the worker that first ran a workflow
 task (workflows/event_log.py)."""
+LOCAL_APPENDS = "local-appends"
+"""Saga v6, in the local step mode only: the event appends are local activities too, so that an
+order that ends within its window is one workflow task (measured: README, "Performance"); a
+regular-mode saga never asks for this patch, and its history is v5's."""
 LASTING = frozenset(
     {
         OrderStatus.AWAITING_PAYMENT_REVIEW,
@@ -178,6 +182,8 @@ class OrderSaga:
             self._events.window = order.events_window
             if workflow.patched(TIMER_WINDOWS):
                 self._events.timer_windows = True
+                if order.step_mode is StepMode.LOCAL and workflow.patched(LOCAL_APPENDS):
+                    self._events.local_appends = LOCAL_RETRY_THRESHOLD
             else:
                 self._events.timed = workflow.patched(EVENT_WINDOWS)
         self._events.record(

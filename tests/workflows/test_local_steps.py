@@ -1,8 +1,9 @@
 """Local step mode: the saga's steps and compensations as local activities in its own worker.
 
 Same saga, same outcomes as the regular mode (tests/workflows/test_order_saga.py), but the
-history records each step as a marker (MarkerRecorded) instead of scheduling an activity on a
-service's task queue; and such a history replays."""
+history records each step, and since saga v6 each append of the order's events, as a marker
+(MarkerRecorded) instead of scheduling an activity on a task queue; and such a history
+replays."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from cloudmart.contracts.orders import (
     OrderSagaInput,
     OrderState,
     OrderStatus,
+    PaymentReviewDecision,
     StepMode,
     StuckPolicy,
 )
@@ -40,6 +44,7 @@ from workflows.order_saga import OrderSaga
 
 ALL_DONE = "COMPLETED"
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
+APPEND = "orders.append"
 
 
 @asynccontextmanager
@@ -99,9 +104,10 @@ async def test_local_steps_complete_the_order_with_markers_instead_of_activity_t
     assert stock(services)["SKU-A"] == (98, 0)
     assert_books_balance(services, [2000])
     scheduled, markers = await activities_in_history(handle)
-    # The steps ran as local activities; only the event appends stay regular (event_log.py).
-    assert set(scheduled) == {"orders.append"}
-    assert markers == [name for name, _ in outline(state.steps)]
+    # The steps ran as local activities, and so did the one append of the order's events
+    # (saga v6): nothing went through a task queue.
+    assert scheduled == []
+    assert markers == [*(name for name, _ in outline(state.steps)), APPEND]
     await replays(handle)
 
 
@@ -134,7 +140,7 @@ async def test_a_local_failure_compensates_in_reverse_with_local_activities(
     ]
     assert_books_balance(services, [])
     scheduled, markers = await activities_in_history(handle)
-    assert set(scheduled) == {"orders.append"}
+    assert scheduled == []
     assert markers == [
         "inventory.reserve",
         "payment.check_fraud",
@@ -143,7 +149,36 @@ async def test_a_local_failure_compensates_in_reverse_with_local_activities(
         "shipping.cancel",
         "payment.refund",
         "inventory.release",
+        APPEND,
     ]
+    await replays(handle)
+
+
+async def test_a_local_saga_held_for_review_appends_each_window_with_a_local_activity(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    """The window's timer fires while the saga waits for a review: its events are stored by a
+    local activity then, and the rest by another at the end, in sequence."""
+    async with local_workers(client, settings, services):
+        handle = await start(client, local(new_saga_input(settings, token="tok_review")))
+        await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+        await temporal_env.sleep(timedelta(seconds=3))  # the window's timer fires
+        assert services.orders is not None
+        held = [e.event_type for e in services.orders.stream(saga_id(handle))]
+        assert held[-1] == "PaymentReviewRequested"  # stored while the saga waits
+        await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
+        state = await outcome(handle)
+
+    assert state.status is OrderStatus.COMPLETED
+    stored = services.orders.stream(saga_id(handle))
+    assert [e.sequence for e in stored] == list(range(1, len(stored) + 1))
+    assert stored[-1].event_type == "OrderCompleted"
+    scheduled, markers = await activities_in_history(handle)
+    assert scheduled == []
+    assert markers.count(APPEND) == 2
     await replays(handle)
 
 
@@ -164,8 +199,8 @@ async def test_a_transient_failure_of_a_local_step_is_retried_to_success(
     assert_books_balance(services, [2000])
     for handle in (completed, compensated):
         scheduled, markers = await activities_in_history(handle)
-        assert set(scheduled) == {"orders.append"}
-        assert "payment.charge" in markers
+        assert scheduled == []
+        assert "payment.charge" in markers and APPEND in markers
         await replays(handle)
 
 
@@ -187,8 +222,9 @@ async def test_a_worker_set_to_regular_steps_runs_a_local_mode_saga_with_every_s
     state = await asyncio.wait_for(outcome(handle), timeout=60)  # not stuck retrying a step
 
     assert state.status is OrderStatus.COMPLETED
-    _, markers = await activities_in_history(handle)
-    assert markers == [name for name, _ in outline(state.steps)]
+    scheduled, markers = await activities_in_history(handle)
+    assert scheduled == []
+    assert markers == [*(name for name, _ in outline(state.steps)), APPEND]
     assert_books_balance(workers, [1000])
 
 
@@ -244,6 +280,6 @@ async def test_a_stuck_local_compensation_is_reported_and_retried_on_demand(
     ]
     assert_books_balance(services, [])
     scheduled, markers = await activities_in_history(handle)
-    assert set(scheduled) == {"orders.append"}
+    assert scheduled == []
     assert markers.count("payment.refund") >= 2  # given up on, then the operator's round
     await replays(handle)

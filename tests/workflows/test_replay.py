@@ -6,7 +6,8 @@ sagas already in flight. ``1-saga`` is the saga before the order event log (``wo
 keeps it replaying); ``2-order-events`` records every event; ``3-fraud-check`` is saga v2, with the
 fraud screen before the charge; ``4-lean-history`` is saga v3, its events appended in batches;
 ``5-event-windows`` is saga v4, its windows chosen by workflow time; ``6-timer-windows`` is saga
-v5, its windows closed by their timers alone.
+v5, its windows closed by their timers alone; ``7-local-appends`` is saga v6, whose sagas in the
+local step mode (``local_*``) append their events with local activities.
 Record the newest version's only on purpose (a new version, a new scenario), with
 ``CLOUDMART_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py``; never rewrite an older one.
 """
@@ -28,9 +29,11 @@ from temporalio.worker import Replayer
 
 from cloudmart.contracts.orders import (
     CancelOrder,
+    OrderSagaInput,
     OrderState,
     OrderStatus,
     PaymentReviewDecision,
+    StepMode,
 )
 from cloudmart.settings import Settings
 from services.factory import Services
@@ -46,13 +49,14 @@ VERSIONS = (
     "4-lean-history",
     "5-event-windows",
     "6-timer-windows",
+    "7-local-appends",
 )
 RECORD = os.environ.get("CLOUDMART_RECORD_HISTORIES") == "1"
 PATCH_DATA = {
     patch: base64.b64encode(
         json.dumps({"id": patch, "deprecated": False}, separators=(",", ":")).encode()
     ).decode()
-    for patch in ("event-windows", "timer-windows")
+    for patch in ("event-windows", "timer-windows", "local-appends")
 }
 """A patch marker's data as a recorded history spells it (base64 JSON)."""
 
@@ -78,6 +82,13 @@ async def record_scenarios(
     }.items():
         await finish(name, await start(client, new_saga_input(settings, **kwargs)))
 
+    for name, kwargs in {  # the local step mode (saga v6: its appends are local activities)
+        "local_completed": {},
+        "local_flaky_payment": {"token": "tok_flaky"},
+        "local_undeliverable": {"country": "JP"},
+    }.items():
+        await finish(name, await start(client, in_local_mode(new_saga_input(settings, **kwargs))))
+
     for name, act in {
         "review_approved": lambda h: h.execute_update(
             OrderSaga.review_payment, PaymentReviewDecision(approved=True)
@@ -88,12 +99,25 @@ async def record_scenarios(
         "customer_cancel": lambda h: h.execute_update(OrderSaga.cancel, CancelOrder()),
         "temporal_cancel": lambda h: h.cancel(),
         "review_timed_out": lambda _: env.sleep(timedelta(hours=24, seconds=1)),
+        "local_review_approved": lambda h: approve_after_the_window(env, h),
     }.items():
-        handle = await start(client, new_saga_input(settings, token="tok_review"))
+        saga = new_saga_input(settings, token="tok_review")
+        handle = await start(client, in_local_mode(saga) if name.startswith("local_") else saga)
         await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
         await act(handle)
         await finish(name, handle)
     return histories
+
+
+def in_local_mode(saga: OrderSagaInput) -> OrderSagaInput:
+    return saga.model_copy(update={"step_mode": StepMode.LOCAL})
+
+
+async def approve_after_the_window(
+    env: WorkflowEnvironment, handle: WorkflowHandle[OrderSaga, OrderState]
+) -> None:
+    await env.sleep(timedelta(seconds=3))  # the window's timer fires: its append
+    await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
 
 
 async def replay(histories: list[WorkflowHistory]) -> None:
@@ -108,7 +132,7 @@ async def test_fresh_histories_of_every_scenario_replay(
     temporal_env: WorkflowEnvironment, settings: Settings, workers: Services
 ) -> None:
     histories = await record_scenarios(temporal_env, settings)
-    assert len(histories) == 11
+    assert len(histories) == 15
     await replay(list(histories.values()))
     if RECORD:
         newest = HISTORIES / VERSIONS[-1]
@@ -133,13 +157,21 @@ def test_each_version_records_what_it_added() -> None:
     """Each folder holds the saga of its version (else it proves nothing new): v1 has no patch
     marker; from the event log on, the appends; from v2 on, the fraud screen (in every saga that
     got past the reservation); from v3 on, a few batched appends rather than about one per
-    event; in v4, the timed windows' patch; from v5 on, the timer windows' patch instead."""
+    event; in v4, the timed windows' patch; from v5 on, the timer windows' patch instead; in v6,
+    sagas in the local step mode with no activity scheduled at all."""
     for path in recorded("1-saga"):
         assert "markerName" not in path.read_text(), path.name
     for version in VERSIONS[1:]:
         for path in recorded(version):
             text = path.read_text()
-            assert "core_patch" in re.findall(r'"markerName": "(\w+)"', text), path.name
+            markers = re.findall(r'"markerName": "(\w+)"', text)
+            assert "core_patch" in markers, path.name
+            local = path.stem.startswith("local_")
+            assert local is (PATCH_DATA["local-appends"] in text), path.name
+            if local:  # v6's local step mode: steps and appends alike are local activities
+                assert version >= "7" and "core_local_activity" in markers, path.name
+                assert "activityTaskScheduledEventAttributes" not in text, path.name
+                continue
             assert '"name": "orders.append"' in text, path.name
             screened = '"name": "payment.check_fraud"' in text
             assert screened is (version >= "3" and path.stem != "out_of_stock"), path.name

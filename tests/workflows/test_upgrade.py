@@ -23,7 +23,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from cloudmart.contracts.orders import OrderState, OrderStatus, PaymentReviewDecision
+from cloudmart.contracts.orders import OrderState, OrderStatus, PaymentReviewDecision, StepMode
 from cloudmart.settings import Settings
 from services.factory import Services
 from tests.support import assert_reconciled, new_saga_input
@@ -33,6 +33,7 @@ from workflows.order_saga import (
     EVENT_WINDOWS,
     FRAUD_CHECK,
     LEAN_HISTORY,
+    LOCAL_APPENDS,
     TIMER_WINDOWS,
     OrderSaga,
 )
@@ -42,12 +43,15 @@ Workers = Callable[..., AbstractAsyncContextManager[list[Worker]]]
 
 @pytest.fixture
 def uncached_workers(client: Client, settings: Settings) -> Workers:
-    def run(services: Services, *, orchestrator: bool = True) -> AsyncIterator[list[Worker]]:
+    def run(
+        services: Services, *, orchestrator: bool = True, local_steps: bool = False
+    ) -> AsyncIterator[list[Worker]]:
         return running_workers(  # type: ignore[return-value]
             client,
             settings.task_queues,
             orchestrator=orchestrator,
             services=services,
+            local_steps=local_steps,
             activity_threads=settings.activity_threads,
             eager_activities=False,  # see the saga_workers fixture
             max_cached_workflows=0,
@@ -78,11 +82,16 @@ def v4_code(monkeypatch: pytest.MonkeyPatch) -> None:
     older_code(monkeypatch, TIMER_WINDOWS)
 
 
+def v5_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    older_code(monkeypatch, LOCAL_APPENDS)
+
+
 def patch_markers(history: WorkflowHistory) -> list[str]:
     return [
         e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data.decode()
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
     ]
 
 
@@ -226,6 +235,43 @@ async def test_a_saga_held_for_review_after_its_window_finishes_as_it_started(
     names = patch_markers(await handle.fetch_history())
     assert any(kept in name for name in names)
     assert not any(newer in name for name in names for newer in never)
+    assert services.orders is not None
+    stored = services.orders.stream(state.order_id)
+    assert stored[0].event_type == "OrderPlaced" and stored[-1].event_type == "OrderCompleted"
+    assert [e.sequence for e in stored] == list(range(1, len(stored) + 1))
+    assert_reconciled(services, [state])
+
+
+async def test_a_v5_local_mode_saga_held_for_review_keeps_its_regular_appends_on_v6(
+    client: Client,
+    settings: Settings,
+    uncached_workers: Workers,
+    services: Services,
+    temporal_env: WorkflowEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A local-mode saga started by v5 (its appends activities on the saga's queue), upgraded
+    while it waits for a review after its window's append: it replays on v6 and stores the rest
+    of its events as v5 did, never as a local activity. A v6 saga in local mode appends with
+    local activities only (tests/workflows/test_local_steps.py)."""
+    saga = new_saga_input(settings, token="tok_review")
+    saga = saga.model_copy(update={"step_mode": StepMode.LOCAL})
+    async with uncached_workers(services, local_steps=True):
+        with monkeypatch.context() as before:
+            v5_code(before)
+            handle = await start(client, saga)
+            await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
+            await temporal_env.sleep(timedelta(seconds=3))  # the window's timer fires
+        await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
+        state = await outcome(handle)
+
+    assert state.status is OrderStatus.COMPLETED
+    history = await handle.fetch_history()
+    names = patch_markers(history)
+    assert any(TIMER_WINDOWS in name for name in names)
+    assert not any(LOCAL_APPENDS in name for name in names)
+    counts = await history_counts(handle)
+    assert counts["appends"] == 2  # the window's, then the rest at the end: both scheduled
     assert services.orders is not None
     stored = services.orders.stream(state.order_id)
     assert stored[0].event_type == "OrderPlaced" and stored[-1].event_type == "OrderCompleted"
