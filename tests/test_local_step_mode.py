@@ -80,6 +80,6 @@ def test_the_stack_in_local_step_mode_completes_orders_with_local_activities(
     assert set(stopped.values()) == {0}, stopped
     assert [s["status"] for s in states] == ["COMPLETED", "FAILED"]
     for scheduled, markers in seen:
-        assert set(scheduled) == {"orders.append"}
-        assert "inventory.reserve" in markers
+        assert scheduled == []  # saga v6: the appends are local activities too
+        assert "inventory.reserve" in markers and "orders.append" in markers
     assert "payment.refund" in seen[1][1]

@@ -2,9 +2,9 @@
 
 ``record`` is synchronous: the saga never waits for the event store between its steps. A
 background appender sends what has been recorded to the store (an activity on the saga's own
-task queue) while the next steps run; before the saga ends it waits until everything is stored.
-Event ids derive from the order id and sequence, so a retried or replayed append stores nothing
-twice.
+task queue; in saga v6's local step mode, a local activity) while the next steps run; before the
+saga ends it waits until everything is stored. Event ids derive from the order id and sequence,
+so a retried or replayed append stores nothing twice.
 
 Four generations, each kept for the sagas started under it:
 
