@@ -45,7 +45,9 @@ class LocalFloor:
     @workflow.run
     async def run(self, steps: int) -> None:
         for _ in range(steps):
-            await workflow.execute_local_activity(noop, start_to_close_timeout=timedelta(seconds=10))
+            await workflow.execute_local_activity(
+                noop, start_to_close_timeout=timedelta(seconds=10)
+            )
 
 
 async def connect(address: str) -> Client:
@@ -101,7 +103,9 @@ def main() -> None:
     for size, samples in taken.items():
         ranked = sorted(samples)
         p95 = ranked[int(0.95 * (len(ranked) - 1))]
-        rows.append([str(size), str(len(samples)), f"{statistics.median(samples):.1f}", f"{p95:.1f}"])
+        rows.append(
+            [str(size), str(len(samples)), f"{statistics.median(samples):.1f}", f"{p95:.1f}"]
+        )
     print("workflows of N no-op local activities, one at a time; file-backed dev server with")
     print("make up's flags; the worker unsandboxed, in the client's process")
     print(table(rows, ["N", "runs", "p50 ms", "p95 ms"]))
