@@ -128,6 +128,12 @@ LOCAL_APPENDS = "local-appends"
 """Saga v6, in the local step mode only: the event appends are local activities too, so that an
 order that ends within its window is one workflow task (measured: README, "Performance"); a
 regular-mode saga never asks for this patch, and its history is v5's."""
+SAGA_V7 = "saga-v7"
+"""Saga v7, the same commands as v6 under one patch: a saga that takes it takes every patch
+before it without asking for them. Temporal records a marker for each patch a saga takes, and
+updates the saga's ``TemporalChangeVersion`` search attribute with it (an event more, and a
+visibility write); a new saga now pays that once instead of five times. Sagas started before it
+replay through the older patches, as they did."""
 LASTING = frozenset(
     {
         OrderStatus.AWAITING_PAYMENT_REVIEW,
@@ -172,17 +178,20 @@ class OrderSaga:
         self._resolution: ResolveCompensation | None = None
         self._resolved = False
         self._lean = False
+        self._v7 = False
 
     @workflow.run
     async def run(self, order: OrderSagaInput) -> OrderState:
-        self._lean = workflow.patched(LEAN_HISTORY)
+        self._v7 = workflow.patched(SAGA_V7)
+        self._lean = self._v7 or workflow.patched(LEAN_HISTORY)
         self._set_status(OrderStatus.PENDING)
-        self._events.enabled = workflow.patched(ORDER_EVENTS)
+        self._events.enabled = self._v7 or workflow.patched(ORDER_EVENTS)
         if self._lean:
             self._events.window = order.events_window
-            if workflow.patched(TIMER_WINDOWS):
+            if self._v7 or workflow.patched(TIMER_WINDOWS):
                 self._events.timer_windows = True
-                if order.step_mode is StepMode.LOCAL and workflow.patched(LOCAL_APPENDS):
+                local = order.step_mode is StepMode.LOCAL
+                if local and (self._v7 or workflow.patched(LOCAL_APPENDS)):
                     self._events.local_appends = LOCAL_RETRY_THRESHOLD
             else:
                 self._events.timed = workflow.patched(EVENT_WINDOWS)
@@ -234,7 +243,7 @@ class OrderSaga:
             total_cents=reservation.total_cents,
         )
 
-        screened = workflow.patched(FRAUD_CHECK)
+        screened = self._v7 or workflow.patched(FRAUD_CHECK)
         if screened:
             await self._check_fraud(order, reservation.total_cents)
 

@@ -7,7 +7,8 @@ keeps it replaying); ``2-order-events`` records every event; ``3-fraud-check`` i
 fraud screen before the charge; ``4-lean-history`` is saga v3, its events appended in batches;
 ``5-event-windows`` is saga v4, its windows chosen by workflow time; ``6-timer-windows`` is saga
 v5, its windows closed by their timers alone; ``7-local-appends`` is saga v6, whose sagas in the
-local step mode (``local_*``) append their events with local activities.
+local step mode (``local_*``) append their events with local activities; ``8-saga-v7`` is saga
+v7, the same commands under one patch.
 Record the newest version's only on purpose (a new version, a new scenario), with
 ``CLOUDMART_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py``; never rewrite an older one.
 """
@@ -50,13 +51,14 @@ VERSIONS = (
     "5-event-windows",
     "6-timer-windows",
     "7-local-appends",
+    "8-saga-v7",
 )
 RECORD = os.environ.get("CLOUDMART_RECORD_HISTORIES") == "1"
 PATCH_DATA = {
     patch: base64.b64encode(
         json.dumps({"id": patch, "deprecated": False}, separators=(",", ":")).encode()
     ).decode()
-    for patch in ("event-windows", "timer-windows", "local-appends")
+    for patch in ("event-windows", "timer-windows", "local-appends", "saga-v7")
 }
 """A patch marker's data as a recorded history spells it (base64 JSON)."""
 
@@ -158,7 +160,7 @@ def test_each_version_records_what_it_added() -> None:
     marker; from the event log on, the appends; from v2 on, the fraud screen (in every saga that
     got past the reservation); from v3 on, a few batched appends rather than about one per
     event; in v4, the timed windows' patch; from v5 on, the timer windows' patch instead; in v6,
-    sagas in the local step mode with no activity scheduled at all."""
+    sagas in the local step mode with no activity scheduled at all; in v7, one patch marker."""
     for path in recorded("1-saga"):
         assert "markerName" not in path.read_text(), path.name
     for version in VERSIONS[1:]:
@@ -167,7 +169,9 @@ def test_each_version_records_what_it_added() -> None:
             markers = re.findall(r'"markerName": "(\w+)"', text)
             assert "core_patch" in markers, path.name
             local = path.stem.startswith("local_")
-            assert local is (PATCH_DATA["local-appends"] in text), path.name
+            v7 = PATCH_DATA["saga-v7"] in text
+            assert v7 is (version >= "8"), path.name
+            assert (local and not v7) is (PATCH_DATA["local-appends"] in text), path.name
             if local:  # v6's local step mode: steps and appends alike are local activities
                 assert version >= "7" and "core_local_activity" in markers, path.name
                 assert "activityTaskScheduledEventAttributes" not in text, path.name
@@ -180,4 +184,6 @@ def test_each_version_records_what_it_added() -> None:
             timed = PATCH_DATA["event-windows"] in text
             assert timed is (version == "5-event-windows"), path.name
             by_timer = PATCH_DATA["timer-windows"] in text
-            assert by_timer is (version >= "6"), path.name
+            assert by_timer is ("6" <= version < "8"), path.name
+            if v7:  # and none of the patches before it
+                assert text.count('"markerName": "core_patch"') == 1, path.name

@@ -1,7 +1,8 @@
 """Saga v2 (the fraud screen before the charge) reaches sagas that v1 workers started; saga v3
 (the lean history) leaves the sagas that v2 workers started as they were, saga v4 (timed event
-windows) those that v3 workers started, and saga v5 (windows closed by their timers) those that
-v4 workers started.
+windows) those that v3 workers started, saga v5 (windows closed by their timers) those that v4
+workers started, saga v6 (local appends) the local-mode sagas of v5, and saga v7 (one patch for
+all) those of v6.
 
 The v1 worker here is today's code with the ``fraud-check`` patch not taken: that is exactly
 what ``if workflow.patched(...)`` makes the old branch. The upgrade is the switch from that
@@ -34,6 +35,7 @@ from workflows.order_saga import (
     FRAUD_CHECK,
     LEAN_HISTORY,
     LOCAL_APPENDS,
+    SAGA_V7,
     TIMER_WINDOWS,
     OrderSaga,
 )
@@ -67,23 +69,27 @@ def older_code(monkeypatch: pytest.MonkeyPatch, *newer: str) -> None:
 
 
 def v1_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    older_code(monkeypatch, FRAUD_CHECK, LEAN_HISTORY)
+    older_code(monkeypatch, FRAUD_CHECK, LEAN_HISTORY, SAGA_V7)
 
 
 def v2_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    older_code(monkeypatch, LEAN_HISTORY)
+    older_code(monkeypatch, LEAN_HISTORY, SAGA_V7)
 
 
 def v3_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    older_code(monkeypatch, EVENT_WINDOWS, TIMER_WINDOWS)
+    older_code(monkeypatch, EVENT_WINDOWS, TIMER_WINDOWS, SAGA_V7)
 
 
 def v4_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    older_code(monkeypatch, TIMER_WINDOWS)
+    older_code(monkeypatch, TIMER_WINDOWS, SAGA_V7)
 
 
 def v5_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    older_code(monkeypatch, LOCAL_APPENDS)
+    older_code(monkeypatch, LOCAL_APPENDS, SAGA_V7)
+
+
+def v6_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    older_code(monkeypatch, SAGA_V7)
 
 
 def patch_markers(history: WorkflowHistory) -> list[str]:
@@ -205,8 +211,9 @@ async def test_a_v2_saga_held_for_review_finishes_on_v3_as_v2(
     [
         (v3_code, LEAN_HISTORY, (EVENT_WINDOWS, TIMER_WINDOWS)),  # v3 on v4 and on
         (v4_code, EVENT_WINDOWS, (TIMER_WINDOWS,)),  # v4 on v5
+        (v6_code, TIMER_WINDOWS, (SAGA_V7,)),  # v6 (its five patches) on v7 (one)
     ],
-    ids=["v3", "v4"],
+    ids=["v3", "v4", "v6"],
 )
 async def test_a_saga_held_for_review_after_its_window_finishes_as_it_started(
     older: Callable[[pytest.MonkeyPatch], None],
@@ -219,9 +226,9 @@ async def test_a_saga_held_for_review_after_its_window_finishes_as_it_started(
     temporal_env: WorkflowEnvironment,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Started by v3 (its batched appends) or v4 (its timed windows), upgraded while it waits
-    for a review after its window's timer fired: it replays on today's code and goes on with
-    its own event log, storing every event once, in order."""
+    """Started by v3 (its batched appends), v4 (its timed windows) or v6 (its five patches),
+    upgraded while it waits for a review after its window's timer fired: it replays on today's code
+    and goes on as it started, storing every event once, in order."""
     async with uncached_workers(services):
         with monkeypatch.context() as before:
             older(before)
