@@ -207,18 +207,21 @@ async def test_a_v2_saga_held_for_review_finishes_on_v3_as_v2(
 
 
 @pytest.mark.parametrize(
-    ("older", "kept", "never"),
+    ("older", "kept", "never", "mode"),
     [
-        (v3_code, LEAN_HISTORY, (EVENT_WINDOWS, TIMER_WINDOWS)),  # v3 on v4 and on
-        (v4_code, EVENT_WINDOWS, (TIMER_WINDOWS,)),  # v4 on v5
-        (v6_code, TIMER_WINDOWS, (SAGA_V7,)),  # v6 (its five patches) on v7 (one)
+        (v3_code, LEAN_HISTORY, (EVENT_WINDOWS, TIMER_WINDOWS), StepMode.REGULAR),  # on v4 and on
+        (v4_code, EVENT_WINDOWS, (TIMER_WINDOWS,), StepMode.REGULAR),  # v4 on v5
+        # v5 in the local step mode, its appends regular, on v6 (whose are local activities):
+        (v5_code, TIMER_WINDOWS, (LOCAL_APPENDS, SAGA_V7), StepMode.LOCAL),
+        (v6_code, TIMER_WINDOWS, (SAGA_V7,), StepMode.REGULAR),  # v6 (five patches) on v7 (one)
     ],
-    ids=["v3", "v4", "v6"],
+    ids=["v3", "v4", "v5-local", "v6"],
 )
 async def test_a_saga_held_for_review_after_its_window_finishes_as_it_started(
     older: Callable[[pytest.MonkeyPatch], None],
     kept: str,
     never: tuple[str, ...],
+    mode: StepMode,
     client: Client,
     settings: Settings,
     uncached_workers: Workers,
@@ -226,13 +229,15 @@ async def test_a_saga_held_for_review_after_its_window_finishes_as_it_started(
     temporal_env: WorkflowEnvironment,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Started by v3 (its batched appends), v4 (its timed windows) or v6 (its five patches),
-    upgraded while it waits for a review after its window's timer fired: it replays on today's code
-    and goes on as it started, storing every event once, in order."""
-    async with uncached_workers(services):
+    """Started by v3 (its batched appends), v4 (its timed windows), v5 in the local step mode (its
+    regular appends) or v6 (its five patches), upgraded while it waits for a review after its
+    window's timer fired: it replays on today's code and goes on as it started, storing every
+    event once, in order."""
+    saga = new_saga_input(settings, token="tok_review").model_copy(update={"step_mode": mode})
+    async with uncached_workers(services, local_steps=mode is StepMode.LOCAL):
         with monkeypatch.context() as before:
             older(before)
-            handle = await start(client, new_saga_input(settings, token="tok_review"))
+            handle = await start(client, saga)
             await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
             await temporal_env.sleep(timedelta(seconds=3))  # the window's timer fires
         await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
@@ -242,43 +247,8 @@ async def test_a_saga_held_for_review_after_its_window_finishes_as_it_started(
     names = patch_markers(await handle.fetch_history())
     assert any(kept in name for name in names)
     assert not any(newer in name for name in names for newer in never)
-    assert services.orders is not None
-    stored = services.orders.stream(state.order_id)
-    assert stored[0].event_type == "OrderPlaced" and stored[-1].event_type == "OrderCompleted"
-    assert [e.sequence for e in stored] == list(range(1, len(stored) + 1))
-    assert_reconciled(services, [state])
-
-
-async def test_a_v5_local_mode_saga_held_for_review_keeps_its_regular_appends_on_v6(
-    client: Client,
-    settings: Settings,
-    uncached_workers: Workers,
-    services: Services,
-    temporal_env: WorkflowEnvironment,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A local-mode saga started by v5 (its appends activities on the saga's queue), upgraded
-    while it waits for a review after its window's append: it replays on v6 and stores the rest
-    of its events as v5 did, never as a local activity. A v6 saga in local mode appends with
-    local activities only (tests/workflows/test_local_steps.py)."""
-    saga = new_saga_input(settings, token="tok_review")
-    saga = saga.model_copy(update={"step_mode": StepMode.LOCAL})
-    async with uncached_workers(services, local_steps=True):
-        with monkeypatch.context() as before:
-            v5_code(before)
-            handle = await start(client, saga)
-            await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
-            await temporal_env.sleep(timedelta(seconds=3))  # the window's timer fires
-        await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
-        state = await outcome(handle)
-
-    assert state.status is OrderStatus.COMPLETED
-    history = await handle.fetch_history()
-    names = patch_markers(history)
-    assert any(TIMER_WINDOWS in name for name in names)
-    assert not any(LOCAL_APPENDS in name for name in names)
-    counts = await history_counts(handle)
-    assert counts["appends"] == 2  # the window's, then the rest at the end: both scheduled
+    if mode is StepMode.LOCAL:  # the window's append, then the rest's: both scheduled, as v5 did
+        assert (await history_counts(handle))["appends"] == 2
     assert services.orders is not None
     stored = services.orders.stream(state.order_id)
     assert stored[0].event_type == "OrderPlaced" and stored[-1].event_type == "OrderCompleted"
