@@ -103,9 +103,10 @@ class Settings(BaseSettings):
     """The longest wait between retries of a stuck compensation."""
 
     events_window: Duration = Field(default=EVENTS_WINDOW, gt=timedelta(0), le=MAX_EVENTS_WINDOW)
-    """How long a saga's events may wait to be stored together: the event store's (and the read
-    side's) lag behind a running saga, against one append per order that ends within it
-    (seconds or ISO 8601, at most 10 minutes). Fixed per saga at its start."""
+    """How long a step may run while a saga's events wait to be stored: past it (or at the
+    step's first failure) the saga stores them, so it is the event store's (and the read
+    side's) lag behind a running saga; an order that runs no step past it stores its events in
+    one append (seconds or ISO 8601, at most 10 minutes). Fixed per saga at its start."""
 
     step_mode: StepMode = StepMode.REGULAR
     """``regular``: each step is an activity on its service's task queue; ``local``: a local

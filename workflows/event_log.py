@@ -6,8 +6,19 @@ task queue; in saga v6's local step mode, a local activity) while the next steps
 saga ends it waits until everything is stored. Event ids derive from the order id and sequence,
 so a retried or replayed append stores nothing twice.
 
-Four generations, each kept for the sagas started under it:
+Five generations, each kept for the sagas started under it:
 
+- **Windows closed by the saga** (saga v8). An event joins the open window; the saga itself
+  closes it, at the points where it would otherwise keep events waiting: before it waits for a
+  person (a payment review, an operator for a stuck compensation), and when a step or a
+  compensation has run for a window without ending (its first round is given the window as its
+  schedule-to-close timeout; the saga stores what it has, then runs the step on). No timer:
+  every append is issued by the saga's own sequence of steps, in response to one of its own
+  events. Why that matters: a worker asked for a saga's state (a query) while the saga's next
+  workflow task is pending can run that task's events there and then, and the task itself may
+  bring more; a replay sees all of them in one task. With a window's timer racing a step (v5),
+  the order of the commands then depended on that split (a chaos run found it, see the
+  README); with one sequence issuing them, it cannot.
 - **Windows closed by their timers** (saga v5, the ``timer-windows`` patch). An event opens a
   window unless one is open, and joins it; the window's timer closes it and starts its append
   at once, even while an earlier window's append still runs (the store refuses a batch that
@@ -78,6 +89,9 @@ class EventLog:
         self.timer_windows = False
         """Saga v5: windows closed by their timers (see the module's docstring); needs
         ``window``."""
+        self.closed_by_saga = False
+        """Saga v8: windows are closed by ``flush`` alone, never by a timer (see the module's
+        docstring); needs ``timer_windows``."""
         self.local_appends: timedelta | None = None
         """Saga v6 in the local step mode: appends are local activities in the saga's worker, and
         a retry's backoff longer than this is a timer (None: activities on the saga's queue)."""
@@ -230,7 +244,20 @@ class EventLog:
             self._open.append(event)
         else:
             self._open = [event]
-            self._timer = asyncio.create_task(self._append_when_timer_fires(self._open))
+            if not self.closed_by_saga:
+                self._timer = asyncio.create_task(self._append_when_timer_fires(self._open))
+
+    @property
+    def waiting(self) -> bool:
+        """Whether events recorded are waiting for their window to close (v5 and on)."""
+        return bool(self._open)
+
+    def flush(self) -> None:
+        """Saga v8: close the open window and start its append now (the saga is about to wait,
+        or a step has run for a window); older sagas' windows close by their timers alone."""
+        if self.closed_by_saga and self._open and not self._ending:
+            window, self._open = self._open, None
+            self._start_append(window)
 
     async def _append_when_timer_fires(self, window: list[Event]) -> None:
         assert self.window is not None

@@ -134,6 +134,13 @@ before it without asking for them. Temporal records a marker for each patch a sa
 updates the saga's ``TemporalChangeVersion`` search attribute with it (an event more, and a
 visibility write); a new saga now pays that once instead of five times. Sagas started before it
 replay through the older patches, as they did."""
+SAGA_V8 = "saga-v8"
+"""Saga v8, v7 with its event windows closed by the saga instead of by timers: before a wait for
+a person, and when a step (or a compensation) has run for a window without ending, whose first
+round the window bounds (``_run``). A window's timer was a second source of commands beside the
+steps, and their order could differ between a worker that ran a query in the middle of a
+workflow task and a replay of that task (workflows/event_log.py). One patch marker, as v7; v7
+and older sagas keep their timers."""
 LASTING = frozenset(
     {
         OrderStatus.AWAITING_PAYMENT_REVIEW,
@@ -179,10 +186,12 @@ class OrderSaga:
         self._resolved = False
         self._lean = False
         self._v7 = False
+        self._v8 = False
 
     @workflow.run
     async def run(self, order: OrderSagaInput) -> OrderState:
-        self._v7 = workflow.patched(SAGA_V7)
+        self._v8 = workflow.patched(SAGA_V8)
+        self._v7 = self._v8 or workflow.patched(SAGA_V7)
         self._lean = self._v7 or workflow.patched(LEAN_HISTORY)
         self._set_status(OrderStatus.PENDING)
         self._events.enabled = self._v7 or workflow.patched(ORDER_EVENTS)
@@ -190,6 +199,7 @@ class OrderSaga:
             self._events.window = order.events_window
             if self._v7 or workflow.patched(TIMER_WINDOWS):
                 self._events.timer_windows = True
+                self._events.closed_by_saga = self._v8
                 local = order.step_mode is StepMode.LOCAL
                 if local and (self._v7 or workflow.patched(LOCAL_APPENDS)):
                     self._events.local_appends = LOCAL_RETRY_THRESHOLD
@@ -320,6 +330,7 @@ class OrderSaga:
 
     async def _payment_review(self, order: OrderSagaInput) -> None:
         self._set_status(OrderStatus.AWAITING_PAYMENT_REVIEW)
+        self._events.flush()  # v8: the wait may be long; the read side shows the hold now
         record = self._begin(self._state.steps, "payment.review")
         try:
             await workflow.wait_condition(
@@ -369,16 +380,13 @@ class OrderSaga:
         request = Compensate(order_id=self._order.order_id, reason=reason)
         policy = self._order.stuck_policy
         try:
-            result = await self._settled(
+            result = await self._run(
                 compensation,
-                self._start(
-                    compensation,
-                    request,
-                    # Past either limit it is reported stuck (and retried on, see _until_unstuck).
-                    schedule_to_close_timeout=policy.after,
-                    retry_policy=replace(UNDO_RETRY, maximum_attempts=policy.attempts),
-                    summary=summary,
-                ),
+                request,
+                # Past either limit it is reported stuck (and retried on, see _until_unstuck).
+                schedule_to_close_timeout=policy.after,
+                retry_policy=replace(UNDO_RETRY, maximum_attempts=policy.attempts),
+                summary=summary,
             )
         except ActivityError as err:
             if err.retry_state is RetryState.NON_RETRYABLE_FAILURE:
@@ -418,6 +426,7 @@ class OrderSaga:
             step=compensation.name,
             error=self._state.stuck.last_error,
         )
+        self._events.flush()  # v8: an operator is needed; the read side shows it now
         workflow.logger.error(
             "Compensation %s is stuck: %s", compensation.name, self._state.stuck.last_error
         )
@@ -493,9 +502,7 @@ class OrderSaga:
             self._set_status(status)
         record = self._begin(self._state.steps, spec.name)
         try:
-            result: ResultT = await self._settled(
-                spec, self._start(spec, request, retry_policy=STEP_RETRY, summary=summary)
-            )
+            result = await self._run(spec, request, retry_policy=STEP_RETRY, summary=summary)
         except (ActivityError, asyncio.CancelledError) as err:
             interrupted = self._state.cancel_reason is not None
             self._end(
@@ -509,6 +516,47 @@ class OrderSaga:
             raise
         self._end(record, StepStatus.COMPLETED)
         return result
+
+    async def _run(
+        self, spec: ActivitySpec[Any, ResultT], request: BaseModel, **options: Any
+    ) -> ResultT:
+        """Run a step or a compensation to its result.
+
+        In saga v8, while recorded events wait to be stored, its first attempt is a round of
+        its own, bounded by the events window: if that attempt fails, or has not ended within
+        the window (a service down, a slow provider), the saga stores what it has, then goes on
+        with the rest of the retry policy and limits. Steps are idempotent, so an attempt that
+        the bound cut short and that finished anyway is harmless; a typed business failure, or
+        a cancel, ends it as it would have."""
+        window = self._events.window
+        policy: RetryPolicy = options["retry_policy"]
+        limit: timedelta | None = options.get("schedule_to_close_timeout")
+        if (
+            not self._v8
+            or window is None
+            or not self._events.waiting
+            or policy.maximum_attempts == 1
+            or (limit is not None and limit <= window)
+        ):
+            return await self._settled(spec, self._start(spec, request, **options))
+        first = {
+            **options,
+            "retry_policy": replace(policy, maximum_attempts=1),
+            "schedule_to_close_timeout": window,
+        }
+        try:
+            return await self._settled(spec, self._start(spec, request, **first))
+        except ActivityError as err:
+            # (A cancelled order's compensations run on: only their own cancellation ends them.)
+            if err.retry_state is RetryState.NON_RETRYABLE_FAILURE or is_cancelled_exception(err):
+                raise
+        self._events.flush()
+        rest = {**options}
+        if policy.maximum_attempts > 1:
+            rest["retry_policy"] = replace(policy, maximum_attempts=policy.maximum_attempts - 1)
+        if limit is not None:
+            rest["schedule_to_close_timeout"] = limit - window
+        return await self._settled(spec, self._start(spec, request, **rest))
 
     def _start(
         self, spec: ActivitySpec[Any, ResultT], request: BaseModel, **options: Any

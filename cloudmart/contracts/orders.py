@@ -110,9 +110,10 @@ class OrderSagaInput(BaseModel):
     """Fixed at start, so that a saga keeps its mode (and replays) when the setting changes;
     absent from sagas started before it existed: regular, as they ran."""
     events_window: timedelta = Field(default=EVENTS_WINDOW, gt=timedelta(0), le=MAX_EVENTS_WINDOW)
-    """How long the saga's recorded events may wait to be stored together (saga v3): how stale
-    the event store, and the read side built from it, may be about a running saga. Absent from
-    sagas started before it existed: one second, as they ran."""
+    """How long the saga's recorded events may wait to be stored together (saga v3; since v8,
+    how long a step may run before the saga stores them): how stale the event store, and the
+    read side built from it, may be about a running saga. Absent from sagas started before it
+    existed: one second, as they ran."""
 
 
 class OrderStatus(StrEnum):

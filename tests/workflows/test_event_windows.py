@@ -64,7 +64,7 @@ async def settle() -> None:
 Step = Callable[["Temporal", EventLog], Awaitable[None] | None]
 
 
-V4, V5 = "v4", "v5"
+V4, V5, V8 = "v4", "v5", "v8"
 
 
 async def play(
@@ -80,8 +80,9 @@ async def play(
     monkeypatch.setattr(event_log, "workflow", temporal)
     log = EventLog("order-1")
     log.window = WINDOW
-    if saga == V5:
+    if saga in (V5, V8):
         log.timer_windows = True
+        log.closed_by_saga = saga == V8
     else:
         log.timed = True
     for group in (before, together, after):
@@ -117,6 +118,15 @@ def fire(timer: int) -> Step:
 def complete(append: int) -> Step:
     def step(temporal: Temporal, log: EventLog) -> None:
         temporal.appends[append - 1].set_result(None)
+
+    return step
+
+
+def flush() -> Step:
+    """Saga v8: the saga closes the open window (it is about to wait, or a step ran long)."""
+
+    def step(temporal: Temporal, log: EventLog) -> None:
+        log.flush()
 
     return step
 
@@ -302,3 +312,35 @@ async def test_v5_the_end_waits_for_the_append_in_flight_then_stores_the_rest_at
     temporal.timers[1].set_result(None)  # the second window's timer, left pending
     await settle()
     assert len(temporal.commands) == 4  # the end took its window: nothing appended twice
+
+
+# --- saga v8: windows closed by the saga --------------------------------------------------------
+
+
+async def test_v8_starts_no_timer_and_stores_an_order_that_never_waits_in_one_append(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    commands = await play(
+        monkeypatch, [at(0), record(), at(5), record(), at(60), record()], [], [end()], V8
+    )
+    assert commands == [("append", [1, 2, 3])]
+
+
+async def test_v8_stores_what_waits_when_the_saga_flushes_and_the_rest_at_its_end_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    commands = await play(
+        monkeypatch,
+        [at(0), record(), record(), flush(), flush()],  # the second: nothing waits any more
+        [at(1), record()],  # while the first append still runs
+        [end()],
+        V8,
+    )
+    assert commands == [("append", [1, 2]), ("append", [3])]
+
+
+async def test_a_flush_changes_nothing_for_a_saga_whose_timers_close_its_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    commands = await play(monkeypatch, [at(0), record(), flush()], [], [end()], V5)
+    assert commands == [("timer", 1), ("append", [1])]

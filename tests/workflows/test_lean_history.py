@@ -6,9 +6,14 @@ once the events are stored (test_order_events.py checks that last one)."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import uuid
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -90,12 +95,13 @@ async def test_a_waiting_saga_has_its_events_stored_within_the_window(
     workers: Services,
     temporal_env: WorkflowEnvironment,
 ) -> None:
-    """Held for a payment review, its story so far reaches the store when the window ends,
-    not when the review does; the hold is a lasting status, so the search attribute shows it."""
+    """Held for a payment review, its story so far reaches the store as the hold begins (v8:
+    the saga stores what it has before it waits for a person), not when the review ends; the
+    hold is a lasting status, so the search attribute shows it."""
     handle = await start_as_the_api_does(client, new_saga_input(settings, token="tok_review"))
     await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
     order_id = handle.id.removeprefix("order-")
-    assert await stored_when_the_window_ends(temporal_env, workers, order_id, EVENTS_WINDOW) == [
+    assert await stored_when_the_window_ends(temporal_env, workers, order_id, timedelta(0)) == [
         "OrderPlaced",
         "InventoryReserved",
         "FraudCheckPassed",
@@ -120,25 +126,51 @@ async def stored_when_the_window_ends(
     return []
 
 
-async def test_the_window_is_the_sagas_own_fixed_at_its_start(
+def slow_first_reservation(
+    monkeypatch: pytest.MonkeyPatch, workers: Services, seconds: float
+) -> threading.Event:
+    """The first reservation takes ``seconds`` (real time, in the activity's thread); the
+    event it returns is set once that first attempt has finished."""
+    original = workers.inventory.reserve
+    finished = threading.Event()
+
+    def reserve(*args: Any, **kwargs: Any) -> Any:
+        if not finished.is_set():
+            time.sleep(seconds)
+            finished.set()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(workers.inventory, "reserve", reserve)
+    return finished
+
+
+@pytest.mark.parametrize(
+    ("window", "stored_meanwhile"),
+    [(EVENTS_WINDOW, ["OrderPlaced"]), (timedelta(seconds=30), [])],
+    ids=["1s", "30s"],
+)
+async def test_a_step_running_past_the_window_has_the_events_before_it_stored(
+    window: timedelta,
+    stored_meanwhile: list[str],
     client: Client,
     settings: Settings,
     workers: Services,
-    temporal_env: WorkflowEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """CLOUDMART_EVENTS_WINDOW reaches the saga through its input: a 30 s window keeps a held
-    order's events back for 30 s (the default would have stored them after 1)."""
-    saga = settings.model_copy(update={"events_window": timedelta(seconds=30)}).saga_input(
-        str(uuid.uuid4()), place_order((("SKU-A", 1),), token="tok_review")
+    """Saga v8: a first attempt that runs past the window (here the reservation, 2.5 s) makes
+    the saga store what it has recorded, while the step goes on; CLOUDMART_EVENTS_WINDOW
+    reaches the saga through its input, so a 30 s window keeps them for the end."""
+    saga = settings.model_copy(update={"events_window": window}).saga_input(
+        str(uuid.uuid4()), place_order((("SKU-A", 1),))
     )
-    assert saga.events_window == timedelta(seconds=30)
+    assert saga.events_window == window
+    finished = slow_first_reservation(monkeypatch, workers, 2.5)
     handle = await start_as_the_api_does(client, saga)
-    await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
-    await temporal_env.sleep(EVENTS_WINDOW * 5)
-    assert timeline(workers, saga.order_id) == []
-    stored = await stored_when_the_window_ends(
-        temporal_env, workers, saga.order_id, timedelta(seconds=25)
-    )
-    assert stored[-1:] == ["PaymentReviewRequested"]
-    await handle.cancel()
-    assert (await outcome(handle)).status is OrderStatus.CANCELLED
+    await asyncio.sleep(2)  # real time: the first attempt is still running
+    assert not finished.is_set()
+    assert timeline(workers, saga.order_id) == stored_meanwhile
+    state = await outcome(handle)
+    assert state.status is OrderStatus.COMPLETED
+    stored = timeline(workers, saga.order_id)
+    assert stored[0] == "OrderPlaced" and stored[-1] == "OrderCompleted" and len(stored) == 7
+    assert await appended_batches(handle) == 1 + len(stored_meanwhile)

@@ -8,7 +8,8 @@ fraud screen before the charge; ``4-lean-history`` is saga v3, its events append
 ``5-event-windows`` is saga v4, its windows chosen by workflow time; ``6-timer-windows`` is saga
 v5, its windows closed by their timers alone; ``7-local-appends`` is saga v6, whose sagas in the
 local step mode (``local_*``) append their events with local activities; ``8-saga-v7`` is saga
-v7, the same commands under one patch.
+v7, the same commands under one patch; ``9-saga-v8`` is saga v8, its windows closed by the saga
+itself, with no timer.
 Record the newest version's only on purpose (a new version, a new scenario), with
 ``CLOUDMART_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py``; never rewrite an older one.
 """
@@ -52,13 +53,14 @@ VERSIONS = (
     "6-timer-windows",
     "7-local-appends",
     "8-saga-v7",
+    "9-saga-v8",
 )
 RECORD = os.environ.get("CLOUDMART_RECORD_HISTORIES") == "1"
 PATCH_DATA = {
     patch: base64.b64encode(
         json.dumps({"id": patch, "deprecated": False}, separators=(",", ":")).encode()
     ).decode()
-    for patch in ("event-windows", "timer-windows", "local-appends", "saga-v7")
+    for patch in ("event-windows", "timer-windows", "local-appends", "saga-v7", "saga-v8")
 }
 """A patch marker's data as a recorded history spells it (base64 JSON)."""
 
@@ -160,7 +162,8 @@ def test_each_version_records_what_it_added() -> None:
     marker; from the event log on, the appends; from v2 on, the fraud screen (in every saga that
     got past the reservation); from v3 on, a few batched appends rather than about one per
     event; in v4, the timed windows' patch; from v5 on, the timer windows' patch instead; in v6,
-    sagas in the local step mode with no activity scheduled at all; in v7, one patch marker."""
+    sagas in the local step mode with no activity scheduled at all; from v7 on, one patch marker;
+    in v8, no window timer (the only timer is a review hold's deadline)."""
     for path in recorded("1-saga"):
         assert "markerName" not in path.read_text(), path.name
     for version in VERSIONS[1:]:
@@ -170,8 +173,17 @@ def test_each_version_records_what_it_added() -> None:
             assert "core_patch" in markers, path.name
             local = path.stem.startswith("local_")
             v7 = PATCH_DATA["saga-v7"] in text
-            assert v7 is (version >= "8"), path.name
-            assert (local and not v7) is (PATCH_DATA["local-appends"] in text), path.name
+            assert v7 is (version == "8-saga-v7"), path.name
+            v8 = PATCH_DATA["saga-v8"] in text
+            assert v8 is (version == "9-saga-v8"), path.name
+            one_patch = v7 or v8
+            assert (local and not one_patch) is (PATCH_DATA["local-appends"] in text), path.name
+            timers = text.count("timerStartedEventAttributes")
+            held = "review" in path.stem or "cancel" in path.stem  # held for a payment review
+            if v8:  # the review's deadline, no window's timer
+                assert timers == int(held), path.name
+            elif version >= "5":  # a window's timer at least
+                assert timers > int(held), path.name
             if local:  # v6's local step mode: steps and appends alike are local activities
                 assert version >= "7" and "core_local_activity" in markers, path.name
                 assert "activityTaskScheduledEventAttributes" not in text, path.name
@@ -185,5 +197,5 @@ def test_each_version_records_what_it_added() -> None:
             assert timed is (version == "5-event-windows"), path.name
             by_timer = PATCH_DATA["timer-windows"] in text
             assert by_timer is ("6" <= version < "8"), path.name
-            if v7:  # and none of the patches before it
+            if one_patch:  # and none of the patches before it
                 assert text.count('"markerName": "core_patch"') == 1, path.name

@@ -1,8 +1,8 @@
 """Saga v2 (the fraud screen before the charge) reaches sagas that v1 workers started; saga v3
 (the lean history) leaves the sagas that v2 workers started as they were, saga v4 (timed event
 windows) those that v3 workers started, saga v5 (windows closed by their timers) those that v4
-workers started, saga v6 (local appends) the local-mode sagas of v5, and saga v7 (one patch for
-all) those of v6.
+workers started, saga v6 (local appends) the local-mode sagas of v5, saga v7 (one patch for
+all) those of v6, and saga v8 (windows closed by the saga, no timers) those of v7.
 
 The v1 worker here is today's code with the ``fraud-check`` patch not taken: that is exactly
 what ``if workflow.patched(...)`` makes the old branch. The upgrade is the switch from that
@@ -36,6 +36,7 @@ from workflows.order_saga import (
     LEAN_HISTORY,
     LOCAL_APPENDS,
     SAGA_V7,
+    SAGA_V8,
     TIMER_WINDOWS,
     OrderSaga,
 )
@@ -69,27 +70,31 @@ def older_code(monkeypatch: pytest.MonkeyPatch, *newer: str) -> None:
 
 
 def v1_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    older_code(monkeypatch, FRAUD_CHECK, LEAN_HISTORY, SAGA_V7)
+    older_code(monkeypatch, FRAUD_CHECK, LEAN_HISTORY, SAGA_V7, SAGA_V8)
 
 
 def v2_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    older_code(monkeypatch, LEAN_HISTORY, SAGA_V7)
+    older_code(monkeypatch, LEAN_HISTORY, SAGA_V7, SAGA_V8)
 
 
 def v3_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    older_code(monkeypatch, EVENT_WINDOWS, TIMER_WINDOWS, SAGA_V7)
+    older_code(monkeypatch, EVENT_WINDOWS, TIMER_WINDOWS, SAGA_V7, SAGA_V8)
 
 
 def v4_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    older_code(monkeypatch, TIMER_WINDOWS, SAGA_V7)
+    older_code(monkeypatch, TIMER_WINDOWS, SAGA_V7, SAGA_V8)
 
 
 def v5_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    older_code(monkeypatch, LOCAL_APPENDS, SAGA_V7)
+    older_code(monkeypatch, LOCAL_APPENDS, SAGA_V7, SAGA_V8)
 
 
 def v6_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    older_code(monkeypatch, SAGA_V7)
+    older_code(monkeypatch, SAGA_V7, SAGA_V8)
+
+
+def v7_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    older_code(monkeypatch, SAGA_V8)
 
 
 def patch_markers(history: WorkflowHistory) -> list[str]:
@@ -214,8 +219,9 @@ async def test_a_v2_saga_held_for_review_finishes_on_v3_as_v2(
         # v5 in the local step mode, its appends regular, on v6 (whose are local activities):
         (v5_code, TIMER_WINDOWS, (LOCAL_APPENDS, SAGA_V7), StepMode.LOCAL),
         (v6_code, TIMER_WINDOWS, (SAGA_V7,), StepMode.REGULAR),  # v6 (five patches) on v7 (one)
+        (v7_code, SAGA_V7, (SAGA_V8,), StepMode.REGULAR),  # v7 (its window timers) on v8
     ],
-    ids=["v3", "v4", "v5-local", "v6"],
+    ids=["v3", "v4", "v5-local", "v6", "v7"],
 )
 async def test_a_saga_held_for_review_after_its_window_finishes_as_it_started(
     older: Callable[[pytest.MonkeyPatch], None],
@@ -229,10 +235,10 @@ async def test_a_saga_held_for_review_after_its_window_finishes_as_it_started(
     temporal_env: WorkflowEnvironment,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Started by v3 (its batched appends), v4 (its timed windows), v5 in the local step mode (its
-    regular appends) or v6 (its five patches), upgraded while it waits for a review after its
-    window's timer fired: it replays on today's code and goes on as it started, storing every
-    event once, in order."""
+    """Started by v3 (its batched appends), v4 (its timed windows), v5 in the local step mode
+    (its regular appends), v6 (its five patches) or v7 (its window timers), upgraded while it
+    waits for a review after its window's timer fired: it replays on today's code and goes on
+    as it started, storing every event once, in order."""
     saga = new_saga_input(settings, token="tok_review").model_copy(update={"step_mode": mode})
     async with uncached_workers(services, local_steps=mode is StepMode.LOCAL):
         with monkeypatch.context() as before:
