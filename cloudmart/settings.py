@@ -104,9 +104,10 @@ class Settings(BaseSettings):
 
     events_window: Duration = Field(default=EVENTS_WINDOW, gt=timedelta(0), le=MAX_EVENTS_WINDOW)
     """How long a step may run while a saga's events wait to be stored: past it (or at the
-    step's first failure) the saga stores them, so it is the event store's (and the read
-    side's) lag behind a running saga; an order that runs no step past it stores its events in
-    one append (seconds or ISO 8601, at most 10 minutes). Fixed per saga at its start."""
+    step's first failure) the saga stores them, so the event store (and the read side) lags a
+    running saga by up to about this much per step; an order that runs no step past it stores
+    its events in one append at its end (seconds or ISO 8601, at most 10 minutes). Fixed per
+    saga at its start."""
 
     step_mode: StepMode = StepMode.REGULAR
     """``regular``: each step is an activity on its service's task queue; ``local``: a local
