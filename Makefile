@@ -8,7 +8,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test lint format bench bench-install bench-dbos bench-floor bench-profile bench-versions bench-read bench-idle chaos load rebuild-projections token clean install
+.PHONY: up up-split test lint format bench bench-install bench-dbos bench-floor bench-profile bench-versions bench-api bench-read bench-idle chaos load rebuild-projections token clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m cloudmart.devstack
@@ -71,6 +71,10 @@ bench-floor: $(INSTALLED)
 # The newest saga version against the one before it, on one stack, taking turns (~2 minutes).
 bench-versions: $(INSTALLED)
 	$(BIN)/python -m bench.saga_versions $(BENCH_ARGS)
+
+# What the API adds to placing an order, layer by layer, paired and one at a time (~2 minutes).
+bench-api: $(INSTALLED)
+	$(BIN)/python -m bench.api_overhead $(BENCH_ARGS)
 
 # 300 orders at concurrency 20 while workers, Temporal and a database fail; every invariant
 # checked at the end (exit 1 on a violation). E.g. CHAOS_ARGS="--split" or "--postgres".
