@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 from temporalio.client import Client
 
-from bench.floor import Floor
+from bench.floor import Floor, LocalFloor
 from bench.stats import Run
 from cloudmart.contracts.orders import (
     OrderItem,
@@ -108,6 +108,17 @@ def floor(client: Client, task_queue: str, steps: int, activity_queue: str | Non
             args=[steps, activity_queue],
             id=f"floor-{uuid.uuid4()}",
             task_queue=task_queue,
+        )
+
+    return one
+
+
+def local_floor(client: Client, task_queue: str, steps: int) -> One:
+    """A bare workflow of ``steps`` sequential no-op local activities."""
+
+    async def one(_: int) -> None:
+        await client.execute_workflow(
+            LocalFloor.run, steps, id=f"local-floor-{uuid.uuid4()}", task_queue=task_queue
         )
 
     return one

@@ -13,7 +13,10 @@ machine's load reaches every row alike (at concurrency 1 order by order, the row
 
 1. floor: a bare workflow of as many sequential no-op activities as the saga schedules (its five
    steps and its one batched event append), on the workflow's own task queue (eager dispatch):
-   the least Temporal can do for such a workflow;
+   the least Temporal can do for such a workflow; beside it, not judged by any goal, the same
+   with its activities on another queue (as the saga's steps go to their services' queues: the
+   regular mode's extra hops), and the local floor (as many no-op local activities: the least
+   the local step mode can cost);
 2. saga via client: the order saga started through the Temporal client and waited for by its
    result (real activities on the SQLite service databases, the event append, encryption);
 3. saga via API: one ``POST /orders?wait=60``, which answers when the saga has ended;
@@ -49,6 +52,7 @@ from bench.drivers import (
     drive,
     drive_alternating,
     floor,
+    local_floor,
     saga_via_api,
     saga_via_client,
     stock_bench_skus,
@@ -74,6 +78,8 @@ ORDERS = {1: 40, 10: 150, 50: 300}
 """Per row and concurrency, before ``--scale``."""
 WORKER_PROCESSES = (1, 2, 4)
 FLOOR_QUEUE = "bench-floor"
+HOPS_QUEUE = "bench-floor-activities"
+"""Where the hops floor's activities go: a queue of their own, as each service has."""
 SAMPLE = 20
 """Orders whose writes are counted."""
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -87,6 +93,9 @@ FLOOR, CLIENT, API, LOCAL, DBOS = (
     "saga, local steps",
     "DBOS saga",
 )
+FLOOR_HOPS, LOCAL_FLOOR = "floor, another queue", "local floor"
+"""The floors beside the goals' one: what the regular mode's hops and the local mode cost
+Temporal itself."""
 CLIENT_UNSANDBOXED, LOCAL_UNSANDBOXED = (
     "saga via client, no sandbox",
     "local steps, no sandbox",
@@ -106,8 +115,14 @@ class Results:
     rows_per_order: dict[str, float] = field(default_factory=dict)
 
     def run(self, name: str, concurrency: int, sandbox: bool = True) -> Run:
+        found = self.find(name, concurrency, sandbox)
+        if found is None:
+            raise LookupError(f"no {name!r} run at concurrency {concurrency}")
+        return found
+
+    def find(self, name: str, concurrency: int, sandbox: bool = True) -> Run | None:
         runs = self.runs if sandbox else self.unsandboxed
-        return next(r for r in runs if r.name == name and r.concurrency == concurrency)
+        return next((r for r in runs if r.name == name and r.concurrency == concurrency), None)
 
 
 def orders_at(concurrency: int, scale: float) -> int:
@@ -122,6 +137,8 @@ async def main_rows(stack: DevStack, scale: float) -> list[Run]:
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=90, limits=limits) as http:
         subjects: dict[str, One] = {
             FLOOR: floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES),
+            FLOOR_HOPS: floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES, HOPS_QUEUE),
+            LOCAL_FLOOR: local_floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES),
             CLIENT: saga_via_client(client, settings),
             API: saga_via_api(http, poll=0.02),
             LOCAL: saga_via_client(client, settings, StepMode.LOCAL),
@@ -137,8 +154,10 @@ async def unsandboxed_rows(stack: DevStack, scale: float) -> list[Run]:
     stack.start_process("worker")
     settings = stack.settings
     client = await connect(settings)
+    plain = await Client.connect(settings.temporal_address)
     subjects: dict[str, One] = {
-        FLOOR: floor(await Client.connect(settings.temporal_address), FLOOR_QUEUE, SAGA_ACTIVITIES),
+        FLOOR: floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES),
+        LOCAL_FLOOR: local_floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES),
         CLIENT_UNSANDBOXED: saga_via_client(client, settings),
         LOCAL_UNSANDBOXED: saga_via_client(client, settings, StepMode.LOCAL),
     }
@@ -274,6 +293,7 @@ def measure(scale: float, postgres_url: str) -> Results:
                     *(sys.executable, "-m", "bench.floor"),
                     *("--address", stack.settings.temporal_address),
                     *("--task-queue", FLOOR_QUEUE),
+                    *("--task-queue", HOPS_QUEUE),
                 ],
                 env=stack.env,
                 output=None,
@@ -392,7 +412,7 @@ def report(results: Results) -> str:
     floors = {r.concurrency: r for r in results.runs if r.name == FLOOR}
     dbos = {r.concurrency: r for r in results.runs if r.name == DBOS}
     ours = [r for r in results.runs if r.name != DBOS]
-    peers = [r for r in results.runs if r.name in (LOCAL, CLIENT, DBOS)]
+    peers = [r for r in results.runs if r.name in (LOCAL_FLOOR, LOCAL, CLIENT, DBOS)]
     one_worker = {results.workers[0].concurrency: results.workers[0]}
     amplification = ", ".join(f"{db} {rows:.1f}" for db, rows in results.rows_per_order.items())
     goal_rows = [[g.goal, g.figure, "met" if g.met else "NOT MET"] for g in goals(results)]
@@ -424,8 +444,42 @@ def report(results: Results) -> str:
         "",
         "Goals (issue 7):",
         table(goal_rows, ["goal", "figure", ""]),
+        *engine_section(results),
     ]
     return "\n".join(parts)
+
+
+def engine_section(results: Results) -> list[str]:
+    """What Temporal itself takes, beside what the saga takes on top (no goal): the regular
+    mode's hops (the floor with its activities on another queue against the goals' floor), the
+    saga over that floor; the local floor against DBOS's whole saga, the local saga over it."""
+    pairs = [
+        (FLOOR_HOPS, FLOOR, True),
+        (CLIENT, FLOOR_HOPS, True),
+        (LOCAL_FLOOR, DBOS, True),
+        (LOCAL, LOCAL_FLOOR, True),
+        (LOCAL_FLOOR, DBOS, False),
+        (LOCAL_UNSANDBOXED, LOCAL_FLOOR, False),
+    ]
+    rows = []
+    for over, under, sandbox in pairs:
+        found = [
+            (results.find(over, c, sandbox), results.find(under, c, sandbox)) for c in CONCURRENCIES
+        ]
+        if any(a is None or b is None for a, b in found):
+            continue
+        phase = "" if sandbox else " (sandbox-off phase)"
+        rows.append(
+            [f"{over} / {under}{phase}"]
+            + [f"{a.p50 / b.p50:.2f}x" for a, b in found if a is not None and b is not None]
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "What Temporal itself takes (p50 ratios, no goal; the floors run in the SDK's sandbox):",
+        table(rows, ["p50 ratio", *(f"C={c}" for c in CONCURRENCIES)]),
+    ]
 
 
 def unsandboxed_section(results: Results) -> list[str]:
@@ -453,6 +507,11 @@ def plot(results: Results, path: Path) -> None:
     for name in (FLOOR, CLIENT, API, LOCAL, DBOS):
         runs = [r for r in results.runs if r.name == name]
         latency.plot([r.concurrency for r in runs], [r.p50 for r in runs], marker="o", label=name)
+    for name in (FLOOR_HOPS, LOCAL_FLOOR):
+        runs = [r for r in results.runs if r.name == name]
+        if runs:
+            xs, ys = [r.concurrency for r in runs], [r.p50 for r in runs]
+            latency.plot(xs, ys, marker=".", linestyle=":", label=name)
     for name in (CLIENT_UNSANDBOXED, LOCAL_UNSANDBOXED):
         runs = [r for r in results.unsandboxed if r.name == name]
         if runs:

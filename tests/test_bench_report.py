@@ -15,7 +15,9 @@ from bench.saga_vs_floor import (
     CONCURRENCIES,
     DBOS,
     FLOOR,
+    FLOOR_HOPS,
     LOCAL,
+    LOCAL_FLOOR,
     LOCAL_UNSANDBOXED,
     Results,
     goals,
@@ -24,10 +26,24 @@ from bench.saga_vs_floor import (
 )
 from bench.stats import Run
 
-P50 = {FLOOR: 100.0, CLIENT: 110.0, API: 113.0, LOCAL: 50.0, DBOS: 20.0}
+P50 = {
+    FLOOR: 100.0,
+    FLOOR_HOPS: 105.0,
+    LOCAL_FLOOR: 30.0,
+    CLIENT: 110.0,
+    API: 113.0,
+    LOCAL: 50.0,
+    DBOS: 20.0,
+}
 """ms at every concurrency: the saga within 1.15x of the floor, the API 3 ms over the client,
-local steps 2.5x DBOS's latency."""
-UNSANDBOXED_P50 = {FLOOR: 100.0, CLIENT_UNSANDBOXED: 120.0, LOCAL_UNSANDBOXED: 38.0, DBOS: 20.0}
+local steps 2.5x DBOS's latency; the hops 1.05x the floor, the local floor 1.5x DBOS's."""
+UNSANDBOXED_P50 = {
+    FLOOR: 100.0,
+    LOCAL_FLOOR: 32.0,
+    CLIENT_UNSANDBOXED: 120.0,
+    LOCAL_UNSANDBOXED: 38.0,
+    DBOS: 20.0,
+}
 """The sandbox off: the saga 1.2x the floor; local steps 1.9x DBOS's latency."""
 
 
@@ -88,6 +104,28 @@ def test_the_report_has_every_row_and_section() -> None:
     assert "CLOUDMART_WORKFLOW_SANDBOX=false" in text
     # The DBOS goals with the sandbox on, and the saga's against the floor with it off.
     assert text.count("NOT MET") == 2 * len(CONCURRENCIES) + 2 * len(CONCURRENCIES)
+
+
+def test_what_temporal_itself_takes_is_each_ratio_of_its_pair_in_its_own_phase() -> None:
+    text = report(results())
+    section = text[text.index("What Temporal itself takes") :].splitlines()
+    rows = [line.strip().rsplit(None, 3) for line in section[3:]]
+    ratios = {row[0]: row[1:] for row in rows}
+    assert ratios == {
+        "floor, another queue / floor": ["1.05x"] * 3,
+        "saga via client / floor, another queue": ["1.05x"] * 3,
+        "local floor / DBOS saga": ["1.50x"] * 3,
+        "saga, local steps / local floor": ["1.67x"] * 3,
+        "local floor / DBOS saga (sandbox-off phase)": ["1.60x"] * 3,
+        "local steps, no sandbox / local floor (sandbox-off phase)": ["1.19x"] * 3,
+    }
+
+
+def test_without_the_extra_floors_the_report_leaves_their_section_out() -> None:
+    partial = results()
+    partial.runs = [r for r in partial.runs if r.name not in (FLOOR_HOPS, LOCAL_FLOOR)]
+    partial.unsandboxed = [r for r in partial.unsandboxed if r.name != LOCAL_FLOOR]
+    assert "What Temporal itself takes" not in report(partial)
 
 
 def test_the_plot_is_a_png(tmp_path: Path) -> None:
