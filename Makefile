@@ -47,7 +47,7 @@ format: $(INSTALLED)
 	$(BIN)/ruff format .
 
 # The saga against Temporal's floor and DBOS at concurrency 1, 10 and 50; PostgreSQL; 1/2/4
-# workers; one table, the goals judged, a plot (~10 minutes; BENCH_ARGS="--scale 0.3" is quicker).
+# workers; one table, the goals judged, a plot (~14 minutes; BENCH_ARGS="--scale 0.3" is quicker).
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench.saga_vs_floor $(BENCH_ARGS)
 

@@ -1,6 +1,6 @@
 """The order saga against Temporal's floor and against DBOS, in one run, with one table.
 
-    make bench                                  # the default sizes (about 12 minutes)
+    make bench                                  # the default sizes (about 14 minutes)
     make bench BENCH_ARGS="--scale 0.3"         # fewer orders per row
     make bench BENCH_ARGS="--plot bench.png"    # where the plot goes
 
