@@ -94,6 +94,12 @@ class StackError(RuntimeError):
     """The stack could not start; the message says what to do."""
 
 
+API_READY = "Uvicorn running on"
+"""What ``python -m api`` prints once its socket listens. uvicorn logs "Application startup
+complete" when the app's lifespan has started, before it binds the port: a client that
+connected on that line could be refused."""
+
+
 @dataclass
 class ManagedProcess:
     """A child process in its own process group, its output prefixed and forwarded."""
@@ -102,6 +108,8 @@ class ManagedProcess:
     popen: subprocess.Popen[bytes]
     ready_marker: str | None = None
     ready: threading.Event = field(default_factory=threading.Event)
+    ready_line: str | None = None
+    """The line of output that had the ready marker in it."""
     tail: list[str] = field(default_factory=list)
 
     @classmethod
@@ -130,7 +138,8 @@ class ManagedProcess:
         for raw in self.popen.stdout:
             line = raw.decode(errors="replace").rstrip()
             self.tail = [*self.tail[-40:], line]
-            if self.ready_marker and self.ready_marker in line:
+            if self.ready_marker and self.ready_marker in line and not self.ready.is_set():
+                self.ready_line = line
                 self.ready.set()
             if output is not None:
                 print(f"[{self.name}] {line}", file=output, flush=True)
@@ -337,7 +346,7 @@ class DevStack:
             worker = self._python(name, ["-m", "worker", "--service", role], "worker ready")
             worker.wait_ready(60)
         else:
-            self._python("api", ["-m", "api"], "Application startup complete").wait_ready(30)
+            self._python("api", ["-m", "api"], API_READY).wait_ready(30)
 
     def kill(self, name: str) -> int:
         """SIGKILL one process (as a crash would) and return its status."""

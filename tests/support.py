@@ -22,7 +22,7 @@ from cloudmart.contracts.orders import (
     ShippingAddress,
     saga_input,
 )
-from cloudmart.devstack import ManagedProcess, settings_env
+from cloudmart.devstack import API_READY, ManagedProcess, settings_env
 from cloudmart.settings import Settings
 from cloudmart.temporal import encrypted_converter
 from services.database import create_db_engine
@@ -161,7 +161,7 @@ def api_process(settings: Settings) -> Iterator[httpx.Client]:
         [sys.executable, "-m", "api"],
         env=settings_env(settings),
         output=None,
-        ready_marker="Application startup complete",
+        ready_marker=API_READY,
     )
     try:
         api.wait_ready(30)

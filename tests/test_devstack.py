@@ -13,6 +13,7 @@ import pytest
 
 from cloudmart.credentials import AUTH_SECRET_FILE, OPERATOR_TOKEN_FILE, with_dev_credentials
 from cloudmart.devstack import (
+    API_READY,
     DevStack,
     ManagedProcess,
     StackError,
@@ -142,3 +143,23 @@ def test_make_up_prints_the_operator_token_the_api_accepts(tmp_path: Path) -> No
             assert passed.status_code == 404  # past the token, to the order itself
     finally:
         assert up.stop(60) == 0, up.failure("did not stop cleanly")
+
+
+def test_the_api_counts_as_ready_once_it_listens(tmp_path: Path) -> None:
+    """uvicorn logs "Application startup complete" before it binds its port: a stack (or a test)
+    that connected on that line could be refused. It waits for the line that names the address."""
+    settings = throwaway_settings(tmp_path)
+    api = ManagedProcess.start(
+        "api",
+        [sys.executable, "-m", "api"],
+        env=settings_env(settings),
+        output=None,
+        ready_marker=API_READY,
+    )
+    try:
+        api.wait_ready(30)
+        assert api.ready_line is not None
+        assert f"http://127.0.0.1:{settings.api_port}" in api.ready_line
+        socket.create_connection(("127.0.0.1", settings.api_port), timeout=5).close()  # no retry
+    finally:
+        assert api.stop() == 0, api.failure("did not exit 0")
