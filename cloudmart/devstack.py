@@ -263,6 +263,25 @@ def postgres_databases(admin_url: str, *, prefix: str) -> Iterator[tuple[Engine,
         admin.dispose()
 
 
+TEMPORAL_START_ATTEMPTS = 3
+"""The dev server picks its HTTP API's port itself, a random free one, and another process can
+take it before the server binds it (seen in CI with several stacks starting at once): it then
+exits at once, and is started again."""
+
+
+def _lost_a_port_race(temporal: ManagedProcess, port: int) -> bool:
+    """Whether ``temporal`` exited because a port was taken that was not its gRPC port (which
+    is ours to choose, and checked before the start), so that starting again can succeed."""
+    if temporal.running:
+        return False
+    deadline = time.monotonic() + 2  # its last lines may still be on their way to the tail
+    while time.monotonic() < deadline:
+        if any("address already in use" in line for line in temporal.tail):
+            return port_is_free(port)
+        time.sleep(0.05)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -359,19 +378,25 @@ class DevStack:
         if self._temporal_log is None:
             self._temporal_log = (data_dir / "logs" / "temporal.log").open("a")
         port = _port_of(self.settings.temporal_address)
-        temporal = ManagedProcess.start(
-            "temporal",
-            temporal_server_command(
-                port=port,
-                ui_port=self.settings.temporal_ui_port or None,
-                db_file=data_dir / "temporal.db" if self.persist else None,
-                codec_endpoint=self.codec_url,
-            ),
-            env=self.env,
-            output=self._temporal_log,
-        )
-        self.processes["temporal"] = temporal
-        self._wait_for_temporal(temporal, f"127.0.0.1:{port}")
+        for attempt in range(1, TEMPORAL_START_ATTEMPTS + 1):
+            temporal = ManagedProcess.start(
+                "temporal",
+                temporal_server_command(
+                    port=port,
+                    ui_port=self.settings.temporal_ui_port or None,
+                    db_file=data_dir / "temporal.db" if self.persist else None,
+                    codec_endpoint=self.codec_url,
+                ),
+                env=self.env,
+                output=self._temporal_log,
+            )
+            self.processes["temporal"] = temporal
+            try:
+                self._wait_for_temporal(temporal, f"127.0.0.1:{port}")
+                return
+            except StackError:
+                if attempt == TEMPORAL_START_ATTEMPTS or not _lost_a_port_race(temporal, port):
+                    raise
 
     def _python(self, name: str, args: list[str], ready: str) -> ManagedProcess:
         process = ManagedProcess.start(

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cloudmart import devstack
 from cloudmart.credentials import AUTH_SECRET_FILE, OPERATOR_TOKEN_FILE, with_dev_credentials
 from cloudmart.devstack import (
     API_READY,
@@ -163,3 +164,52 @@ def test_the_api_counts_as_ready_once_it_listens(tmp_path: Path) -> None:
         socket.create_connection(("127.0.0.1", settings.api_port), timeout=5).close()  # no retry
     finally:
         assert api.stop() == 0, api.failure("did not exit 0")
+
+
+def _server_that_fails_first(
+    monkeypatch: pytest.MonkeyPatch, first_words: str
+) -> list[dict[str, object]]:
+    """The dev server's command, except that its first start prints ``first_words`` and exits."""
+    real = devstack.temporal_server_command
+    calls: list[dict[str, object]] = []
+
+    def command(**kwargs: object) -> list[str]:
+        calls.append(kwargs)
+        if len(calls) == 1:
+            return [sys.executable, "-c", f"print({first_words!r}); raise SystemExit(1)"]
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(devstack, "temporal_server_command", command)
+    return calls
+
+
+def test_a_dev_server_that_lost_a_port_race_is_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _server_that_fails_first(
+        monkeypatch, "failed listening for HTTP API on 127.0.0.1:1: bind: address already in use"
+    )
+    settings = throwaway_settings(tmp_path)
+    (settings.data_dir / "logs").mkdir(parents=True)
+    stack = DevStack(settings, settings_env(settings), output=None, persist=False)
+    try:
+        stack.start_process("temporal")
+        assert len(calls) == 2
+        assert stack.processes["temporal"].running
+    finally:
+        stack.stop()
+
+
+def test_a_dev_server_that_failed_otherwise_is_not_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _server_that_fails_first(monkeypatch, "Error: unable to open database file")
+    settings = throwaway_settings(tmp_path)
+    (settings.data_dir / "logs").mkdir(parents=True)
+    stack = DevStack(settings, settings_env(settings), output=None, persist=False)
+    try:
+        with pytest.raises(StackError, match="did not start"):
+            stack.start_process("temporal")
+        assert len(calls) == 1
+    finally:
+        stack.stop()
