@@ -20,34 +20,18 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 
-from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from bench.floor import LocalFloor, noop_in_thread
 from bench.stats import table
 from cloudmart.devstack import free_port, temporal_server_command
 from cloudmart.process import exit_now
 
 QUEUE = "local-floor"
 SIZES = (0, 1, 6)
-
-
-@activity.defn
-def noop() -> None:
-    """Synchronous, as the services' steps are: it runs in the worker's thread pool."""
-
-
-@workflow.defn(sandboxed=False)
-class LocalFloor:
-    @workflow.run
-    async def run(self, steps: int) -> None:
-        for _ in range(steps):
-            await workflow.execute_local_activity(
-                noop, start_to_close_timeout=timedelta(seconds=10)
-            )
 
 
 async def connect(address: str) -> Client:
@@ -67,8 +51,9 @@ async def measure(address: str, runs: int) -> dict[int, list[float]]:
             client,
             task_queue=QUEUE,
             workflows=[LocalFloor],
-            activities=[noop],
+            activities=[noop_in_thread],
             activity_executor=threads,
+            workflow_runner=UnsandboxedWorkflowRunner(),  # the least it can cost
         ):
             for size in SIZES:  # warm-up
                 for _ in range(5):

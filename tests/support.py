@@ -156,19 +156,24 @@ def operator_headers(settings: Settings) -> dict[str, str]:
 @contextmanager
 def api_process(settings: Settings) -> Iterator[httpx.Client]:
     """``python -m api`` with ``settings``, and an HTTP client for it; it must stop with 0."""
-    api = ManagedProcess.start(
-        "api",
-        [sys.executable, "-m", "api"],
-        env=settings_env(settings),
-        output=None,
-        ready_marker=API_READY,
-    )
+    api = start_api(settings)
     try:
         api.wait_ready(30)
         with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=20) as client:
             yield client
     finally:
         assert api.stop() == 0, api.failure("did not exit 0")
+
+
+def start_api(settings: Settings) -> ManagedProcess:
+    """``python -m api`` with ``settings``, started; ready once it listens (``wait_ready``)."""
+    return ManagedProcess.start(
+        "api",
+        [sys.executable, "-m", "api"],
+        env=settings_env(settings),
+        output=None,
+        ready_marker=API_READY,
+    )
 
 
 def migrate(settings: Settings) -> None:

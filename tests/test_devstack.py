@@ -14,7 +14,6 @@ import pytest
 from cloudmart import devstack
 from cloudmart.credentials import AUTH_SECRET_FILE, OPERATOR_TOKEN_FILE, with_dev_credentials
 from cloudmart.devstack import (
-    API_READY,
     DevStack,
     ManagedProcess,
     StackError,
@@ -24,6 +23,7 @@ from cloudmart.devstack import (
     throwaway_settings,
 )
 from cloudmart.settings import Settings
+from tests.support import start_api
 
 
 def test_the_dev_server_gets_the_documented_flags(tmp_path: Path) -> None:
@@ -150,13 +150,7 @@ def test_the_api_counts_as_ready_once_it_listens(tmp_path: Path) -> None:
     """uvicorn logs "Application startup complete" before it binds its port: a stack (or a test)
     that connected on that line could be refused. It waits for the line that names the address."""
     settings = throwaway_settings(tmp_path)
-    api = ManagedProcess.start(
-        "api",
-        [sys.executable, "-m", "api"],
-        env=settings_env(settings),
-        output=None,
-        ready_marker=API_READY,
-    )
+    api = start_api(settings)
     try:
         api.wait_ready(30)
         assert api.ready_line is not None
