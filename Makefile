@@ -8,7 +8,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test lint format bench bench-install bench-dbos bench-floor bench-profile bench-versions bench-api bench-read bench-idle chaos load rebuild-projections token clean install
+.PHONY: up up-split test lint format bench bench-install bench-dbos bench-api bench-read bench-idle chaos load rebuild-projections token clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m cloudmart.devstack
@@ -51,26 +51,13 @@ format: $(INSTALLED)
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench.saga_vs_floor $(BENCH_ARGS)
 
-# The benchmarks' extra (dbos, the peer baseline; py-spy, the profiler): never part of
+# The benchmarks' extra (dbos, the peer baseline; matplotlib, the plot): never part of
 # `make install`.
 bench-install: $(BENCH_INSTALLED)
 
 # The order saga on DBOS Transact over the same services (the peer baseline alone, ~10 s).
 bench-dbos: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench.dbos_saga $(BENCH_ARGS)
-
-# Where a saga's time goes: py-spy on the worker and the API under load, the histories'
-# timestamps; CPU and wall per part of an order (about 1.5 minutes).
-bench-profile: $(BENCH_INSTALLED)
-	$(BIN)/python -m bench.profile_saga $(BENCH_ARGS)
-
-# What one activity step costs on the dev server, setting by setting (~1 minute).
-bench-floor: $(INSTALLED)
-	$(BIN)/python -m bench.floor_steps $(BENCH_ARGS)
-
-# The newest saga version against the one before it, on one stack, taking turns (~2 minutes).
-bench-versions: $(INSTALLED)
-	$(BIN)/python -m bench.saga_versions $(BENCH_ARGS)
 
 # What the API adds to placing an order, layer by layer, paired and one at a time (~2 minutes).
 bench-api: $(INSTALLED)

@@ -8,10 +8,6 @@
     python worker.py --service projector    # the read side's projector (follows the events)
     python worker.py --service loyalty      # the loyalty service (follows the events)
 
-With CLOUDMART_STEP_MODE=local the saga's steps are local activities, run by the worker that
-runs the saga: the orchestrator must then share its process with every service (the default,
-all of them, or ``saga``); an orchestrator-only process is refused (exit 2).
-
 ``make up`` runs two: ``saga`` and ``subscribers``. The subscribers' work (projecting each
 order's events, loyalty points) is CPU in Python; in the saga's process it held the GIL for
 about 18 ms per order one at a time, time a saga then waited for (README, "Performance").
@@ -33,20 +29,19 @@ import inspect
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.worker import Interceptor, UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.inventory import InventoryActivities
 from activities.orders import OrdersActivities
 from activities.payment import PaymentActivities
 from activities.shipping import ShippingActivities
-from cloudmart.contracts.orders import StepMode
 from cloudmart.contracts.routing import TaskQueues
 from cloudmart.process import exit_now
 from cloudmart.settings import SERVICES, Settings, get_settings
@@ -76,9 +71,7 @@ async def running_workers(
     activity_threads: int,
     eager_activities: bool = True,
     max_cached_workflows: int = 1000,
-    local_steps: bool = False,
     sandboxed: bool = True,
-    interceptors: Sequence[Interceptor] = (),
 ) -> AsyncIterator[list[Worker]]:
     """Run the saga's workflow worker and/or the hosted services' activity workers.
 
@@ -89,15 +82,8 @@ async def running_workers(
     ``max_cached_workflows`` (the SDK's default: 1000) bounds the sagas kept in memory; an evicted
     one is rebuilt by replaying its history when it next has work.
 
-    ``local_steps`` (local step mode) requires every service here: a local activity runs in
-    the worker that runs its workflow. A saga worker with every service at hand gets their
-    activities in either mode, since each saga's input says which mode it runs in. The
-    services' own workers run all the same, for sagas started in regular mode.
-
     ``sandboxed`` False runs the saga outside the SDK's workflow sandbox (settings:
     ``workflow_sandbox``).
-
-    ``interceptors`` go to every worker (bench/profile_saga.py times each activity's passage).
     """
     if orchestrator and services.orders is None:
         raise ValueError("the orchestrator hosts the orders service: its event store is needed")
@@ -110,19 +96,6 @@ async def running_workers(
     }
     # The saga, with the event store's append as an activity on its own task queue.
     saga_activities = OrdersActivities(services.orders).all() if services.orders else []
-    missing = [name for name, (_, service, _) in service_activities.items() if not service]
-    if orchestrator and local_steps and missing:
-        raise LocalStepsNeedServices(
-            "local step mode runs every step in the saga's worker, which then needs every "
-            f"service; this one lacks the activities of {', '.join(missing)}"
-        )
-    steps_here = orchestrator and not missing
-    if steps_here:
-        # Each saga's input fixes its mode: with every service at hand, this worker runs a
-        # local-mode saga's steps whatever its own setting, instead of leaving it retrying
-        # "not registered" forever.
-        for _, service, activities_of in service_activities.values():
-            saga_activities += activities_of(service).all()  # type: ignore[arg-type]
     hosted: list[tuple[str, list[object], list[type]]] = []
     if orchestrator:
         hosted.append((queues.orders, saga_activities, [OrderSaga]))
@@ -132,10 +105,7 @@ async def running_workers(
     executors: list[ThreadPoolExecutor] = []
     workers: list[Worker] = []
     for task_queue, activities, workflows in hosted:
-        threads = activity_threads
-        if workflows and steps_here:
-            threads *= 1 + len(service_activities)  # the appends' share, and each service's
-        executor = ThreadPoolExecutor(threads, thread_name_prefix=task_queue)
+        executor = ThreadPoolExecutor(activity_threads, thread_name_prefix=task_queue)
         executors.append(executor)
         workers.append(
             Worker(
@@ -145,11 +115,9 @@ async def running_workers(
                 activities=activities,  # type: ignore[arg-type]
                 activity_executor=executor,
                 max_concurrent_activities=activity_threads,
-                max_concurrent_local_activities=threads,
                 graceful_shutdown_timeout=timedelta(seconds=10),
                 disable_eager_activity_execution=not eager_activities,
                 max_cached_workflows=max_cached_workflows,
-                interceptors=interceptors,
                 **({} if sandboxed or not workflows else {"workflow_runner": UNSANDBOXED}),
             )
         )
@@ -169,29 +137,11 @@ WORKFLOW_MODULES = Path(inspect.getfile(OrderSaga)).parent
 def write_workflow_bytecode(directory: Path = WORKFLOW_MODULES) -> None:
     """Bytecode for the workflow modules, which the sandbox imports afresh for every saga it
     starts (or replays into its cache): from source, each import compiles them, 11-15 ms of the
-    event loop per saga (bench/profile_saga.py). PYTHONDONTWRITEBYTECODE, which our image and
+    event loop per saga (docs/performance.md). PYTHONDONTWRITEBYTECODE, which our image and
     many environments set, keeps imports from writing it, so it is written here once, for these
     modules only. A read-only directory stays as it is (the image compiles at build time)."""
     if sys.dont_write_bytecode:
         compileall.compile_dir(directory, quiet=2)
-
-
-class LocalStepsNeedServices(ValueError):
-    """Local step mode, and a saga worker without every service to run its steps."""
-
-
-def local_steps_refusal(settings: Settings, roles: Iterable[str]) -> str | None:
-    """Why this process cannot run these roles in the settings' step mode, if it cannot."""
-    roles = set(roles)
-    missing = [service for service in SERVICES if service not in roles]
-    if settings.step_mode is not StepMode.LOCAL or "orchestrator" not in roles or not missing:
-        return None
-    return (
-        "CLOUDMART_STEP_MODE=local runs the saga's steps in the orchestrator's own process, "
-        f"which must then host every service, and this one does not host {', '.join(missing)}: "
-        "run all roles in one process (python -m worker), or use CLOUDMART_STEP_MODE=regular "
-        "for a split topology"
-    )
 
 
 IDLE = 0.05
@@ -200,7 +150,7 @@ BATCH = 500
 """The most events a subscriber handles in one transaction. A batch shorter than this means it
 has caught up: looking again at once would find a few events at most (or none) for the price
 of a transaction on each database, which under load was about half the subscribers' CPU, CPU
-that the sagas' worker shares (bench/profile_saga.py)."""
+that the sagas' worker shares (docs/performance.md)."""
 CATALOG_SYNC = 10.0
 """How often the projector looks for products added to inventory's catalog."""
 
@@ -248,7 +198,6 @@ async def serve(
     settings: Settings,
     roles: Iterable[str],
     ready_file: Path | None = None,
-    interceptors: Sequence[Interceptor] = (),
 ) -> None:
     roles = set(roles)
     hosted = roles & {*SERVICES, *SUBSCRIBERS} | ({"orders"} if "orchestrator" in roles else set())
@@ -269,9 +218,7 @@ async def serve(
                 services=services,
                 activity_threads=settings.activity_threads,
                 max_cached_workflows=settings.max_cached_workflows,
-                local_steps=settings.step_mode is StepMode.LOCAL,
                 sandboxed=settings.workflow_sandbox,
-                interceptors=interceptors,
             ) as workers,
             running_subscribers(services, stop),
         ):
@@ -318,10 +265,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     settings = get_settings()
     roles = GROUPS.get(args.service, (args.service,))
-    refusal = local_steps_refusal(settings, roles)
-    if refusal is not None:
-        print(f"worker: {refusal}", file=sys.stderr)
-        exit_now(2)
     status = 0
     try:
         data_converter(settings)  # no keys: refuse before touching any database

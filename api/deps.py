@@ -37,7 +37,7 @@ class AppState:
 
 # The dependencies are coroutines, though they never wait: FastAPI runs a plain function
 # dependency in its thread pool, and each such hop cost a POST /orders about a millisecond, three
-# times (bench/profile_saga.py). Anything that blocks stays out of them.
+# times (docs/performance.md). Anything that blocks stays out of them.
 
 
 async def get_state(request: Request) -> AppState:

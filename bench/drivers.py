@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 from temporalio.client import Client
 
-from bench.floor import Floor, LocalFloor
+from bench.floor import Floor
 from bench.stats import Run
 from cloudmart.contracts.orders import (
     OrderItem,
@@ -20,7 +20,6 @@ from cloudmart.contracts.orders import (
     OrderStatus,
     PlaceOrder,
     ShippingAddress,
-    StepMode,
 )
 from cloudmart.contracts.saga import start_search_attributes, workflow_id
 from cloudmart.settings import Settings
@@ -62,12 +61,9 @@ def order(n: int, token: str = "tok_ok") -> PlaceOrder:
     )
 
 
-def new_saga(
-    settings: Settings, n: int, token: str = "tok_ok", mode: StepMode = StepMode.REGULAR
-) -> OrderSagaInput:
-    """The n-th order as the saga's input, under a fresh order id, with ``settings``' policies
-    and its steps in ``mode``."""
-    return settings.saga_input(str(uuid.uuid4()), order(n, token), step_mode=mode)
+def new_saga(settings: Settings, n: int, token: str = "tok_ok") -> OrderSagaInput:
+    """The n-th order as the saga's input, under a fresh order id, with ``settings``' policies."""
+    return settings.saga_input(str(uuid.uuid4()), order(n, token))
 
 
 async def drive(name: str, orders: int, concurrency: int, one: One) -> Run:
@@ -113,23 +109,12 @@ def floor(client: Client, task_queue: str, steps: int, activity_queue: str | Non
     return one
 
 
-def local_floor(client: Client, task_queue: str, steps: int) -> One:
-    """A bare workflow of ``steps`` sequential no-op local activities."""
-
-    async def one(_: int) -> None:
-        await client.execute_workflow(
-            LocalFloor.run, steps, id=f"local-floor-{uuid.uuid4()}", task_queue=task_queue
-        )
-
-    return one
-
-
-def saga_via_client(client: Client, settings: Settings, mode: StepMode = StepMode.REGULAR) -> One:
-    """Start the saga (its steps in ``mode``) as the API does, with its search attributes, and
+def saga_via_client(client: Client, settings: Settings) -> One:
+    """Start the saga as the API does, with its search attributes, and
     wait for its result: the API's work on the saga, without the API."""
 
     async def one(n: int) -> None:
-        saga = new_saga(settings, n, mode=mode)
+        saga = new_saga(settings, n)
         state = await client.execute_workflow(
             OrderSaga.run,
             saga,

@@ -5,10 +5,7 @@ python -m bench.floor --address HOST:PORT --task-queue Q [--task-queue Q2 ...]
 - ``Floor``: regular activities, on the workflow's own queue (eager dispatch: the least a
   regular activity costs) or, given ``activity_queue``, on another one, as the saga's steps go
   to their services' queues (each one a poll through the matching service).
-- ``LocalFloor``: local activities, synchronous and run in a thread pool as the services' steps
-  are: the least the local step mode costs.
-
-Both run in the SDK's default sandbox, as the saga does unless told otherwise.
+It runs in the SDK's default sandbox, as the saga does unless told otherwise.
 """
 
 from __future__ import annotations
@@ -16,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio import activity, workflow
@@ -31,11 +27,6 @@ async def noop() -> None:
     return None
 
 
-@activity.defn
-def noop_in_thread() -> None:
-    """Synchronous, as the services' steps are."""
-
-
 @workflow.defn
 class Floor:
     @workflow.run
@@ -46,38 +37,18 @@ class Floor:
             )
 
 
-@workflow.defn
-class LocalFloor:
-    @workflow.run
-    async def run(self, steps: int) -> None:
-        for _ in range(steps):
-            await workflow.execute_local_activity(
-                noop_in_thread, start_to_close_timeout=timedelta(seconds=10)
-            )
-
-
 async def serve(address: str, queues: list[str]) -> None:
     client = await Client.connect(address)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    with ThreadPoolExecutor(16) as threads:  # as many as each service's pool in the worker
-        workers = [
-            Worker(
-                client,
-                task_queue=q,
-                workflows=[Floor, LocalFloor],
-                activities=[noop, noop_in_thread],
-                activity_executor=threads,
-            )
-            for q in queues
-        ]
-        for worker in workers:
-            await worker.__aenter__()
-        print("worker ready", flush=True)
-        await stop.wait()
-        for worker in workers:
-            await worker.__aexit__(None, None, None)
+    workers = [Worker(client, task_queue=q, workflows=[Floor], activities=[noop]) for q in queues]
+    for worker in workers:
+        await worker.__aenter__()
+    print("worker ready", flush=True)
+    await stop.wait()
+    for worker in workers:
+        await worker.__aexit__(None, None, None)
 
 
 if __name__ == "__main__":

@@ -5,30 +5,25 @@
     make bench BENCH_ARGS="--plot bench.png"    # where the plot goes
 
 Starts its own stack like ``make up`` (file-backed dev server with the same flags,
-``python -m worker``, ``python -m api``) in a temporary directory; its worker, hosting every
-service, runs a saga in either step mode (each saga's input says which), while the API starts
-regular sagas, as ``make up``'s does. A worker for the floor runs
+``python -m worker``, ``python -m api``) in a temporary directory. A worker for the floor runs
 on the same server. The rows, at concurrency 1, 10 and 50, interleaved so that drift in the
 machine's load reaches every row alike (at concurrency 1 order by order, the rows taking turns):
 
 1. floor: a bare workflow of as many sequential no-op activities as the saga schedules (its five
    steps and its one batched event append), on the workflow's own task queue (eager dispatch):
-   the least Temporal can do for such a workflow; beside it, not judged by any goal, the same
-   with its activities on another queue (as the saga's steps go to their services' queues: the
-   regular mode's extra hops), and the local floor (as many no-op local activities: the least
-   the local step mode can cost);
+   the least Temporal can do for such a workflow; beside it, the same with its activities on
+   another queue (as the saga's steps go to their services' queues: the extra hops);
 2. saga via client: the order saga started through the Temporal client and waited for by its
    result (real activities on the SQLite service databases, the event append, encryption);
 3. saga via API: one ``POST /orders?wait=60``, which answers when the saga has ended;
-4. saga, local steps: row 2 in the local step mode (README, "Step modes");
-5. DBOS saga: the same saga over the same service code written with DBOS Transact, in this
+4. DBOS saga: the same saga over the same service code written with DBOS Transact, in this
    process (bench/dbos_saga.py), the peer a user would weigh against ours.
 
 Then: the saga via the client with PostgreSQL service databases beside SQLite (a second stack);
 with 1, 2 and 4 worker processes at concurrency 50; the write amplification of one order; rows 2
-and 4 with the workflow sandbox off (``CLOUDMART_WORKFLOW_SANDBOX=false``, the worker restarted),
+with the workflow sandbox off (``CLOUDMART_WORKFLOW_SANDBOX=false``, the worker restarted),
 with the floor and DBOS measured again beside them; the goals of issue 7, each with its figure
-(those of rows 2 and 4 also with the sandbox off). A PNG plot (latency against concurrency per row,
+(row 2's also with the sandbox off). A PNG plot (latency against concurrency per row,
 throughput against worker processes) goes to ``--plot``.
 """
 
@@ -52,13 +47,11 @@ from bench.drivers import (
     drive,
     drive_alternating,
     floor,
-    local_floor,
     saga_via_api,
     saga_via_client,
     stock_bench_skus,
 )
 from bench.stats import Run, table
-from cloudmart.contracts.orders import StepMode
 from cloudmart.contracts.saga import WORKFLOW_ID_PREFIX
 from cloudmart.devstack import (
     DevStack,
@@ -86,20 +79,10 @@ POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 STOCK = 1_000_000
 """Per bench sku: the run's thousands of orders would empty the demo catalog's stock."""
 
-FLOOR, CLIENT, API, LOCAL, DBOS = (
-    "floor",
-    "saga via client",
-    "saga via API",
-    "saga, local steps",
-    "DBOS saga",
-)
-FLOOR_HOPS, LOCAL_FLOOR = "floor, another queue", "local floor"
-"""The floors beside the goals' one: what the regular mode's hops and the local mode cost
-Temporal itself."""
-CLIENT_UNSANDBOXED, LOCAL_UNSANDBOXED = (
-    "saga via client, no sandbox",
-    "local steps, no sandbox",
-)
+FLOOR, CLIENT, API, DBOS = ("floor", "saga via client", "saga via API", "DBOS saga")
+FLOOR_HOPS = "floor, another queue"
+"""The floor beside the goals' one: what the hops to the services' queues cost Temporal itself."""
+CLIENT_UNSANDBOXED = "saga via client, no sandbox"
 
 
 @dataclass
@@ -138,16 +121,14 @@ async def main_rows(stack: DevStack, scale: float) -> list[Run]:
         subjects: dict[str, One] = {
             FLOOR: floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES),
             FLOOR_HOPS: floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES, HOPS_QUEUE),
-            LOCAL_FLOOR: local_floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES),
             CLIENT: saga_via_client(client, settings),
             API: saga_via_api(http, poll=0.02),
-            LOCAL: saga_via_client(client, settings, StepMode.LOCAL),
         }
         return await rows_beside_dbos(subjects, scale)
 
 
 async def unsandboxed_rows(stack: DevStack, scale: float) -> list[Run]:
-    """The saga via the client in both step modes, its worker restarted with the workflow
+    """The saga via the client, its worker restarted with the workflow
     sandbox off; the floor and DBOS again, so that the ratios compare moments alike."""
     stack.processes.pop("worker").stop()
     stack.env["CLOUDMART_WORKFLOW_SANDBOX"] = "false"
@@ -157,9 +138,7 @@ async def unsandboxed_rows(stack: DevStack, scale: float) -> list[Run]:
     plain = await Client.connect(settings.temporal_address)
     subjects: dict[str, One] = {
         FLOOR: floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES),
-        LOCAL_FLOOR: local_floor(plain, FLOOR_QUEUE, SAGA_ACTIVITIES),
         CLIENT_UNSANDBOXED: saga_via_client(client, settings),
-        LOCAL_UNSANDBOXED: saga_via_client(client, settings, StepMode.LOCAL),
     }
     return await rows_beside_dbos(subjects, scale)
 
@@ -375,8 +354,6 @@ def goals(results: Results) -> list[Goal]:
     overhead = results.run(API, 1).p50 - results.run(CLIENT, 1).p50
     goal = "API overhead per order at p50 <= 5 ms (C=1)"
     found.append(Goal(goal, f"{overhead:+.1f} ms", overhead <= 5))
-    for concurrency in CONCURRENCIES:
-        found += peer_goals(results, LOCAL, "local steps", concurrency, sandbox=True)
     if results.unsandboxed:
         for concurrency in CONCURRENCIES:
             floor_run = results.run(FLOOR, concurrency, sandbox=False)
@@ -387,8 +364,6 @@ def goals(results: Results) -> list[Goal]:
             ratio = saga.throughput / floor_run.throughput
             goal = f"{CLIENT_UNSANDBOXED} per s >= 0.9x floor at C={concurrency}"
             found.append(Goal(goal, f"{ratio:.2f}x", ratio >= 0.9))
-        for concurrency in CONCURRENCIES:
-            found += peer_goals(results, LOCAL_UNSANDBOXED, LOCAL_UNSANDBOXED, concurrency, False)
     return found
 
 
@@ -412,7 +387,7 @@ def report(results: Results) -> str:
     floors = {r.concurrency: r for r in results.runs if r.name == FLOOR}
     dbos = {r.concurrency: r for r in results.runs if r.name == DBOS}
     ours = [r for r in results.runs if r.name != DBOS]
-    peers = [r for r in results.runs if r.name in (LOCAL_FLOOR, LOCAL, CLIENT, DBOS)]
+    peers = [r for r in results.runs if r.name in (CLIENT, DBOS)]
     one_worker = {results.workers[0].concurrency: results.workers[0]}
     amplification = ", ".join(f"{db} {rows:.1f}" for db, rows in results.rows_per_order.items())
     goal_rows = [[g.goal, g.figure, "met" if g.met else "NOT MET"] for g in goals(results)]
@@ -452,15 +427,8 @@ def report(results: Results) -> str:
 def engine_section(results: Results) -> list[str]:
     """What Temporal itself takes, beside what the saga takes on top (no goal): the regular
     mode's hops (the floor with its activities on another queue against the goals' floor), the
-    saga over that floor; the local floor against DBOS's whole saga, the local saga over it."""
-    pairs = [
-        (FLOOR_HOPS, FLOOR, True),
-        (CLIENT, FLOOR_HOPS, True),
-        (LOCAL_FLOOR, DBOS, True),
-        (LOCAL, LOCAL_FLOOR, True),
-        (LOCAL_FLOOR, DBOS, False),
-        (LOCAL_UNSANDBOXED, LOCAL_FLOOR, False),
-    ]
+    saga over that floor."""
+    pairs = [(FLOOR_HOPS, FLOOR, True), (CLIENT, FLOOR_HOPS, True)]
     rows = []
     for over, under, sandbox in pairs:
         found = [
@@ -504,15 +472,15 @@ def plot(results: Results, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (latency, scaling) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name in (FLOOR, CLIENT, API, LOCAL, DBOS):
+    for name in (FLOOR, CLIENT, API, DBOS):
         runs = [r for r in results.runs if r.name == name]
         latency.plot([r.concurrency for r in runs], [r.p50 for r in runs], marker="o", label=name)
-    for name in (FLOOR_HOPS, LOCAL_FLOOR):
+    for name in (FLOOR_HOPS,):
         runs = [r for r in results.runs if r.name == name]
         if runs:
             xs, ys = [r.concurrency for r in runs], [r.p50 for r in runs]
             latency.plot(xs, ys, marker=".", linestyle=":", label=name)
-    for name in (CLIENT_UNSANDBOXED, LOCAL_UNSANDBOXED):
+    for name in (CLIENT_UNSANDBOXED,):
         runs = [r for r in results.unsandboxed if r.name == name]
         if runs:
             xs, ys = [r.concurrency for r in runs], [r.p50 for r in runs]

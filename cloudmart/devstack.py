@@ -30,7 +30,6 @@ from sqlalchemy import Engine, create_engine, make_url, text
 
 from cloudmart.binaries import find_binary
 from cloudmart.codec import new_key_entry, parse_payload_keys
-from cloudmart.contracts.orders import StepMode
 from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
 from cloudmart.credentials import OPERATOR_TOKEN_FILE, read_secret, with_dev_credentials
 from cloudmart.settings import DATABASES, Settings, get_settings
@@ -333,13 +332,6 @@ class DevStack:
         return f"http://{host}:{self.settings.api_port}/codec"
 
     def start(self) -> None:
-        if self.split and self.settings.step_mode is StepMode.LOCAL:
-            # Its orchestrator worker would refuse to start (worker.py): say so before it runs.
-            raise StackError(
-                "CLOUDMART_STEP_MODE=local runs every step in the saga's own worker, so it "
-                "needs one worker hosting every service: use `make up`, or "
-                "CLOUDMART_STEP_MODE=regular for the split topology"
-            )
         (self.settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.settings = with_dev_payload_keys(self.settings)
         self.env["CLOUDMART_PAYLOAD_KEYS"] = self.settings.payload_keys.get_secret_value()

@@ -31,7 +31,6 @@ from cloudmart.contracts.orders import (
     MAX_EVENTS_WINDOW,
     OrderSagaInput,
     PlaceOrder,
-    StepMode,
     StuckPolicy,
     saga_input,
 )
@@ -108,11 +107,6 @@ class Settings(BaseSettings):
     running saga by up to about this much per step; an order that runs no step past it stores
     its events in one append at its end (seconds or ISO 8601, at most 10 minutes). Fixed per
     saga at its start."""
-
-    step_mode: StepMode = StepMode.REGULAR
-    """``regular``: each step is an activity on its service's task queue; ``local``: a local
-    activity in the saga's own worker, which must then host every service (README, "Step
-    modes"). Fixed per saga at its start."""
 
     shipping_countries: Annotated[frozenset[str], NoDecode] = frozenset(
         {"AT", "BE", "DE", "DK", "ES", "FR", "GB", "IE", "IT", "NL", "PL", "SE", "US"}
@@ -241,18 +235,15 @@ class Settings(BaseSettings):
     def task_queues(self) -> TaskQueues:
         return TaskQueues.with_prefix(self.task_queue_prefix)
 
-    def saga_input(
-        self, order_id: str, order: PlaceOrder, *, step_mode: StepMode | None = None
-    ) -> OrderSagaInput:
+    def saga_input(self, order_id: str, order: PlaceOrder) -> OrderSagaInput:
         """``order``'s saga input with this deployment's policies fixed in it (its queues,
-        review timeout, stuck policy, events window, and step mode unless ``step_mode``)."""
+        review timeout, stuck policy and events window)."""
         return saga_input(
             order_id,
             order,
             payment_review_timeout=self.payment_review_timeout,
             task_queues=self.task_queues,
             stuck_policy=self.stuck_policy,
-            step_mode=step_mode or self.step_mode,
             events_window=self.events_window,
         )
 

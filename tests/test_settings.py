@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from cloudmart.contracts.orders import StepMode
 from cloudmart.settings import Settings
 from tests.support import place_order
 
@@ -70,7 +69,6 @@ def test_the_saga_input_carries_the_deployments_policies() -> None:
         payment_review_timeout=timedelta(hours=2),
         compensation_retry_cap=timedelta(minutes=1),
         events_window=timedelta(seconds=7),
-        step_mode=StepMode.LOCAL,
     )
     order_id = str(uuid.uuid4())
     saga = settings.saga_input(order_id, place_order())
@@ -79,9 +77,6 @@ def test_the_saga_input_carries_the_deployments_policies() -> None:
     assert saga.payment_review_timeout == timedelta(hours=2)
     assert saga.stuck_policy.retry_cap == timedelta(minutes=1)
     assert saga.events_window == timedelta(seconds=7)
-    assert saga.step_mode is StepMode.LOCAL
-    regular = settings.saga_input(order_id, place_order(), step_mode=StepMode.REGULAR)
-    assert regular.step_mode is StepMode.REGULAR
 
 
 @pytest.mark.parametrize("program", ["worker", "api", "cloudmart.devstack"])

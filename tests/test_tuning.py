@@ -1,4 +1,4 @@
-"""What the worker and the API do for their own speed (bench/profile_saga.py measured each)."""
+"""What the worker and the API do for their own speed (docs/performance.md has what each saved)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 ``record`` is synchronous: the saga never waits for the event store between its steps. A
 background appender sends what has been recorded to the store (an activity on the saga's own
-task queue; in saga v6's local step mode, a local activity) while the next steps run; before the
+task queue) while the next steps run; before the
 saga ends it waits until everything is stored. Event ids derive from the order id and sequence,
 so a retried or replayed append stores nothing twice.
 
@@ -92,9 +92,6 @@ class EventLog:
         self.closed_by_saga = False
         """Saga v8: windows are closed by ``flush`` alone, never by a timer (see the module's
         docstring); needs ``timer_windows``."""
-        self.local_appends: timedelta | None = None
-        """Saga v6 in the local step mode: appends are local activities in the saga's worker, and
-        a retry's backoff longer than this is a timer (None: activities on the saga's queue)."""
         self._ending = False
         self._window: asyncio.Task[None] | None = None
         self._unclosed: list[_Window] = []
@@ -179,16 +176,7 @@ class EventLog:
             "retry_policy": APPEND_RETRY,
             "summary": ", ".join(e.event_type for e in batch)[:200],
         }
-        request = AppendEvents(events=batch)
-        if self.local_appends is not None:
-            await workflow.execute_local_activity(
-                APPEND_EVENTS.name,
-                request,
-                local_retry_threshold=self.local_appends,
-                **options,
-            )
-        else:
-            await workflow.execute_activity(APPEND_EVENTS.name, request, **options)
+        await workflow.execute_activity(APPEND_EVENTS.name, AppendEvents(events=batch), **options)
 
     # --- timed windows (saga v4) -------------------------------------------------------------
 

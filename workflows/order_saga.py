@@ -20,11 +20,9 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     ApplicationErrorCategory,
-    FailureError,
     RetryState,
     is_cancelled_exception,
 )
-from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType
 
@@ -41,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
         OrderStatus,
         PaymentReviewDecision,
         ResolveCompensation,
-        StepMode,
         StepRecord,
         StepStatus,
         StuckCompensation,
@@ -83,13 +80,6 @@ UNDO_RETRY = RetryPolicy(
 )
 """Compensations retry until they succeed; past the saga's StuckPolicy, in rounds that an
 operator can see and act on."""
-
-LOCAL_RETRY_THRESHOLD = timedelta(seconds=2)
-"""Local steps: a retry's backoff up to this long is waited in the worker, inside the workflow
-task; a longer one is a timer, which ends the task. While a local activity (or its backoff)
-holds the task, queries and updates (a cancel, a payment review, an operator's retry-now) wait
-for it, up to the task's heartbeat (8 s); the SDK's default threshold, a minute, made them wait
-that long on every backoff of a stuck compensation."""
 
 UNDO_EVENTS = {
     act.RELEASE_INVENTORY.name: EventType.INVENTORY_RELEASED,
@@ -200,9 +190,6 @@ class OrderSaga:
             if self._v7 or workflow.patched(TIMER_WINDOWS):
                 self._events.timer_windows = True
                 self._events.closed_by_saga = self._v8
-                local = order.step_mode is StepMode.LOCAL
-                if local and (self._v7 or workflow.patched(LOCAL_APPENDS)):
-                    self._events.local_appends = LOCAL_RETRY_THRESHOLD
             else:
                 self._events.timed = workflow.patched(EVENT_WINDOWS)
         self._events.record(
@@ -456,7 +443,7 @@ class OrderSaga:
                 if not round_.done():
                     round_.cancel()
                 try:
-                    result = await self._settled(compensation, round_)
+                    result = await round_
                 except (ActivityError, asyncio.CancelledError) as err:
                     if not is_cancelled_exception(err):
                         assert isinstance(err, ActivityError)
@@ -538,14 +525,14 @@ class OrderSaga:
             or policy.maximum_attempts == 1
             or (limit is not None and limit <= window)
         ):
-            return await self._settled(spec, self._start(spec, request, **options))
+            return await self._start(spec, request, **options)
         first = {
             **options,
             "retry_policy": replace(policy, maximum_attempts=1),
             "schedule_to_close_timeout": window,
         }
         try:
-            return await self._settled(spec, self._start(spec, request, **first))
+            return await self._start(spec, request, **first)
         except ActivityError as err:
             # (A cancelled order's compensations run on: only their own cancellation ends them.)
             if err.retry_state is RetryState.NON_RETRYABLE_FAILURE or is_cancelled_exception(err):
@@ -556,25 +543,12 @@ class OrderSaga:
             rest["retry_policy"] = replace(policy, maximum_attempts=policy.maximum_attempts - 1)
         if limit is not None:
             rest["schedule_to_close_timeout"] = limit - window
-        return await self._settled(spec, self._start(spec, request, **rest))
+        return await self._start(spec, request, **rest)
 
     def _start(
         self, spec: ActivitySpec[Any, ResultT], request: BaseModel, **options: Any
     ) -> workflow.ActivityHandle[ResultT]:
-        """Start a step or a compensation as the saga's step mode says: an activity on its
-        service's task queue, or a local activity in this worker (README, "Step modes").
-
-        Same timeouts, retry policy and cancellation either way. A local activity's retries run
-        in this worker, a backoff past LOCAL_RETRY_THRESHOLD as a timer in the history."""
-        if self._order.step_mode is StepMode.LOCAL:
-            return workflow.start_local_activity(
-                spec.name,
-                request,
-                result_type=spec.result_type,
-                start_to_close_timeout=STEP_TIMEOUT,
-                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-                **options,
-            )
+        """Start a step or a compensation: an activity on its service's task queue."""
         return workflow.start_activity(
             spec.name,
             request,
@@ -583,20 +557,6 @@ class OrderSaga:
             start_to_close_timeout=STEP_TIMEOUT,
             **options,
         )
-
-    async def _settled(
-        self, spec: ActivitySpec[Any, ResultT], handle: workflow.ActivityHandle[ResultT]
-    ) -> ResultT:
-        """The result of a started step or compensation. A local activity's failure arrives
-        bare (the service's error, a timeout, a cancel); it is raised as a regular activity's
-        would be, an ActivityError with a retry state, so that one error path serves both
-        modes."""
-        try:
-            return await handle
-        except FailureError as err:
-            if isinstance(err, ActivityError):
-                raise
-            raise _as_activity_error(spec, err) from err
 
     async def _run_until_done_or_cancelled(self, steps: Coroutine[Any, Any, None]) -> None:
         """Run the forward steps as a task that a cancel request can stop.
@@ -791,26 +751,6 @@ def _cancel_requested_in_temporal() -> bool:
     compensating, or past the point of no return)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _as_activity_error(spec: ActivitySpec[Any, Any], err: FailureError) -> ActivityError:
-    if isinstance(err, ApplicationError) and err.non_retryable:
-        retry_state = RetryState.NON_RETRYABLE_FAILURE
-    elif isinstance(err, TemporalTimeoutError):
-        retry_state = RetryState.TIMEOUT
-    elif isinstance(err, TemporalCancelledError):
-        retry_state = RetryState.CANCEL_REQUESTED
-    else:
-        retry_state = RetryState.MAXIMUM_ATTEMPTS_REACHED
-    return ActivityError(
-        "Local activity error",
-        scheduled_event_id=0,
-        started_event_id=0,
-        identity="",
-        activity_type=spec.name,
-        activity_id="",
-        retry_state=retry_state,
-    )
 
 
 def _failure_of(abort: BaseException) -> Failure:

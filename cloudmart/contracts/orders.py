@@ -77,16 +77,6 @@ class StuckPolicy(BaseModel):
     """Once stuck, retries back off up to this interval, and never stop."""
 
 
-class StepMode(StrEnum):
-    """Where the saga's steps run (``CLOUDMART_STEP_MODE``; README, "Step modes")."""
-
-    REGULAR = "regular"
-    """Activities on each service's task queue, run by that service's workers."""
-    LOCAL = "local"
-    """Local activities, run by the worker that runs the saga: fewer round trips through
-    Temporal, but that worker must host every service."""
-
-
 EVENTS_WINDOW = timedelta(seconds=1)
 """The default of ``OrderSagaInput.events_window``, and what sagas started before it had."""
 MAX_EVENTS_WINDOW = timedelta(minutes=10)
@@ -106,9 +96,6 @@ class OrderSagaInput(BaseModel):
     task_queues: TaskQueues
     stuck_policy: StuckPolicy = StuckPolicy()
     """Absent from sagas started before it existed: they get the defaults."""
-    step_mode: StepMode = StepMode.REGULAR
-    """Fixed at start, so that a saga keeps its mode (and replays) when the setting changes;
-    absent from sagas started before it existed: regular, as they ran."""
     events_window: timedelta = Field(default=EVENTS_WINDOW, gt=timedelta(0), le=MAX_EVENTS_WINDOW)
     """How long the saga's recorded events may wait to be stored together (saga v3; since v8,
     how long a step may run before the saga stores them): how stale the event store, and the
@@ -232,7 +219,6 @@ def saga_input(
     payment_review_timeout: timedelta,
     task_queues: TaskQueues,
     stuck_policy: StuckPolicy | None = None,
-    step_mode: StepMode = StepMode.REGULAR,
     events_window: timedelta = EVENTS_WINDOW,
 ) -> OrderSagaInput:
     return OrderSagaInput(
@@ -244,6 +230,5 @@ def saga_input(
         payment_review_timeout=payment_review_timeout,
         task_queues=task_queues,
         stuck_policy=stuck_policy or StuckPolicy(),
-        step_mode=step_mode,
         events_window=events_window,
     )

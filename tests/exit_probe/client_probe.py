@@ -4,7 +4,7 @@ at interpreter exit in about one run of four here (temporalio/sdk-python#300).
     python -m tests.exit_probe.client_probe [--plain]
 
 It ends with ``exit_now(0)`` (what every CloudMart process does), or with a plain return under
-``--plain`` (the baseline that ``bench/exit_hazard.py`` compares against).
+``--plain`` (the baseline: docs/testing.md says how often that aborts).
 """
 
 from __future__ import annotations

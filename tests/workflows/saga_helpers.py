@@ -33,7 +33,6 @@ async def one_worker(
     settings: Settings,
     services: Services,
     *,
-    local_steps: bool = False,
     sandboxed: bool = True,
 ) -> AsyncIterator[list[Worker]]:
     """The saga and the given services in this process, as ``python -m worker --service saga``
@@ -45,7 +44,6 @@ async def one_worker(
         services=services,
         activity_threads=settings.activity_threads,
         eager_activities=False,
-        local_steps=local_steps,
         sandboxed=sandboxed,
     ) as workers:
         yield workers

@@ -31,11 +31,9 @@ from temporalio.worker import Replayer
 
 from cloudmart.contracts.orders import (
     CancelOrder,
-    OrderSagaInput,
     OrderState,
     OrderStatus,
     PaymentReviewDecision,
-    StepMode,
 )
 from cloudmart.settings import Settings
 from services.factory import Services
@@ -86,13 +84,6 @@ async def record_scenarios(
     }.items():
         await finish(name, await start(client, new_saga_input(settings, **kwargs)))
 
-    for name, kwargs in {  # the local step mode (saga v6: its appends are local activities)
-        "local_completed": {},
-        "local_flaky_payment": {"token": "tok_flaky"},
-        "local_undeliverable": {"country": "JP"},
-    }.items():
-        await finish(name, await start(client, in_local_mode(new_saga_input(settings, **kwargs))))
-
     for name, act in {
         "review_approved": lambda h: h.execute_update(
             OrderSaga.review_payment, PaymentReviewDecision(approved=True)
@@ -103,25 +94,13 @@ async def record_scenarios(
         "customer_cancel": lambda h: h.execute_update(OrderSaga.cancel, CancelOrder()),
         "temporal_cancel": lambda h: h.cancel(),
         "review_timed_out": lambda _: env.sleep(timedelta(hours=24, seconds=1)),
-        "local_review_approved": lambda h: approve_after_the_window(env, h),
     }.items():
         saga = new_saga_input(settings, token="tok_review")
-        handle = await start(client, in_local_mode(saga) if name.startswith("local_") else saga)
+        handle = await start(client, saga)
         await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
         await act(handle)
         await finish(name, handle)
     return histories
-
-
-def in_local_mode(saga: OrderSagaInput) -> OrderSagaInput:
-    return saga.model_copy(update={"step_mode": StepMode.LOCAL})
-
-
-async def approve_after_the_window(
-    env: WorkflowEnvironment, handle: WorkflowHandle[OrderSaga, OrderState]
-) -> None:
-    await env.sleep(timedelta(seconds=3))  # the window's timer fires: its append
-    await handle.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
 
 
 async def replay(histories: list[WorkflowHistory]) -> None:
@@ -136,7 +115,7 @@ async def test_fresh_histories_of_every_scenario_replay(
     temporal_env: WorkflowEnvironment, settings: Settings, workers: Services
 ) -> None:
     histories = await record_scenarios(temporal_env, settings)
-    assert len(histories) == 15
+    assert len(histories) == 11
     await replay(list(histories.values()))
     if RECORD:
         newest = HISTORIES / VERSIONS[-1]
@@ -171,23 +150,17 @@ def test_each_version_records_what_it_added() -> None:
             text = path.read_text()
             markers = re.findall(r'"markerName": "(\w+)"', text)
             assert "core_patch" in markers, path.name
-            local = path.stem.startswith("local_")
             v7 = PATCH_DATA["saga-v7"] in text
             assert v7 is (version == "8-saga-v7"), path.name
             v8 = PATCH_DATA["saga-v8"] in text
             assert v8 is (version == "9-saga-v8"), path.name
             one_patch = v7 or v8
-            assert (local and not one_patch) is (PATCH_DATA["local-appends"] in text), path.name
             timers = text.count("timerStartedEventAttributes")
             held = "review" in path.stem or "cancel" in path.stem  # held for a payment review
             if v8:  # the review's deadline, no window's timer
                 assert timers == int(held), path.name
             elif version >= "5":  # a window's timer at least
                 assert timers > int(held), path.name
-            if local:  # v6's local step mode: steps and appends alike are local activities
-                assert version >= "7" and "core_local_activity" in markers, path.name
-                assert "activityTaskScheduledEventAttributes" not in text, path.name
-                continue
             assert '"name": "orders.append"' in text, path.name
             screened = '"name": "payment.check_fraud"' in text
             assert screened is (version >= "3" and path.stem != "out_of_stock"), path.name

@@ -24,7 +24,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from cloudmart.contracts.orders import OrderState, OrderStatus, PaymentReviewDecision, StepMode
+from cloudmart.contracts.orders import OrderState, OrderStatus, PaymentReviewDecision
 from cloudmart.settings import Settings
 from services.factory import Services
 from tests.support import assert_reconciled, new_saga_input
@@ -46,15 +46,12 @@ Workers = Callable[..., AbstractAsyncContextManager[list[Worker]]]
 
 @pytest.fixture
 def uncached_workers(client: Client, settings: Settings) -> Workers:
-    def run(
-        services: Services, *, orchestrator: bool = True, local_steps: bool = False
-    ) -> AsyncIterator[list[Worker]]:
+    def run(services: Services, *, orchestrator: bool = True) -> AsyncIterator[list[Worker]]:
         return running_workers(  # type: ignore[return-value]
             client,
             settings.task_queues,
             orchestrator=orchestrator,
             services=services,
-            local_steps=local_steps,
             activity_threads=settings.activity_threads,
             eager_activities=False,  # see the saga_workers fixture
             max_cached_workflows=0,
@@ -212,22 +209,19 @@ async def test_a_v2_saga_held_for_review_finishes_on_v3_as_v2(
 
 
 @pytest.mark.parametrize(
-    ("older", "kept", "never", "mode"),
+    ("older", "kept", "never"),
     [
-        (v3_code, LEAN_HISTORY, (EVENT_WINDOWS, TIMER_WINDOWS), StepMode.REGULAR),  # on v4 and on
-        (v4_code, EVENT_WINDOWS, (TIMER_WINDOWS,), StepMode.REGULAR),  # v4 on v5
-        # v5 in the local step mode, its appends regular, on v6 (whose are local activities):
-        (v5_code, TIMER_WINDOWS, (LOCAL_APPENDS, SAGA_V7), StepMode.LOCAL),
-        (v6_code, TIMER_WINDOWS, (SAGA_V7,), StepMode.REGULAR),  # v6 (five patches) on v7 (one)
-        (v7_code, SAGA_V7, (SAGA_V8,), StepMode.REGULAR),  # v7 (its window timers) on v8
+        (v3_code, LEAN_HISTORY, (EVENT_WINDOWS, TIMER_WINDOWS)),  # on v4 and on
+        (v4_code, EVENT_WINDOWS, (TIMER_WINDOWS,)),  # v4 on v5
+        (v6_code, TIMER_WINDOWS, (SAGA_V7,)),  # v6 (five patches) on v7 (one)
+        (v7_code, SAGA_V7, (SAGA_V8,)),  # v7 (its window timers) on v8
     ],
-    ids=["v3", "v4", "v5-local", "v6", "v7"],
+    ids=["v3", "v4", "v6", "v7"],
 )
 async def test_a_saga_held_for_review_after_its_window_finishes_as_it_started(
     older: Callable[[pytest.MonkeyPatch], None],
     kept: str,
     never: tuple[str, ...],
-    mode: StepMode,
     client: Client,
     settings: Settings,
     uncached_workers: Workers,
@@ -239,8 +233,8 @@ async def test_a_saga_held_for_review_after_its_window_finishes_as_it_started(
     (its regular appends), v6 (its five patches) or v7 (its window timers), upgraded while it
     waits for a review after its window's timer fired: it replays on today's code and goes on
     as it started, storing every event once, in order."""
-    saga = new_saga_input(settings, token="tok_review").model_copy(update={"step_mode": mode})
-    async with uncached_workers(services, local_steps=mode is StepMode.LOCAL):
+    saga = new_saga_input(settings, token="tok_review")
+    async with uncached_workers(services):
         with monkeypatch.context() as before:
             older(before)
             handle = await start(client, saga)
@@ -253,8 +247,6 @@ async def test_a_saga_held_for_review_after_its_window_finishes_as_it_started(
     names = patch_markers(await handle.fetch_history())
     assert any(kept in name for name in names)
     assert not any(newer in name for name in names for newer in never)
-    if mode is StepMode.LOCAL:  # the window's append, then the rest's: both scheduled, as v5 did
-        assert (await history_counts(handle))["appends"] == 2
     assert services.orders is not None
     stored = services.orders.stream(state.order_id)
     assert stored[0].event_type == "OrderPlaced" and stored[-1].event_type == "OrderCompleted"
