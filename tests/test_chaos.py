@@ -169,7 +169,7 @@ def test_unfinished_sagas_and_bad_exit_statuses_fail() -> None:
 async def test_a_history_the_code_would_not_issue_fails_the_replay_check() -> None:
     """The replay check on a recorded saga, as recorded and with one step's activity renamed
     (what a change to the saga without a patch amounts to)."""
-    recorded = (HISTORIES / "6-timer-windows" / "completed.json").read_text()
+    recorded = (HISTORIES / "order-saga-1.0" / "completed.json").read_text()
     tampered = recorded.replace('"name": "payment.charge"', '"name": "payment.charge_twice"')
     assert tampered != recorded
     replayer = Replayer(workflows=[OrderSaga], data_converter=TEST_CONVERTER)

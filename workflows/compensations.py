@@ -1,18 +1,14 @@
-"""The saga's compensation stack, and a way to await work that cancellation must not stop."""
+"""The saga's compensation stack."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from cloudmart.contracts.activities import ActivitySpec
     from cloudmart.contracts.steps import Compensate, CompensationResult
-
-T = TypeVar("T")
 
 Compensation = ActivitySpec[Compensate, CompensationResult]
 
@@ -32,18 +28,3 @@ class CompensationStack:
     def in_undo_order(self) -> Iterator[Compensation]:
         """Last pushed first."""
         return reversed(self._stack)
-
-
-async def uninterruptible(work: Awaitable[T]) -> T:
-    """Await ``work`` to its end even if the caller is cancelled meanwhile.
-
-    A cancellation aimed at the caller (e.g. a second cancel request while compensating) is
-    absorbed; the work itself keeps running and its result or error is returned as usual.
-    """
-    task = asyncio.ensure_future(work)
-    while True:
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                return task.result()  # its own outcome, whatever cancelled the caller

@@ -74,11 +74,12 @@ class StuckPolicy(BaseModel):
     after: timedelta = timedelta(minutes=10)
     """...or after failing for this long, whichever comes first."""
     retry_cap: timedelta = timedelta(minutes=5)
-    """Once stuck, retries back off up to this interval, and never stop."""
+    """Once stuck, retries back off up to this interval, and never stop (unless its service
+    refused it for good)."""
 
 
 EVENTS_WINDOW = timedelta(seconds=1)
-"""The default of ``OrderSagaInput.events_window``, and what sagas started before it had."""
+"""The default of ``OrderSagaInput.events_window``."""
 MAX_EVENTS_WINDOW = timedelta(minutes=10)
 
 
@@ -95,12 +96,10 @@ class OrderSagaInput(BaseModel):
     payment_review_timeout: timedelta
     task_queues: TaskQueues
     stuck_policy: StuckPolicy = StuckPolicy()
-    """Absent from sagas started before it existed: they get the defaults."""
     events_window: timedelta = Field(default=EVENTS_WINDOW, gt=timedelta(0), le=MAX_EVENTS_WINDOW)
-    """How long the saga's recorded events may wait to be stored together (saga v3; since v8,
-    how long a step may run before the saga stores them): how stale the event store, and the
-    read side built from it, may be about a running saga. Absent from sagas started before it
-    existed: one second, as they ran."""
+    """How long a step may run while the saga's recorded events wait to be stored
+    (workflows/event_log.py): how stale the event store, and the read side built from it, may
+    be about a running saga."""
 
 
 class OrderStatus(StrEnum):
@@ -111,7 +110,8 @@ class OrderStatus(StrEnum):
     CREATING_SHIPMENT = "CREATING_SHIPMENT"
     COMPENSATING = "COMPENSATING"
     COMPENSATION_STUCK = "COMPENSATION_STUCK"
-    """A compensation keeps failing: still retried, and waiting for an operator's eye."""
+    """A compensation keeps failing, or its service refused it for good: waiting for an
+    operator (retried meanwhile unless refused)."""
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -155,6 +155,9 @@ class StuckCompensation(BaseModel):
     last_error: str
     rounds: int = 1
     """Rounds of retries failed so far (the first is the one that declared it stuck)."""
+    retrying: bool = True
+    """False when its service refused it for good (a non-retryable error): nothing retries it
+    until an operator asks (``POST /orders/{id}/compensation/retry``) or resolves it by hand."""
 
 
 class OrderState(BaseModel):

@@ -11,10 +11,7 @@ WORKFLOW_ID_PREFIX = "order-"
 
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
-ORDER_TOTAL = SearchAttributeKey.for_int("OrderTotal")
-"""No longer set (an amount, stored in clear by Temporal); still registered for the sagas
-started before, which carry it."""
-SEARCH_ATTRIBUTES = (ORDER_STATUS, CUSTOMER_ID, ORDER_TOTAL)
+SEARCH_ATTRIBUTES = (ORDER_STATUS, CUSTOMER_ID)
 """Registered on the server (``make up`` passes them to the dev server) before any saga runs."""
 
 
@@ -28,7 +25,7 @@ def order_id_of(workflow_id: str) -> str:
 
 def start_search_attributes(customer_id: str) -> TypedSearchAttributes:
     """What a saga starts with: whose order it is, and PENDING. A saga started with them moves
-    OrderStatus only for statuses that last (saga v3); one started without sets both first."""
+    OrderStatus only for statuses that last; one started without sets both first."""
     return TypedSearchAttributes(
         [
             SearchAttributePair(CUSTOMER_ID, customer_id),

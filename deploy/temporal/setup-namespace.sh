@@ -14,7 +14,7 @@ done
 temporal operator namespace describe -n "$namespace" --address "$address" >/dev/null 2>&1 \
   || temporal operator namespace create -n "$namespace" --retention 720h --address "$address"
 
-for attribute in OrderStatus:Keyword CustomerId:Keyword OrderTotal:Int; do
+for attribute in OrderStatus:Keyword CustomerId:Keyword; do
   name="${attribute%%:*}"
   type="${attribute##*:}"
   if ! temporal operator search-attribute list -n "$namespace" --address "$address" | grep -q "^ *$name "; then

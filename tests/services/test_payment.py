@@ -177,7 +177,7 @@ def test_the_provider_remembers_across_restarts(payment: PaymentService) -> None
     assert restarted.ledger().captured_by_key == {"k": 5}
 
 
-# --- the fraud screen (saga v2) -------------------------------------------------------------
+# --- the fraud screen ---------------------------------------------------------------------
 
 
 def fraud_check(order_id: str, token: str = "tok_ok", amount_cents: int = 2000) -> CheckFraud:

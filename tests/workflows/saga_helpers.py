@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Worker
@@ -18,7 +19,7 @@ from cloudmart.settings import Settings
 from services.factory import Services
 from tests.support import Gate
 from worker import running_workers
-from workflows.order_saga import OrderSaga
+from workflows.order_saga import FRAUD_SCREEN, OrderSaga
 
 
 async def start(client: Client, saga: OrderSagaInput) -> WorkflowHandle[OrderSaga, OrderState]:
@@ -47,6 +48,13 @@ async def one_worker(
         sandboxed=sandboxed,
     ) as workers:
         yield workers
+
+
+def before_the_screen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Today's code without the fraud screen's patch: the saga as released before the screen
+    (docs/versioning.md), command for command."""
+    taken: Callable[[str], bool] = workflow.patched
+    monkeypatch.setattr(workflow, "patched", lambda patch: patch != FRAUD_SCREEN and taken(patch))
 
 
 def hold(monkeypatch: pytest.MonkeyPatch, service: object, method: str) -> Gate:

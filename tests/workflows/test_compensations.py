@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from cloudmart.contracts import activities as act
-from workflows.compensations import CompensationStack, uninterruptible
+from workflows.cancellation import uninterruptible
+from workflows.compensations import CompensationStack
 
 
 def test_compensations_unwind_last_pushed_first() -> None:

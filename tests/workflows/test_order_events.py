@@ -164,7 +164,7 @@ def hold_the_last_append(monkeypatch: pytest.MonkeyPatch, workers: Services) -> 
 async def test_a_saga_is_terminal_only_once_its_events_are_stored(
     client: Client, settings: Settings, workers: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whoever sees a terminal status can read the order's whole timeline (saga v3)."""
+    """Whoever sees a terminal status can read the order's whole timeline."""
     gate = hold_the_last_append(monkeypatch, workers)
     completed = await start(client, new_saga_input(settings))
     await gate.entered()

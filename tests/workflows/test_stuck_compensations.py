@@ -1,6 +1,7 @@
-"""Stuck compensations, this system's dead-letter queue: a compensation that keeps failing is
-reported (state, search attribute, event store, the read side's list), keeps being retried, and
-waits for an operator's retry-now or resolution by hand. Never abandoned, never silent."""
+"""Stuck compensations, this system's dead-letter queue: a compensation that keeps failing, or
+that its service refuses for good, is reported (state, search attribute, event store, the read
+side's list) and waits for an operator's retry-now or resolution by hand; one that failed for a
+while keeps being retried meanwhile. Never abandoned, never silent."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from cloudmart.contracts.failures import InvalidTransition
 from cloudmart.contracts.orders import (
     CancelOrder,
     OrderSagaInput,
@@ -177,3 +179,64 @@ async def test_operators_cannot_act_on_an_order_that_is_not_stuck(
     assert "no compensation is stuck" in str(refused.value.cause)
     await handle.cancel()
     assert (await outcome(handle)).status is OrderStatus.CANCELLED
+
+
+async def test_a_compensation_its_service_refuses_for_good_is_stuck_until_an_operator_acts(
+    client: Client, settings: Settings, workers: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-retryable error from a compensation is not the end of it: the order does not move
+    on as if the money were back. It is stuck with that error, and nothing retries it (its
+    service said it never can succeed) until an operator does."""
+    assert workers.payment is not None
+    refunds: list[str] = []
+
+    def refuse(order_id: str, reason: str) -> object:
+        refunds.append(order_id)
+        raise InvalidTransition(f"order {order_id}: the provider closed the card account")
+
+    with monkeypatch.context() as broken:
+        broken.setattr(workers.payment, "refund", refuse)
+        saga = undeliverable(settings)
+        handle = await start(client, saga)
+        state = await stuck(handle)
+        assert state.stuck is not None and state.stuck.step == "payment.refund"
+        assert state.stuck.last_error.startswith("InvalidTransition: order ")
+        assert state.stuck.retrying is False
+        event = (await stored_events(workers, saga.order_id, "CompensationStuck"))[0]
+        assert event["step"] == "payment.refund" and "card account" in event["error"]
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(ORDER_STATUS) == "COMPENSATION_STUCK"
+        await asyncio.sleep(1.5)  # a retry would have come by now: none does
+        assert refunds == [saga.order_id]
+
+        # An operator retries it once it can succeed: here, refused again; still stuck.
+        await handle.execute_update(OrderSaga.retry_compensation)
+        for _ in range(100):
+            if len(refunds) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(refunds) == 2
+        state = await handle.query(OrderSaga.state)
+        assert state.status is OrderStatus.COMPENSATION_STUCK and state.stuck is not None
+        assert state.stuck.rounds == 2 and state.stuck.retrying is False
+
+    # The refund is made by hand; the operator resolves it and the saga goes on.
+    await handle.execute_update(
+        OrderSaga.resolve_compensation,
+        ResolveCompensation(step="payment.refund", note="refunded by bank transfer"),
+    )
+    state = await outcome(handle)
+    assert state.status is OrderStatus.FAILED and state.stuck is None
+    assert outline(state.compensations) == [
+        ("shipping.cancel", "COMPLETED"),
+        ("payment.refund", "RESOLVED"),
+        ("inventory.release", "COMPLETED"),
+    ]
+    assert stock(workers)["SKU-A"] == (100, 0)
+    timeline = [e.event_type for e in workers.orders.stream(saga.order_id)]  # type: ignore[union-attr]
+    assert timeline[-4:] == [
+        "CompensationStuck",
+        "CompensationResolved",
+        "InventoryReleased",
+        "OrderFailed",
+    ]
