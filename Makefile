@@ -11,11 +11,11 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: up up-split test lint format bench bench-install bench-dbos bench-api bench-read bench-idle chaos load rebuild-projections token clean install
 
 up: $(INSTALLED)
-	$(BIN)/python -m cloudmart.devstack
+	$(BIN)/python -m devstack
 
 # The same stack with one worker process per service, as production runs it.
 up-split: $(INSTALLED)
-	$(BIN)/python -m cloudmart.devstack --split
+	$(BIN)/python -m devstack --split
 
 # Drop the read side's projections and replay every order event into them.
 rebuild-projections: $(INSTALLED)

@@ -38,8 +38,8 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.event_store import EventStoreActivities
 from activities.inventory import InventoryActivities
-from activities.orders import OrdersActivities
 from activities.payment import PaymentActivities
 from activities.shipping import ShippingActivities
 from cloudmart.contracts.routing import TaskQueues
@@ -85,8 +85,8 @@ async def running_workers(
     ``sandboxed`` False runs the saga outside the SDK's workflow sandbox (settings:
     ``workflow_sandbox``).
     """
-    if orchestrator and services.orders is None:
-        raise ValueError("the orchestrator hosts the orders service: its event store is needed")
+    if orchestrator and services.event_store is None:
+        raise ValueError("the orchestrator hosts the event store: the saga appends to it")
     if orchestrator:
         write_workflow_bytecode()
     service_activities = {
@@ -95,7 +95,9 @@ async def running_workers(
         "shipping": (queues.shipping, services.shipping, ShippingActivities),
     }
     # The saga, with the event store's append as an activity on its own task queue.
-    saga_activities = OrdersActivities(services.orders).all() if services.orders else []
+    saga_activities = (
+        EventStoreActivities(services.event_store).all() if services.event_store else []
+    )
     hosted: list[tuple[str, list[object], list[type]]] = []
     if orchestrator:
         hosted.append((queues.orders, saga_activities, [OrderSaga]))
@@ -200,7 +202,9 @@ async def serve(
     ready_file: Path | None = None,
 ) -> None:
     roles = set(roles)
-    hosted = roles & {*SERVICES, *SUBSCRIBERS} | ({"orders"} if "orchestrator" in roles else set())
+    hosted = roles & {*SERVICES, *SUBSCRIBERS} | (
+        {"event_store"} if "orchestrator" in roles else set()
+    )
     services = open_services(settings, hosted)
     try:
         for service in services.hosted():

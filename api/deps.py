@@ -11,8 +11,8 @@ from temporalio.client import Client
 
 from api.sagas import Sagas
 from cloudmart.settings import Settings
+from services.event_store.store import EventStore
 from services.loyalty.service import LoyaltyService
-from services.orders.store import EventStore
 from services.readmodel.projector import Projector
 from services.readmodel.queries import ReadModel
 

@@ -16,13 +16,13 @@ from api.sagas import Sagas
 from cloudmart.settings import SERVICES, Settings, get_settings
 from cloudmart.temporal import connect
 from services.database import create_db_engine
+from services.event_store.store import EventStore
 from services.inventory import InventoryService
 from services.loyalty.service import LoyaltyService
-from services.orders.store import EventStore
 from services.readmodel.projector import Projector
 from services.readmodel.queries import ReadModel
 
-API_DATABASES = ("orders", *SERVICES, "readmodel", "loyalty")
+API_DATABASES = ("event_store", *SERVICES, "readmodel", "loyalty")
 """The databases the API reads (and checks in /healthz); the provider's is another company's."""
 
 
@@ -42,10 +42,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             client=client,
             sagas=Sagas(client, settings),
             read=ReadModel(databases["readmodel"]),
-            events=EventStore(databases["orders"]),
-            loyalty=LoyaltyService(databases["loyalty"], EventStore(databases["orders"])),
+            events=EventStore(databases["event_store"]),
+            loyalty=LoyaltyService(databases["loyalty"], EventStore(databases["event_store"])),
             projector=Projector(
-                EventStore(databases["orders"]),
+                EventStore(databases["event_store"]),
                 databases["readmodel"],
                 InventoryService(databases["inventory"]).catalog,
             ),

@@ -37,9 +37,9 @@ from bench.drivers import new_saga, order
 from bench.saga_vs_floor import start_stack
 from bench.stats import Run, table
 from cloudmart.contracts.saga import start_search_attributes, workflow_id
-from cloudmart.devstack import DevStack
 from cloudmart.process import exit_now
 from cloudmart.temporal import connect
+from devstack.stack import DevStack
 from workflows.order_saga import OrderSaga
 
 Placing = Callable[[int], Awaitable[tuple[float, str | None]]]

@@ -43,9 +43,9 @@ from bench.stats import Run, table
 from cloudmart.contracts.failures import BusinessFailure
 from cloudmart.contracts.orders import OrderItem, ShippingAddress
 from cloudmart.contracts.steps import CheckFraud
-from cloudmart.devstack import throwaway_settings
 from cloudmart.process import exit_now
 from cloudmart.settings import SERVICES
+from devstack.stack import throwaway_settings
 from services.factory import Services, open_services, prepare
 from services.inventory.catalog import DEMO_CATALOG
 

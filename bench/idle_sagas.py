@@ -60,10 +60,10 @@ from bench.drivers import new_saga, stock_bench_skus
 from bench.stats import table
 from cloudmart.contracts.orders import OrderStatus, PaymentReviewDecision
 from cloudmart.contracts.saga import ORDER_STATUS, WORKFLOW_TYPE, workflow_id
-from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.process import exit_now
 from cloudmart.settings import Settings
 from cloudmart.temporal import connect
+from devstack.stack import DevStack, settings_env, throwaway_settings
 from workflows.order_saga import OrderSaga
 
 DEFAULT_CACHE: int = Settings.model_fields["max_cached_workflows"].default

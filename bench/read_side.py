@@ -52,16 +52,16 @@ from cloudmart.contracts.orders import (
     saga_input,
 )
 from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, WORKFLOW_TYPE, workflow_id
-from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.process import exit_now
 from cloudmart.settings import Settings
 from cloudmart.temporal import connect
+from devstack.stack import DevStack, settings_env, throwaway_settings
 from services.database import create_db_engine
-from services.factory import build_inventory, build_orders, prepare
+from services.event_store.store import EventStore
+from services.factory import build_event_store, build_inventory, prepare
 from services.inventory.catalog import ProductSeed
 from services.loyalty.service import LoyaltyService
 from services.migrations import upgrade
-from services.orders.store import EventStore
 from services.readmodel.projector import Projector
 from services.readmodel.queries import ProductSort, ReadModel
 from workflows.order_saga import OrderSaga
@@ -342,17 +342,17 @@ def rebuild(source: EventStore, settings: Settings, total: int, data: Path) -> l
             "SQLite",
             {
                 name: f"sqlite:///{data / f'rebuild-{name}.db'}"
-                for name in ("orders", "readmodel", "inventory")
+                for name in ("event_store", "readmodel", "inventory")
             },
         )
     ]
-    with postgres_databases(("orders", "readmodel", "inventory")) as pg:
+    with postgres_databases(("event_store", "readmodel", "inventory")) as pg:
         if pg is not None:
             backends.append(("PostgreSQL", pg))
         for backend, urls in backends:
             assert urls is not None
-            store = EventStore(create_db_engine(urls["orders"], pool_size=2))
-            upgrade("orders", store.engine)
+            store = EventStore(create_db_engine(urls["event_store"], pool_size=2))
+            upgrade("event_store", store.engine)
             inventory = build_inventory(
                 settings.model_copy(update={"inventory_db_url": urls["inventory"]})
             )
@@ -396,8 +396,10 @@ def rebuild(source: EventStore, settings: Settings, total: int, data: Path) -> l
 
 
 def snapshots(data: Path, count: int, every: int, samples: int) -> list[list[str]]:
-    store = EventStore(create_db_engine(f"sqlite:///{data / 'loyalty-orders.db'}", pool_size=2))
-    upgrade("orders", store.engine)
+    store = EventStore(
+        create_db_engine(f"sqlite:///{data / 'loyalty-event_store.db'}", pool_size=2)
+    )
+    upgrade("event_store", store.engine)
     events: list[Event] = []
     started_at = time.time()
     for n in range(count):
@@ -462,7 +464,7 @@ def main() -> None:
             asked = asyncio.run(questions(stack, args.samples, args.scans))
         finally:
             stack.stop()
-        source = build_orders(settings)
+        source = build_event_store(settings)
         source_events = source.head()
         rebuilt = rebuild(source, settings, args.events, data)
         source.engine.dispose()

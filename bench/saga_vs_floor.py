@@ -53,16 +53,11 @@ from bench.drivers import (
 )
 from bench.stats import Run, table
 from cloudmart.contracts.saga import WORKFLOW_ID_PREFIX
-from cloudmart.devstack import (
-    DevStack,
-    ManagedProcess,
-    postgres_databases,
-    settings_env,
-    throwaway_settings,
-)
 from cloudmart.process import exit_now
 from cloudmart.settings import Settings
 from cloudmart.temporal import connect
+from devstack.processes import ManagedProcess
+from devstack.stack import DevStack, postgres_databases, settings_env, throwaway_settings
 
 SAGA_ACTIVITIES = 6
 """reserve, fraud screen, charge, ship, commit, and one append of the order's events."""

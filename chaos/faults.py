@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, make_url, text
 
-from cloudmart.devstack import DevStack, StackError
+from devstack.processes import StackError
+from devstack.stack import DevStack
 
 OUTAGE_SERVICES = ("inventory", "payment", "shipping")
 

@@ -27,8 +27,8 @@ from collections import Counter
 from pathlib import Path
 
 from bench.stats import table
-from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.process import exit_now
+from devstack.stack import DevStack, settings_env, throwaway_settings
 
 RESULT = "LOAD RESULT "
 SKUS = ("KB-MECH-01", "MOUSE-ERGO-01", "ARM-DUAL-01", "LAMP-LED-01", "CABLE-USBC-2M", "HUB-USBC-7")

@@ -19,10 +19,10 @@ from chaos.client import ChaosClient
 from chaos.faults import Faults
 from chaos.orders import Load, plan
 from chaos.replay import replay_failures
-from cloudmart.binaries import find_binary
 from cloudmart.contracts.orders import OrderState
-from cloudmart.devstack import DevStack, postgres_databases, settings_env, throwaway_settings
 from cloudmart.settings import DATABASES, Settings
+from devstack.binaries import find_binary
+from devstack.stack import DevStack, postgres_databases, settings_env, throwaway_settings
 from services.database import create_db_engine
 from services.factory import build_projector
 from services.inventory.catalog import DEMO_CATALOG
@@ -206,7 +206,7 @@ def wait_until_closed(settings: Settings, deadline: float) -> int:
 
 def _wait_for_projector(settings: Settings, deadline: float) -> None:
     """Until the read side has every event (it follows the store: eventually consistent)."""
-    orders = create_db_engine(settings.db_url("orders"), pool_size=1)
+    orders = create_db_engine(settings.db_url("event_store"), pool_size=1)
     readmodel = create_db_engine(settings.db_url("readmodel"), pool_size=1)
     try:
         while time.monotonic() < deadline:
@@ -246,7 +246,7 @@ def books(settings: Settings, states: list[OrderState], orders: int) -> list[che
             initial_stock={p.sku: p.stock for p in DEMO_CATALOG},
         )
         found = checks.book_checks(by_area, orders)
-        found.append(checks.events_once(checks.event_rows(engines["orders"]), states))
+        found.append(checks.events_once(checks.event_rows(engines["event_store"]), states))
         found.append(checks.projections_equal_rebuild(projector))
         return found
     finally:

@@ -38,7 +38,7 @@ from cloudmart.contracts.routing import TaskQueues
 
 SERVICES = ("inventory", "payment", "shipping")
 """The services the saga's steps call, each on its own task queue."""
-DATABASES = ("orders", *SERVICES, "payment_provider", "readmodel", "loyalty")
+DATABASES = ("event_store", *SERVICES, "payment_provider", "readmodel", "loyalty")
 """Every database: the order event store (the orchestrator's), one per service, the simulated
 payment provider's own, the read side's projections, and the loyalty service's."""
 
@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     inventory_db_url: str = ""
     payment_db_url: str = ""
     shipping_db_url: str = ""
-    orders_db_url: str = ""
+    event_store_db_url: str = ""
     """The order event store."""
     readmodel_db_url: str = ""
     """The read side: projections built from the order events."""

@@ -9,11 +9,11 @@ from sqlalchemy import Engine
 
 from cloudmart.settings import Settings
 from services.database import create_db_engine
+from services.event_store.store import EventStore
 from services.inventory import InventoryService
 from services.inventory.catalog import DEMO_CATALOG
 from services.loyalty.service import LoyaltyService
 from services.migrations import upgrade
-from services.orders.store import EventStore
 from services.payment import PaymentProvider, PaymentService, SimulatedProvider
 from services.readmodel.projector import Projector
 from services.shipping import ShippingService
@@ -22,7 +22,7 @@ Service = (
     EventStore | InventoryService | PaymentService | ShippingService | Projector | LoyaltyService
 )
 SERVICE_NAMES: dict[type, str] = {
-    EventStore: "orders",
+    EventStore: "event_store",
     InventoryService: "inventory",
     PaymentService: "payment",
     ShippingService: "shipping",
@@ -41,8 +41,8 @@ def _engine(settings: Settings, database: str, pool_size: int | None) -> Engine:
     )
 
 
-def build_orders(settings: Settings, *, pool_size: int | None = None) -> EventStore:
-    return EventStore(_engine(settings, "orders", pool_size))
+def build_event_store(settings: Settings, *, pool_size: int | None = None) -> EventStore:
+    return EventStore(_engine(settings, "event_store", pool_size))
 
 
 def build_inventory(settings: Settings, *, pool_size: int | None = None) -> InventoryService:
@@ -68,7 +68,7 @@ def build_shipping(settings: Settings, *, pool_size: int | None = None) -> Shipp
 def build_projector(settings: Settings) -> Projector:
     """Reads the order events and inventory's catalog; writes only the read side's database."""
     return Projector(
-        build_orders(settings, pool_size=SUBSCRIBER_POOL),
+        build_event_store(settings, pool_size=SUBSCRIBER_POOL),
         _engine(settings, "readmodel", SUBSCRIBER_POOL),
         build_inventory(settings, pool_size=SUBSCRIBER_POOL).catalog,
     )
@@ -77,7 +77,7 @@ def build_projector(settings: Settings) -> Projector:
 def build_loyalty(settings: Settings) -> LoyaltyService:
     return LoyaltyService(
         _engine(settings, "loyalty", SUBSCRIBER_POOL),
-        build_orders(settings, pool_size=SUBSCRIBER_POOL),
+        build_event_store(settings, pool_size=SUBSCRIBER_POOL),
         snapshot_every=settings.snapshot_every,
     )
 
@@ -96,7 +96,7 @@ def prepare(service: Service, settings: Settings) -> None:
 class Services:
     """The services one process hosts; a split deployment hosts one of them per process."""
 
-    orders: EventStore | None = None
+    event_store: EventStore | None = None
     inventory: InventoryService | None = None
     payment: PaymentService | None = None
     shipping: ShippingService | None = None
@@ -105,7 +105,7 @@ class Services:
 
     def hosted(self) -> list[Service]:
         hosted = (
-            self.orders,
+            self.event_store,
             self.inventory,
             self.payment,
             self.shipping,
@@ -125,7 +125,7 @@ class Services:
 
 
 BUILDERS = {
-    "orders": build_orders,
+    "event_store": build_event_store,
     "inventory": build_inventory,
     "payment": build_payment,
     "shipping": build_shipping,

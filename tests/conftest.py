@@ -15,11 +15,11 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from cloudmart.binaries import find_binary
-from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.process import exit_now
 from cloudmart.settings import DATABASES, SERVICES, Settings
 from cloudmart.temporal import register_search_attributes
+from devstack.binaries import find_binary
+from devstack.stack import DevStack, settings_env, throwaway_settings
 from services.factory import Services, open_services, prepare
 from tests.support import CATALOG, TEST_CONVERTER, TEST_PAYLOAD_KEYS, operator_headers
 from tests.workflows.saga_helpers import one_worker
@@ -169,7 +169,7 @@ def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> It
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    hosted = open_services(settings, ("orders", *SERVICES, "projector", "loyalty"))
+    hosted = open_services(settings, ("event_store", *SERVICES, "projector", "loyalty"))
     for service in hosted.hosted():
         prepare(service, settings)
     assert hosted.inventory is not None

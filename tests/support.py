@@ -22,9 +22,10 @@ from cloudmart.contracts.orders import (
     ShippingAddress,
     saga_input,
 )
-from cloudmart.devstack import API_READY, ManagedProcess, settings_env
 from cloudmart.settings import Settings
 from cloudmart.temporal import encrypted_converter
+from devstack.processes import API_READY, ManagedProcess
+from devstack.stack import settings_env
 from services.database import create_db_engine
 from services.factory import Services
 from services.inventory.catalog import ProductSeed

@@ -56,4 +56,4 @@ def test_the_idle_saga_study_runs_end_to_end_and_reports_every_setting() -> None
     temporal = cells(out, "temporal")
     assert float(temporal[2]) > float(temporal[1]) > 0  # MB on disk, after > before
     assert int(temporal[5].replace(",", "")) > 0  # bytes in use per saga
-    assert cells(out, "orders")[5] != "0"  # the event store gained the sagas' events
+    assert cells(out, "event_store")[5] != "0"  # the event store gained the sagas' events

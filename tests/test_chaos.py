@@ -96,7 +96,7 @@ def test_the_checks_fail_on_broken_books_after_a_run(report: Report) -> None:
     # An event stored again, under the next sequence (what a retried append must never do).
     sql(
         report,
-        "orders",
+        "event_store",
         "INSERT INTO events (event_id, aggregate_id, sequence, event_type, data, version,"
         " occurred_at, user_id, recorded_at) SELECT 'again', aggregate_id,"
         " (SELECT MAX(sequence) + 1 FROM events WHERE aggregate_id = :o), event_type, data,"
@@ -104,7 +104,7 @@ def test_the_checks_fail_on_broken_books_after_a_run(report: Report) -> None:
         " WHERE aggregate_id = :o AND sequence = 1",
         o=done,
     )
-    engine = create_db_engine(report.settings.db_url("orders"), pool_size=1)
+    engine = create_db_engine(report.settings.db_url("event_store"), pool_size=1)
     try:
         events = checks.events_once(checks.event_rows(engine), report.states).violations
     finally:

@@ -22,9 +22,9 @@ from cloudmart.codec import (
     new_key_entry,
     parse_payload_keys,
 )
-from cloudmart.devstack import PAYLOAD_KEYS_FILE, settings_env, with_dev_payload_keys
 from cloudmart.settings import Settings
 from cloudmart.temporal import PayloadKeysMissing, data_converter
+from devstack.stack import PAYLOAD_KEYS_FILE, settings_env, with_dev_payload_keys
 from tests.support import address
 
 SECRET = "tok_secret_5f1c"

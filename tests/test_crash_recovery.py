@@ -13,12 +13,12 @@ import httpx
 
 from chaos.run import wait_until_closed
 from cloudmart.contracts.orders import OrderState
-from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.settings import DATABASES
+from devstack.stack import DevStack, settings_env, throwaway_settings
 from services.database import create_db_engine
+from services.event_store.aggregate import replay
+from services.event_store.store import EventStore
 from services.inventory.catalog import DEMO_CATALOG
-from services.orders.aggregate import replay
-from services.orders.store import EventStore
 from services.reconcile import reconcile
 from tests.api.test_api import TERMINAL, order_body
 from tests.support import operator_headers
@@ -115,7 +115,7 @@ def test_sagas_end_and_books_balance_after_worker_and_server_crashes(tmp_path: P
     # The event store kept each order's story exactly once through both crashes: one event per
     # step of its outcome (none repeated by a retried or replayed append), ending with it; and
     # the order's fold agrees with its saga.
-    store = EventStore(engines["orders"])
+    store = EventStore(engines["event_store"])
     for state in states:
         story = store.stream(state["order_id"])
         types = [e.event_type for e in story]

@@ -16,8 +16,8 @@ import yaml
 from sqlalchemy import make_url
 
 from cloudmart.codec import new_key_entry
-from cloudmart.devstack import WORKER_ROLES
 from cloudmart.settings import DATABASES, Settings
+from devstack.stack import WORKER_ROLES
 from services.migrations import MIGRATED
 
 ROOT = Path(__file__).parent.parent
@@ -25,12 +25,12 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES_IN_COMPOSE: dict[str, dict[str, Any]] = COMPOSE["services"]
 WORKERS = {f"worker-{role}": role for role in WORKER_ROLES}
 READS = {
-    "orchestrator": {"orders"},
+    "orchestrator": {"event_store"},
     "inventory": {"inventory"},
     "payment": {"payment", "payment_provider"},
     "shipping": {"shipping"},
-    "projector": {"orders", "readmodel", "inventory"},
-    "loyalty": {"orders", "loyalty"},
+    "projector": {"event_store", "readmodel", "inventory"},
+    "loyalty": {"event_store", "loyalty"},
 }
 """The databases each worker may be given: its own, and (subscribers) the events they follow."""
 DEFAULT = re.compile(r"\$\{(\w+)(:-([^}]*))?\}")

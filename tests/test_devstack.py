@@ -11,18 +11,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cloudmart import devstack
 from cloudmart.credentials import AUTH_SECRET_FILE, OPERATOR_TOKEN_FILE, with_dev_credentials
-from cloudmart.devstack import (
+from cloudmart.settings import Settings
+from devstack import stack as devstack
+from devstack.processes import ManagedProcess, StackError
+from devstack.stack import (
     DevStack,
-    ManagedProcess,
-    StackError,
     banner,
     settings_env,
     temporal_server_command,
     throwaway_settings,
 )
-from cloudmart.settings import Settings
 from tests.support import start_api
 
 
@@ -124,7 +123,7 @@ def test_make_up_prints_the_operator_token_the_api_accepts(tmp_path: Path) -> No
     )
     up = ManagedProcess.start(
         "make up",
-        [sys.executable, "-m", "cloudmart.devstack"],
+        [sys.executable, "-m", "devstack"],
         env=settings_env(settings),
         output=None,
         ready_marker="Ctrl-C stops everything",

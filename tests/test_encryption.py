@@ -21,13 +21,14 @@ from temporalio.api.history.v1 import History
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from cloudmart.binaries import find_binary
 from cloudmart.codec import ENCODING, KEY_ID
 from cloudmart.contracts.orders import OrderState, OrderStatus
 from cloudmart.contracts.saga import workflow_id
-from cloudmart.devstack import DevStack, free_port, settings_env, throwaway_settings
 from cloudmart.settings import Settings
 from cloudmart.temporal import connect
+from devstack.binaries import find_binary
+from devstack.processes import free_port
+from devstack.stack import DevStack, settings_env, throwaway_settings
 from services.factory import Services
 from tests.support import new_saga_input
 from tests.workflows.saga_helpers import start

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudmart.devstack import DevStack, throwaway_settings
+from devstack.stack import DevStack, throwaway_settings
 from tests.support import api_process, migrate, worker_process
 
 ROOT = Path(__file__).parent.parent

@@ -79,7 +79,7 @@ def test_the_saga_input_carries_the_deployments_policies() -> None:
     assert saga.events_window == timedelta(seconds=7)
 
 
-@pytest.mark.parametrize("program", ["worker", "api", "cloudmart.devstack"])
+@pytest.mark.parametrize("program", ["worker", "api", "devstack"])
 def test_a_program_started_with_a_bad_setting_says_which_and_exits_2(
     program: str, tmp_path: Path
 ) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 
 from cloudmart.contracts.orders import OrderState
-from cloudmart.devstack import DevStack, settings_env, throwaway_settings
 from cloudmart.settings import DATABASES
+from devstack.stack import DevStack, settings_env, throwaway_settings
 from services.database import create_db_engine
 from services.inventory.catalog import DEMO_CATALOG
 from services.reconcile import reconcile

@@ -38,8 +38,8 @@ def test_a_subscriber_that_has_caught_up_writes_nothing_until_events_arrive(
     services: Services, subscriber: str
 ) -> None:
     follower: Projector | LoyaltyService = getattr(services, subscriber)
-    assert services.orders is not None
-    orders = Orders(services.orders)
+    assert services.event_store is not None
+    orders = Orders(services.event_store)
     orders.completed("c-1", 1_000)
     writes: list[bool] = []
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from temporalio.worker import Worker
 
-from cloudmart.devstack import DevStack, throwaway_settings
 from cloudmart.settings import Settings
+from devstack.stack import DevStack, throwaway_settings
 from tests.support import worker_process
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudmart.devstack import DevStack, throwaway_settings
+from devstack.stack import DevStack, throwaway_settings
 from tests.support import worker_process
 
 

@@ -43,7 +43,7 @@ async def healthz(state: State) -> JSONResponse:
     )
     checks = dict(zip(names, results, strict=True))
     projections = None
-    if checks["orders_db"] == checks["readmodel_db"] == "ok":
+    if checks["event_store_db"] == checks["readmodel_db"] == "ok":
         try:
             projections = await asyncio.to_thread(_projection, state)
         except Exception as err:  # reachable, but not migrated yet (no worker has run)

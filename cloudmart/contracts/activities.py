@@ -54,7 +54,7 @@ REFUND_PAYMENT = ActivitySpec("payment.refund", "payment", Compensate, Compensat
 CREATE_SHIPMENT = ActivitySpec("shipping.create", "shipping", CreateShipment, ShipmentResult)
 CANCEL_SHIPMENT = ActivitySpec("shipping.cancel", "shipping", Compensate, CompensationResult)
 
-APPEND_EVENTS = ActivitySpec("orders.append", "orders", AppendEvents, Appended)
+APPEND_EVENTS = ActivitySpec("event_store.append", "event_store", AppendEvents, Appended)
 """Runs in the orchestrator's worker, on the saga's own task queue (so Temporal hands it
 straight back to that worker: eager dispatch)."""
 

@@ -11,7 +11,7 @@ CREATE DATABASE inventory OWNER cloudmart;
 CREATE DATABASE payment OWNER cloudmart;
 CREATE DATABASE shipping OWNER cloudmart;
 CREATE DATABASE payment_provider OWNER cloudmart;
-CREATE DATABASE orders OWNER cloudmart;
+CREATE DATABASE event_store OWNER cloudmart;
 CREATE DATABASE readmodel OWNER cloudmart;
 CREATE DATABASE loyalty OWNER cloudmart;
 SQL

@@ -20,6 +20,7 @@ from sqlmodel import Session, col
 from cloudmart.contracts.events import EventType, StoredEvent
 from cloudmart.contracts.steps import Undo
 from services.database import get_for_update, read_only, transaction
+from services.event_store.store import EventStore
 from services.loyalty.account import (
     CURRENT_VERSION,
     POINTS_AWARDED,
@@ -32,7 +33,6 @@ from services.loyalty.account import (
     upcast,
 )
 from services.loyalty.models import AccountEvent, AccountSnapshot, KnownOrder, Subscription
-from services.orders.store import EventStore
 
 SUBSCRIPTION = "order-events"
 HISTORY_SHOWN = 100

@@ -18,8 +18,8 @@ from sqlmodel import Session, col
 from cloudmart.contracts.events import EventType, StoredEvent
 from cloudmart.contracts.steps import CatalogEntry, Undo
 from services.database import get_for_update, read_only, transaction
-from services.orders.aggregate import STATUS_AFTER
-from services.orders.store import EventStore
+from services.event_store.aggregate import STATUS_AFTER
+from services.event_store.store import EventStore
 from services.readmodel.models import (
     Checkpoint,
     FailureCount,

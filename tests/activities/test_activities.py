@@ -9,8 +9,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.event_store import EventStoreActivities
 from activities.inventory import InventoryActivities
-from activities.orders import OrdersActivities
 from activities.payment import PaymentActivities
 from activities.shipping import ShippingActivities
 from cloudmart.contracts.activities import ALL_ACTIVITIES
@@ -36,9 +36,9 @@ def run() -> typing.Callable[..., typing.Any]:
 
 
 @pytest.fixture
-def orders(services: Services) -> OrdersActivities:
-    assert services.orders is not None
-    return OrdersActivities(services.orders)
+def orders(services: Services) -> EventStoreActivities:
+    assert services.event_store is not None
+    return EventStoreActivities(services.event_store)
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ UNDO = Compensate(order_id=ORDER, reason="test")
 
 
 def test_every_named_activity_is_implemented_with_its_contract_types(
-    orders: OrdersActivities,
+    orders: EventStoreActivities,
     inventory: InventoryActivities,
     payment: PaymentActivities,
     shipping: ShippingActivities,

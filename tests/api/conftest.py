@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from cloudmart.devstack import DevStack, free_port
 from cloudmart.settings import Settings
+from devstack.processes import free_port
+from devstack.stack import DevStack
 from tests.support import api_process
 
 

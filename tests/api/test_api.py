@@ -15,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from cloudmart.contracts.saga import workflow_id
-from cloudmart.devstack import DevStack
+from devstack.stack import DevStack
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
@@ -303,7 +303,7 @@ def test_health_reports_every_dependency(api: httpx.Client) -> None:
     assert body["status"] == "ok"
     assert body["checks"] == {
         "temporal": "ok",
-        "orders_db": "ok",
+        "event_store_db": "ok",
         "inventory_db": "ok",
         "payment_db": "ok",
         "shipping_db": "ok",

@@ -23,8 +23,9 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from api.tokens import DEFAULT_TTL, InvalidToken, mint, verify
 from cloudmart.contracts.saga import CUSTOMER_ID, workflow_id
 from cloudmart.credentials import AUTH_SECRET_FILE
-from cloudmart.devstack import DevStack, free_port, settings_env
 from cloudmart.settings import Settings
+from devstack.processes import free_port
+from devstack.stack import DevStack, settings_env
 from tests.api.test_api import UNKNOWN, order_body, place, wait_for
 from tests.support import TEST_PAYLOAD_KEYS, api_process, operator_headers
 

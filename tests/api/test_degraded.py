@@ -15,8 +15,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import Unavailable
 from api.sagas import Sagas
-from cloudmart.devstack import DevStack, free_port, throwaway_settings
 from cloudmart.temporal import is_unreachable
+from devstack.processes import free_port
+from devstack.stack import DevStack, throwaway_settings
 from services.database import create_db_engine
 from services.migrations import upgrade
 from tests.api.test_api import order_body, wait_for
@@ -34,7 +35,7 @@ def degraded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[htt
     settings = throwaway_settings(
         data, temporal_address=dead_temporal, payment_db_url=f"sqlite:///{unopenable}"
     )
-    for name in ("orders", "readmodel"):
+    for name in ("event_store", "readmodel"):
         engine = create_db_engine(settings.db_url(name), pool_size=1)
         upgrade(name, engine)
         engine.dispose()

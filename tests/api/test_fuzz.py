@@ -11,7 +11,7 @@ from schemathesis import checks
 from schemathesis.schemas import APIOperation
 
 from api.main import create_app
-from cloudmart.devstack import DevStack
+from devstack.stack import DevStack
 
 OPERATIONS = [
     (method.upper(), path)

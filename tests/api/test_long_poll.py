@@ -21,7 +21,8 @@ import uvicorn
 from api.deps import get_sagas, get_state
 from api.main import create_app
 from cloudmart.contracts.orders import OrderAccepted, OrderState, OrderStatus
-from cloudmart.devstack import DevStack, free_port, throwaway_settings
+from devstack.processes import free_port
+from devstack.stack import DevStack, throwaway_settings
 from tests.api.test_api import UNKNOWN, order_body, place, wait_for
 
 

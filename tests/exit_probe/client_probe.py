@@ -15,8 +15,8 @@ import sys
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.testing import WorkflowEnvironment
 
-from cloudmart.binaries import find_binary
 from cloudmart.process import exit_now
+from devstack.binaries import find_binary
 
 
 async def use_a_client() -> None:

@@ -12,11 +12,11 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from cloudmart.binaries import find_binary
 from cloudmart.contracts.orders import OrderStatus
 from cloudmart.contracts.saga import workflow_id
 from cloudmart.settings import SERVICES, Settings
 from cloudmart.temporal import register_search_attributes
+from devstack.binaries import find_binary
 from services.factory import open_services, prepare
 from tests.support import CATALOG, new_saga_input
 from worker import running_workers
@@ -25,7 +25,7 @@ from workflows.order_saga import OrderSaga
 
 async def test_one_saga(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, task_queue_prefix=f"p-{uuid.uuid4().hex[:8]}")
-    services = open_services(settings, ("orders", *SERVICES))
+    services = open_services(settings, ("event_store", *SERVICES))
     for service in services.hosted():
         prepare(service, settings)
     services.inventory.seed(CATALOG)  # type: ignore[union-attr]

@@ -10,9 +10,9 @@ from sqlalchemy import insert
 
 from cloudmart.contracts.events import Event, EventType, event_id
 from services.database import transaction
+from services.event_store.models import EventRow
+from services.event_store.store import ConcurrencyConflict, EventStore, OutOfOrder
 from services.factory import Services
-from services.orders.models import EventRow
-from services.orders.store import ConcurrencyConflict, EventStore, OutOfOrder
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -32,8 +32,8 @@ def event(order: str, sequence: int, event_type: str = EventType.ORDER_COMPLETED
 
 @pytest.fixture
 def store(services: Services) -> EventStore:
-    assert services.orders is not None
-    return services.orders
+    assert services.event_store is not None
+    return services.event_store
 
 
 def test_appending_the_same_events_again_stores_nothing(store: EventStore) -> None:

@@ -11,11 +11,11 @@ from sqlmodel import Session
 
 from cloudmart.contracts.events import Event, EventType, event_id
 from services.database import transaction
+from services.event_store.store import EventStore
 from services.factory import Services
 from services.loyalty.account import POINTS_AWARDED
 from services.loyalty.models import AccountEvent, AccountSnapshot, Subscription
 from services.loyalty.service import LoyaltyService
-from services.orders.store import EventStore
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -69,8 +69,8 @@ class Orders:
 
 @pytest.fixture
 def orders(services: Services) -> Orders:
-    assert services.orders is not None
-    return Orders(services.orders)
+    assert services.event_store is not None
+    return Orders(services.event_store)
 
 
 @pytest.fixture

@@ -12,16 +12,16 @@ from sqlalchemy import MetaData, inspect, text
 
 from cloudmart.settings import Settings
 from services.database import create_db_engine
+from services.event_store.models import EventStoreTable
 from services.inventory.models import InventoryTable
 from services.loyalty.models import LoyaltyTable
 from services.migrations import MIGRATED, alembic_config, upgrade
-from services.orders.models import OrdersTable
 from services.payment.models import PaymentTable
 from services.readmodel.models import ReadModelTable
 from services.shipping.models import ShippingTable
 
 METADATA: dict[str, MetaData] = {
-    "orders": OrdersTable.metadata,
+    "event_store": EventStoreTable.metadata,
     "readmodel": ReadModelTable.metadata,
     "loyalty": LoyaltyTable.metadata,
     "inventory": InventoryTable.metadata,

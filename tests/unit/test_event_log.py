@@ -35,7 +35,7 @@ class Temporal:
         raise AssertionError("the event log starts no timer")
 
     async def execute_activity(self, name: str, batch: Any, **_: Any) -> None:
-        assert name == "orders.append"
+        assert name == "event_store.append"
         self.commands.append([event.sequence for event in batch.events])
         self.appends.append(asyncio.get_running_loop().create_future())
         await self.appends[-1]

@@ -82,7 +82,7 @@ async def pending_appends(
     """Wait until ``count`` of the saga's appends are pending at once; oldest first."""
     for _ in range(400):
         pending = (await handle.describe()).raw_description.pending_activities
-        appends = [a for a in pending if a.activity_type.name == "orders.append"]
+        appends = [a for a in pending if a.activity_type.name == "event_store.append"]
         if len(appends) >= count:
             return sorted(appends, key=lambda a: int(a.activity_id))
         await asyncio.sleep(0.05)
@@ -100,8 +100,8 @@ async def test_a_window_stored_while_the_one_before_is_still_in_flight_waits_its
     window (shipping is down): the second append starts when its timer fires, the store refuses
     it (it would leave a gap), and it is retried until the first is in. The order's events are
     stored once, in sequence."""
-    assert workers.orders is not None
-    slow_first, append = Gate(), workers.orders.append
+    assert workers.event_store is not None
+    slow_first, append = Gate(), workers.event_store.append
     calls: list[list[int]] = []
 
     def first_held(events: list[Event]) -> int:
@@ -110,7 +110,7 @@ async def test_a_window_stored_while_the_one_before_is_still_in_flight_waits_its
             slow_first.pass_()
         return append(events)
 
-    monkeypatch.setattr(workers.orders, "append", first_held)
+    monkeypatch.setattr(workers.event_store, "append", first_held)
     saga = new_saga_input(settings, token="tok_review")
     handle = await start(client, saga)
     await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
@@ -127,7 +127,7 @@ async def test_a_window_stored_while_the_one_before_is_still_in_flight_waits_its
     state = await outcome(handle)
 
     assert state.status is OrderStatus.COMPLETED, state.failure
-    stored = [e for e in workers.orders.read_after(0) if e.aggregate_id == saga.order_id]
+    stored = [e for e in workers.event_store.read_after(0) if e.aggregate_id == saga.order_id]
     assert [e.sequence for e in stored] == list(range(1, len(stored) + 1))  # in store order
     assert stored[-1].event_type == "OrderCompleted"
     assert calls[0][0] == 1 and calls[1][0] == calls[0][-1] + 1  # two windows, two batches

@@ -18,16 +18,16 @@ from cloudmart.contracts.orders import (
     StepStatus,
 )
 from cloudmart.settings import Settings
+from services.event_store.aggregate import replay
 from services.factory import Services
-from services.orders.aggregate import replay
 from tests.support import Gate, assert_reconciled, new_saga_input
 from tests.workflows.saga_helpers import activity_attempts, outcome, start, wait_for_status
 from workflows.order_saga import OrderSaga
 
 
 def timeline(workers: Services, order_id: str) -> list[str]:
-    assert workers.orders is not None
-    return [e.event_type for e in workers.orders.stream(order_id)]
+    assert workers.event_store is not None
+    return [e.event_type for e in workers.event_store.stream(order_id)]
 
 
 async def test_a_completed_order_has_its_whole_story(
@@ -43,7 +43,7 @@ async def test_a_completed_order_has_its_whole_story(
         "InventoryCommitted",
         "OrderCompleted",
     ]
-    events = workers.orders.stream(state.order_id)  # type: ignore[union-attr]
+    events = workers.event_store.stream(state.order_id)  # type: ignore[union-attr]
     assert [e.sequence for e in events] == [1, 2, 3, 4, 5, 6, 7]
     assert events[0].user_id == "c-42" and events[1].user_id == "system"
     assert events[0].data["country"] == "DE"
@@ -69,7 +69,7 @@ async def test_a_failed_order_records_its_failure_and_every_compensation(
         "InventoryReleased",
         "OrderFailed",
     ]
-    events = {e.event_type: e.data for e in workers.orders.stream(state.order_id)}  # type: ignore[union-attr]
+    events = {e.event_type: e.data for e in workers.event_store.stream(state.order_id)}  # type: ignore[union-attr]
     assert events["PaymentRefunded"]["outcome"] == "UNDONE"
     assert events["PaymentRefunded"]["amount_cents"] == 2000
     assert events["ShipmentCancelled"]["outcome"] == "NOTHING_TO_UNDO"
@@ -95,7 +95,7 @@ async def test_a_reviewed_and_a_cancelled_order(
         "PaymentReviewed",
         "PaymentCharged",
     ]
-    story = workers.orders.stream(cancelled.id.removeprefix("order-"))  # type: ignore[union-attr]
+    story = workers.event_store.stream(cancelled.id.removeprefix("order-"))  # type: ignore[union-attr]
     assert [e.event_type for e in story][-4:] == [
         "CompensationStarted",
         "PaymentRefunded",
@@ -125,7 +125,7 @@ async def test_the_fold_of_an_orders_events_is_what_its_saga_reports(
         await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT_REVIEW)
         await temporal_env.sleep(timedelta(hours=24, seconds=1))
     state: OrderState = await outcome(handle)
-    rebuilt = replay(state.order_id, workers.orders.stream(state.order_id))  # type: ignore[union-attr]
+    rebuilt = replay(state.order_id, workers.event_store.stream(state.order_id))  # type: ignore[union-attr]
     assert rebuilt.model_dump(include=COMPARED) == state.model_dump(include=COMPARED)
     assert rebuilt.version == len(timeline(workers, state.order_id))
     # Every unit and cent of the outcome, as each service's database recorded it.
@@ -147,7 +147,7 @@ COMPARED = {
 def hold_the_last_append(monkeypatch: pytest.MonkeyPatch, workers: Services) -> Gate:
     """Hold the append of the order's final event: the saga has its outcome, its execution is
     still open (it waits for its events to be stored)."""
-    store, gate = workers.orders, Gate()
+    store, gate = workers.event_store, Gate()
     assert store is not None
     original = store.append
     final = {EventType.ORDER_COMPLETED, EventType.ORDER_FAILED, EventType.ORDER_CANCELLED}
@@ -204,7 +204,7 @@ async def test_a_retried_append_and_a_retried_step_store_each_event_once(
     """The store commits the first batch, then the answer is lost (the activity fails): the
     retry carries the same event ids and stores nothing again. tok_flaky makes the charge fail
     twice before it succeeds: one PaymentCharged."""
-    store = workers.orders
+    store = workers.event_store
     assert store is not None
     original, calls = store.append, []
 
@@ -223,7 +223,7 @@ async def test_a_retried_append_and_a_retried_step_store_each_event_once(
     # retry found every one of its events there.
     assert calls[0] >= 1 and calls[1] == 0
     # The history keeps the attempt that completed: the first append's second one.
-    assert await activity_attempts(handle, "orders.append") == [2] + [1] * (len(calls) - 2)
+    assert await activity_attempts(handle, "event_store.append") == [2] + [1] * (len(calls) - 2)
     assert timeline(workers, state.order_id) == [
         "OrderPlaced",
         "InventoryReserved",

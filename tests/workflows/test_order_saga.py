@@ -346,7 +346,9 @@ async def test_a_cancelled_orders_compensation_that_fails_once_is_retried_not_st
     assert ("inventory.release", ALL_DONE) in outline(state.compensations)
     assert len(release_calls) == 2
     assert await activity_attempts(handle, "inventory.release") == [1, 1]
-    assert "CompensationStuck" not in [e.event_type for e in services.orders.stream(state.order_id)]  # type: ignore[union-attr]
+    assert "CompensationStuck" not in [
+        e.event_type for e in services.event_store.stream(state.order_id)
+    ]  # type: ignore[union-attr]
     assert_books_balance(services, [])
 
 

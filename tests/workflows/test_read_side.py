@@ -15,8 +15,8 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from cloudmart.contracts.orders import CancelOrder, OrderState, OrderStatus
-from cloudmart.devstack import settings_env, throwaway_settings
 from cloudmart.settings import Settings
+from devstack.stack import settings_env, throwaway_settings
 from services.factory import Services
 from services.readmodel import projector as projector_module
 from services.readmodel.models import (
@@ -68,7 +68,7 @@ async def test_projections_agree_with_the_sagas_and_the_services(
     states = await place_mix(client, settings)
     projector = workers.projector
     assert projector is not None
-    assert projector.catch_up() == sum(len(workers.orders.stream(s.order_id)) for s in states)  # type: ignore[union-attr]
+    assert projector.catch_up() == sum(len(workers.event_store.stream(s.order_id)) for s in states)  # type: ignore[union-attr]
     read = ReadModel(projector.engine)
 
     listed = read.orders(limit=50).items
@@ -98,7 +98,7 @@ async def test_projections_agree_with_the_sagas_and_the_services(
         "UnknownSku": 1,
     }
     status = read.status()
-    assert status.position == workers.orders.head()  # type: ignore[union-attr]
+    assert status.position == workers.event_store.head()  # type: ignore[union-attr]
     assert status.lag_ms is not None and status.lag_ms >= 0
 
 
@@ -123,7 +123,7 @@ async def test_a_cancel_that_interrupts_a_reservation_inventory_committed_moves_
     state = await outcome(handle)
     gate.open()
     assert state.status is OrderStatus.CANCELLED
-    story = {e.event_type: e.data for e in workers.orders.stream(state.order_id)}  # type: ignore[union-attr]
+    story = {e.event_type: e.data for e in workers.event_store.stream(state.order_id)}  # type: ignore[union-attr]
     assert "InventoryReserved" not in story
     assert story["InventoryReleased"]["outcome"] == "UNDONE"
 
@@ -251,7 +251,7 @@ async def test_the_projector_catches_up_with_sagas_while_they_run(
         seen += await asyncio.to_thread(workers.projector.run_once, 2)
     await asyncio.gather(*(outcome(h) for h in handles))
     seen += workers.projector.catch_up()
-    assert seen == workers.orders.head()  # type: ignore[union-attr]
+    assert seen == workers.event_store.head()  # type: ignore[union-attr]
     listed = ReadModel(workers.projector.engine).orders(limit=10).items
     assert {o.status for o in listed} == {OrderStatus.COMPLETED}
     assert timedelta(0) <= listed[0].updated_at - listed[0].created_at
@@ -290,14 +290,14 @@ async def test_make_rebuild_projections_rebuilds_the_live_tables(
         session.commit()
     rebuilt = await asyncio.to_thread(rebuild_projections, settings)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    events = workers.orders.head()  # type: ignore[union-attr]
+    events = workers.event_store.head()  # type: ignore[union-attr]
     assert re.fullmatch(rf"projections rebuilt from {events} events in [\d.]+ s\n", rebuilt.stdout)
     assert tables(workers) == live
 
 
 def test_rebuilding_with_the_event_store_down_is_a_clear_error(tmp_path: Path) -> None:
     settings = throwaway_settings(
-        tmp_path, orders_db_url="postgresql+psycopg://nobody@127.0.0.1:1/orders"
+        tmp_path, event_store_db_url="postgresql+psycopg://nobody@127.0.0.1:1/orders"
     )
     rebuilt = rebuild_projections(settings)
     assert rebuilt.returncode == 1

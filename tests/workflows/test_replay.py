@@ -145,7 +145,7 @@ def test_each_folder_records_what_it_says() -> None:
         assert ('"name": "payment.check_fraud"' in text) is screened, path.name
         held = "review" in path.stem or "cancel" in path.stem
         assert text.count("timerStartedEventAttributes") == int(held), path.name
-        assert '"name": "orders.append"' in text, path.name
+        assert '"name": "event_store.append"' in text, path.name
     for path in recorded(BEFORE_THE_SCREEN):
         text = path.read_text()
         assert "markerName" not in text, path.name

@@ -108,7 +108,7 @@ class Services:
 
             return compensate
 
-        @activity.defn(name="orders.append")
+        @activity.defn(name="event_store.append")
         async def append(request: AppendEvents) -> Appended:
             self.events += [event.event_type for event in request.events]
             return Appended(appended=len(request.events))

@@ -47,9 +47,11 @@ async def stuck(handle: WorkflowHandle[OrderSaga, OrderState]) -> OrderState:
 
 
 async def stored_events(services: Services, order_id: str, event_type: str) -> list[dict]:
-    assert services.orders is not None
+    assert services.event_store is not None
     for _ in range(200):  # appended in the background, just after the state changed
-        found = [e.data for e in services.orders.stream(order_id) if e.event_type == event_type]
+        found = [
+            e.data for e in services.event_store.stream(order_id) if e.event_type == event_type
+        ]
         if found:
             return found
         await asyncio.sleep(0.05)
@@ -99,7 +101,7 @@ async def test_a_compensation_failing_past_its_attempts_is_reported_and_retried_
     ]
     assert calls_before_fix >= 4  # the first round's first attempt ran at once when stuck
     assert_books_balance(workers, [])  # every cent refunded, every unit back
-    timeline = [e.event_type for e in workers.orders.stream(saga.order_id)]  # type: ignore[union-attr]
+    timeline = [e.event_type for e in workers.event_store.stream(saga.order_id)]  # type: ignore[union-attr]
     assert timeline[-5:] == [
         "ShipmentCancelled",
         "CompensationStuck",
@@ -151,7 +153,7 @@ async def test_after_ten_minutes_of_failures_it_is_stuck_and_an_operator_resolve
     assert state.compensations[1].detail == "refunded from the provider dashboard"
     resolved = await stored_events(workers, saga.order_id, "CompensationResolved")
     assert resolved == [{"step": "payment.refund", "note": "refunded from the provider dashboard"}]
-    story = workers.orders.stream(saga.order_id)  # type: ignore[union-attr]
+    story = workers.event_store.stream(saga.order_id)  # type: ignore[union-attr]
     assert [e.user_id for e in story if e.event_type == "CompensationResolved"] == ["operator"]
     assert stock(workers)["SKU-A"] == (100, 0)  # the rest of the saga was undone as usual
     # The history names the operator's resolution, for the Web UI.
@@ -233,7 +235,7 @@ async def test_a_compensation_its_service_refuses_for_good_is_stuck_until_an_ope
         ("inventory.release", "COMPLETED"),
     ]
     assert stock(workers)["SKU-A"] == (100, 0)
-    timeline = [e.event_type for e in workers.orders.stream(saga.order_id)]  # type: ignore[union-attr]
+    timeline = [e.event_type for e in workers.event_store.stream(saga.order_id)]  # type: ignore[union-attr]
     assert timeline[-4:] == [
         "CompensationStuck",
         "CompensationResolved",

@@ -44,8 +44,8 @@ async def test_an_unsandboxed_saga_completes_and_replays_in_the_sandbox(
     assert state.status is OrderStatus.COMPLETED
     assert stock(services)["SKU-A"] == (98, 0)
     assert_books_balance(services, [2000])
-    assert services.orders is not None
-    events = [e.event_type for e in services.orders.stream(saga.order_id)]
+    assert services.event_store is not None
+    events = [e.event_type for e in services.event_store.stream(saga.order_id)]
     assert events[0] == "OrderPlaced" and events[-1] == "OrderCompleted"
     await replays_sandboxed(await handle.fetch_history())
 

@@ -88,8 +88,8 @@ async def test_a_saga_held_for_review_before_the_screen_finishes_without_it(
         "inventory.commit",
     ]
     assert await patch_markers(handle) == 0
-    assert services.orders is not None
-    timeline = [e.event_type for e in services.orders.stream(state.order_id)]
+    assert services.event_store is not None
+    timeline = [e.event_type for e in services.event_store.stream(state.order_id)]
     assert "FraudCheckPassed" not in timeline and timeline[-1] == "OrderCompleted"
     assert_reconciled(services, [state])
 
@@ -101,7 +101,7 @@ async def test_a_saga_still_reserving_before_the_screen_is_screened_after_the_up
     services: Services,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with uncached_workers(Services(orders=services.orders)):
+    async with uncached_workers(Services(event_store=services.event_store)):
         with monkeypatch.context() as old_code:
             before_the_screen(old_code)
             # Only the saga runs: its reservation waits for inventory's worker.

@@ -33,7 +33,8 @@ async def appended_batches(handle: WorkflowHandle[OrderSaga, OrderState]) -> int
     return sum(
         [
             event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-            and event.activity_task_scheduled_event_attributes.activity_type.name == "orders.append"
+            and event.activity_task_scheduled_event_attributes.activity_type.name
+            == "event_store.append"
             async for event in handle.fetch_history_events()
         ]
     )
@@ -51,8 +52,8 @@ async def statuses_upserted(handle: WorkflowHandle[OrderSaga, OrderState]) -> li
 
 
 def timeline(workers: Services, order_id: str) -> list[str]:
-    assert workers.orders is not None
-    return [e.event_type for e in workers.orders.stream(order_id)]
+    assert workers.event_store is not None
+    return [e.event_type for e in workers.event_store.stream(order_id)]
 
 
 async def start_as_the_api_does(

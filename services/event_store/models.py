@@ -12,11 +12,11 @@ from sqlmodel import Field, SQLModel
 from services.database import UtcDateTime, utcnow
 
 
-class OrdersTable(SQLModel, registry=registry()):
-    """Base of the orders service's tables: their own metadata, in its own database."""
+class EventStoreTable(SQLModel, registry=registry()):
+    """Base of the event store's tables: their own metadata, in its own database."""
 
 
-class EventRow(OrdersTable, table=True):
+class EventRow(EventStoreTable, table=True):
     __tablename__ = "events"
     __table_args__ = (
         # Optimistic concurrency: two writers cannot both append sequence n to an aggregate.

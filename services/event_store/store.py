@@ -11,8 +11,8 @@ from sqlmodel import Session, col
 
 from cloudmart.contracts.events import Event, StoredEvent
 from services.database import read_only, transaction
-from services.orders.models import EventRow
-from services.orders.upcasting import upcast
+from services.event_store.models import EventRow
+from services.event_store.upcasting import upcast
 
 APPEND_LOCK = 0x0C0FFEE
 """PostgreSQL advisory lock held while appending: positions (a sequence) then commit in the

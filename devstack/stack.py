@@ -3,20 +3,17 @@
 State persists under the data directory: ``temporal.db`` for Temporal, one SQLite file per
 service, ``logs/``, and ``payload-keys`` (the payload encryption key, generated on first start
 when ``CLOUDMART_PAYLOAD_KEYS`` is not set). Ctrl-C stops the API, then the workers, then
-Temporal, and exits 0.
-The API tests and the benchmark start the same stack, with the same server flags, on free ports.
+Temporal, and exits 0. The tests, the chaos run and the benchmarks start the same stack, with
+the same server flags, on free ports.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,14 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, make_url, text
 
-from cloudmart.binaries import find_binary
 from cloudmart.codec import new_key_entry, parse_payload_keys
 from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
-from cloudmart.credentials import OPERATOR_TOKEN_FILE, read_secret, with_dev_credentials
-from cloudmart.settings import DATABASES, Settings, get_settings
+from cloudmart.credentials import OPERATOR_TOKEN_FILE, read_secret
+from cloudmart.settings import DATABASES, Settings
+from devstack.binaries import find_binary
+from devstack.processes import API_READY, ManagedProcess, StackError, free_port, port_is_free
 
 WORKER_ROLES = ("orchestrator", "inventory", "payment", "shipping", "projector", "loyalty")
 
@@ -87,89 +85,6 @@ def temporal_server_command(
     if db_file is not None:
         command += ["--db-filename", str(db_file)]
     return command
-
-
-class StackError(RuntimeError):
-    """The stack could not start; the message says what to do."""
-
-
-API_READY = "Uvicorn running on"
-"""What ``python -m api`` prints once its socket listens. uvicorn logs "Application startup
-complete" when the app's lifespan has started, before it binds the port: a client that
-connected on that line could be refused."""
-
-
-@dataclass
-class ManagedProcess:
-    """A child process in its own process group, its output prefixed and forwarded."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    ready_marker: str | None = None
-    ready: threading.Event = field(default_factory=threading.Event)
-    ready_line: str | None = None
-    """The line of output that had the ready marker in it."""
-    tail: list[str] = field(default_factory=list)
-
-    @classmethod
-    def start(
-        cls,
-        name: str,
-        command: list[str],
-        *,
-        env: Mapping[str, str],
-        output: IO[str] | None,
-        ready_marker: str | None = None,
-    ) -> ManagedProcess:
-        popen = subprocess.Popen(
-            command,
-            env=dict(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the stack, which stops children in order
-        )
-        process = cls(name, popen, ready_marker)
-        threading.Thread(target=process._forward, args=(output,), daemon=True).start()
-        return process
-
-    def _forward(self, output: IO[str] | None) -> None:
-        assert self.popen.stdout is not None
-        for raw in self.popen.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            self.tail = [*self.tail[-40:], line]
-            if self.ready_marker and self.ready_marker in line and not self.ready.is_set():
-                self.ready_line = line
-                self.ready.set()
-            if output is not None:
-                print(f"[{self.name}] {line}", file=output, flush=True)
-
-    @property
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.ready.wait(0.1):
-            if not self.running:
-                raise StackError(self.failure(f"exited with status {self.popen.returncode}"))
-            if time.monotonic() > deadline:
-                raise StackError(self.failure(f"not ready after {timeout:.0f}s"))
-
-    def failure(self, what: str) -> str:
-        return f"{self.name} {what}; its last output:\n  " + "\n  ".join(self.tail[-15:])
-
-    def signal(self, signum: int) -> None:
-        if self.running:
-            os.killpg(self.popen.pid, signum)
-
-    def stop(self, timeout: float = 20) -> int:
-        """SIGTERM, then SIGKILL after ``timeout``; returns the exit status."""
-        self.signal(signal.SIGTERM)
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            return self.popen.wait()
 
 
 def settings_env(settings: Settings, base: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -279,22 +194,6 @@ def _lost_a_port_race(temporal: ManagedProcess, port: int) -> bool:
             return port_is_free(port)
         time.sleep(0.05)
     return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _port_of(address: str) -> int:
@@ -478,45 +377,3 @@ def banner(stack: DevStack) -> str:
         f"  Customer tokens {customers}\n"
         "\n  Ctrl-C stops everything; `make up` again picks up where it left off.\n"
     )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the dev stack (make up).")
-    parser.add_argument(
-        "--split", action="store_true", help="one worker process per service (make up-split)"
-    )
-    split = parser.parse_args().split
-    try:
-        settings = with_dev_credentials(get_settings())
-    except ValidationError as err:
-        print(f"make up: invalid settings:\n{err}", file=sys.stderr)
-        sys.exit(2)
-    stack = DevStack(settings, {**os.environ, **secrets_env(settings)}, split=split)
-    interrupted = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: interrupted.set())
-    signal.signal(signal.SIGTERM, lambda *_: interrupted.set())
-    status = 0
-    try:
-        workers = f"{len(stack.worker_names)} worker processes" if split else "2 workers"
-        print(f"Starting CloudMart Sagas (Temporal dev server, {workers}, API)...", flush=True)
-        stack.start()
-        print(banner(stack), flush=True)
-        while not interrupted.wait(0.5):
-            dead = stack.first_dead()
-            if dead is not None:
-                print(dead.failure(f"stopped unexpectedly (status {dead.popen.returncode})"))
-                status = 1
-                break
-    except StackError as err:
-        print(f"make up: {err}", file=sys.stderr)
-        status = 1
-    finally:
-        print("Stopping...", flush=True)
-        for name, code in stack.stop().items():
-            if code not in (0, -signal.SIGTERM):
-                print(f"  {name} exited with status {code}", flush=True)
-    sys.exit(status)
-
-
-if __name__ == "__main__":
-    main()

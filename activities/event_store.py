@@ -5,12 +5,12 @@ from temporalio import activity
 from activities.failures import business_failures_are_final
 from cloudmart.contracts import activities as spec
 from cloudmart.contracts.events import Appended, AppendEvents
-from services.orders.store import EventStore
+from services.event_store.store import EventStore
 
 
-class OrdersActivities:
-    """The order event store's activity: the store belongs to the orders service, which the
-    orchestrator hosts (same worker, same task queue as the saga)."""
+class EventStoreActivities:
+    """The order event store's activity: the orchestrator hosts the store (same worker, same
+    task queue as the saga)."""
 
     def __init__(self, store: EventStore) -> None:
         self._store = store

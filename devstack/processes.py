@@ -1,0 +1,113 @@
+"""Child processes of the dev stack: started in their own process group, their output prefixed
+and forwarded, ready when they print a marker, stopped with SIGTERM (then SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message says what to do."""
+
+
+API_READY = "Uvicorn running on"
+"""What ``python -m api`` prints once its socket listens. uvicorn logs "Application startup
+complete" when the app's lifespan has started, before it binds the port: a client that
+connected on that line could be refused."""
+
+
+@dataclass
+class ManagedProcess:
+    """A child process in its own process group, its output prefixed and forwarded."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    ready_marker: str | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    ready_line: str | None = None
+    """The line of output that had the ready marker in it."""
+    tail: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls,
+        name: str,
+        command: list[str],
+        *,
+        env: Mapping[str, str],
+        output: IO[str] | None,
+        ready_marker: str | None = None,
+    ) -> ManagedProcess:
+        popen = subprocess.Popen(
+            command,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the stack, which stops children in order
+        )
+        process = cls(name, popen, ready_marker)
+        threading.Thread(target=process._forward, args=(output,), daemon=True).start()
+        return process
+
+    def _forward(self, output: IO[str] | None) -> None:
+        assert self.popen.stdout is not None
+        for raw in self.popen.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.tail = [*self.tail[-40:], line]
+            if self.ready_marker and self.ready_marker in line and not self.ready.is_set():
+                self.ready_line = line
+                self.ready.set()
+            if output is not None:
+                print(f"[{self.name}] {line}", file=output, flush=True)
+
+    @property
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready.wait(0.1):
+            if not self.running:
+                raise StackError(self.failure(f"exited with status {self.popen.returncode}"))
+            if time.monotonic() > deadline:
+                raise StackError(self.failure(f"not ready after {timeout:.0f}s"))
+
+    def failure(self, what: str) -> str:
+        return f"{self.name} {what}; its last output:\n  " + "\n  ".join(self.tail[-15:])
+
+    def signal(self, signum: int) -> None:
+        if self.running:
+            os.killpg(self.popen.pid, signum)
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, then SIGKILL after ``timeout``; returns the exit status."""
+        self.signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            return self.popen.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

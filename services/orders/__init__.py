@@ -1,1 +1,0 @@
-"""The orders service: the order event store (append-only) and the order aggregate."""
