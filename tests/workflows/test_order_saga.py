@@ -35,15 +35,6 @@ from workflows.order_saga import OrderSaga
 ALL_DONE = "COMPLETED"
 
 
-@pytest.fixture
-def backend() -> str:
-    """The saga's business paths on SQLite only: they are the workflow's, the same on either
-    database. The PostgreSQL half covers what the database decides: every activity and its
-    tombstones (tests/activities), the races, an outage, the event store, and each of these
-    outcomes end to end with its books (test_order_events.py, test_concurrency.py)."""
-    return "sqlite"
-
-
 async def test_happy_path_reserves_charges_ships_and_commits(
     client: Client, settings: Settings, workers: Services
 ) -> None:

@@ -7,7 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 PRODUCT = ("cloudmart", "services", "activities", "workflows", "api", "chaos", "worker.py")
 
 

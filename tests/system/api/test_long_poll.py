@@ -23,7 +23,7 @@ from api.main import create_app
 from cloudmart.contracts.orders import OrderAccepted, OrderState, OrderStatus
 from devstack.processes import free_port
 from devstack.stack import DevStack, throwaway_settings
-from tests.api.test_api import UNKNOWN, order_body, place, wait_for
+from tests.system.api.test_api import UNKNOWN, order_body, place, wait_for
 
 
 class Counted:

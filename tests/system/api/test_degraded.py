@@ -20,8 +20,8 @@ from devstack.processes import free_port
 from devstack.stack import DevStack, throwaway_settings
 from services.database import create_db_engine
 from services.migrations import upgrade
-from tests.api.test_api import order_body, wait_for
 from tests.support import api_process, worker_process
+from tests.system.api.test_api import order_body, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from cloudmart.settings import DATABASES, Settings
 from devstack.stack import WORKER_ROLES
 from services.migrations import MIGRATED
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES_IN_COMPOSE: dict[str, dict[str, Any]] = COMPOSE["services"]
 WORKERS = {f"worker-{role}": role for role in WORKER_ROLES}

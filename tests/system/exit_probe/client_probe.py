@@ -1,7 +1,7 @@
 """A script that uses a Temporal client against a test server and exits: the pattern that aborts
 at interpreter exit in about one run of four here (temporalio/sdk-python#300).
 
-    python -m tests.exit_probe.client_probe [--plain]
+    python -m tests.system.exit_probe.client_probe [--plain]
 
 It ends with ``exit_now(0)`` (what every CloudMart process does), or with a plain return under
 ``--plain`` (the baseline: docs/testing.md says how often that aborts).

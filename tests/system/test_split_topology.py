@@ -16,7 +16,7 @@ from devstack.stack import DevStack, settings_env, throwaway_settings
 from services.database import create_db_engine
 from services.inventory.catalog import DEMO_CATALOG
 from services.reconcile import reconcile
-from tests.api.test_api import TERMINAL, order_body
+from tests.system.api.test_api import TERMINAL, order_body
 
 
 def test_sagas_wait_for_a_killed_payment_worker_and_finish_once_it_is_back(tmp_path: Path) -> None:

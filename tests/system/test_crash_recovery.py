@@ -20,8 +20,8 @@ from services.event_store.aggregate import replay
 from services.event_store.store import EventStore
 from services.inventory.catalog import DEMO_CATALOG
 from services.reconcile import reconcile
-from tests.api.test_api import TERMINAL, order_body
 from tests.support import operator_headers
+from tests.system.api.test_api import TERMINAL, order_body
 
 
 def place_mixed_orders(
