@@ -8,7 +8,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test lint format bench bench-install bench-dbos bench-api bench-read bench-idle chaos load rebuild-projections token clean install
+.PHONY: up up-split test test-fast lint format bench bench-install bench-api bench-read bench-idle chaos load rebuild-projections token clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m devstack
@@ -38,6 +38,11 @@ test: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
+# The unit and workflow tiers: pure logic and the saga on the time-skipping server (under a
+# minute). `make test` runs every tier (docs/testing.md).
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal tests/unit tests/workflows $(PYTEST_ARGS)
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -46,18 +51,15 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The saga against Temporal's floor and DBOS at concurrency 1, 10 and 50; PostgreSQL; 1/2/4
-# workers; one table, the goals judged, a plot (~14 minutes; BENCH_ARGS="--scale 0.3" is quicker).
+# The saga against Temporal's floors and DBOS at concurrency 1, 10 and 50; PostgreSQL; 1/2/4
+# workers; the sandbox off. Writes bench/results/saga.md and .png, which docs/performance.md
+# includes (~14 minutes; BENCH_ARGS="--scale 0.3" is quicker).
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench.saga_vs_floor $(BENCH_ARGS)
 
 # The benchmarks' extra (dbos, the peer baseline; matplotlib, the plot): never part of
 # `make install`.
 bench-install: $(BENCH_INSTALLED)
-
-# The order saga on DBOS Transact over the same services (the peer baseline alone, ~10 s).
-bench-dbos: $(BENCH_INSTALLED)
-	$(BIN)/python -m bench.dbos_saga $(BENCH_ARGS)
 
 # What the API adds to placing an order, layer by layer, paired and one at a time (~2 minutes).
 bench-api: $(INSTALLED)

@@ -34,6 +34,7 @@ from temporalio.client import Client
 from api.main import create_app
 from api.sagas import Sagas
 from bench.drivers import new_saga, order
+from bench.results import add_results_option, publish
 from bench.saga_vs_floor import start_stack
 from bench.stats import Run, table
 from cloudmart.contracts.saga import start_search_attributes, workflow_id
@@ -154,6 +155,7 @@ def report(taken: dict[str, list[float]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=100, help="rounds, one order per path")
+    add_results_option(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cloudmart-api-") as data:
         stack = start_stack(Path(data))
@@ -161,7 +163,9 @@ def main() -> None:
             taken = asyncio.run(measure(stack, args.orders))
         finally:
             stack.stop()
-    print(report(taken))
+    text = report(taken)
+    print(text)
+    print(f"written: {publish('api_overhead', text, args.results)}")
 
 
 if __name__ == "__main__":

@@ -1,49 +1,39 @@
 """The peer baseline: the same order saga written with DBOS Transact, in process, no server.
 
-    make bench-install                             # the bench extra (dbos), once
-    python -m bench.dbos_saga --orders 100 --concurrency 1 --concurrency 20
-    python -m bench.dbos_saga --postgres           # DBOS's own database on PostgreSQL
-
-DBOS checkpoints each workflow and step in its system database (a SQLite file in the run's
-temporary directory, or a PostgreSQL database of the run's own with ``--postgres``). The saga
-calls the very service methods our activities call (activities/*.py) on the same kind of
-databases (services/factory.py over ``throwaway_settings``: one SQLite file per service):
-reserve, fraud screen, charge, ship, commit; on a business failure the compensations (cancel
-the shipment, refund, release) run in reverse. Retries as in our saga: a business failure is
-final, anything else is retried with backoff. Not the product: ``dbos`` is only in the ``bench``
-extra, and nothing outside ``bench/`` imports this module.
+``make bench`` runs it beside our saga (bench/saga_vs_floor.py); ``make bench-install`` adds the
+``bench`` extra (dbos) once. DBOS checkpoints each workflow and step in its system database (a
+SQLite file in the run's temporary directory). The saga calls the very service methods our
+activities call (activities/*.py) on the same kind of databases (services/factory.py over
+``throwaway_settings``: one SQLite file per service): reserve, fraud screen, charge, ship,
+commit; on a business failure the compensations (cancel the shipment, refund, release) run in
+reverse. Retries as in our saga: a business failure is final, anything else is retried with
+backoff. Not the product: ``dbos`` is only in the ``bench`` extra, and nothing outside
+``bench/`` imports this module.
 
 What it leaves out, against our saga: no order events (our saga also appends each transition to
-the event store), no search attributes, no cancel or payment-review handling.
-
-Rows: ``dbos floor`` (a workflow of 4 no-op steps) and ``dbos saga``, each at every concurrency
-given; a workflow is called in a thread of a pool as wide as the concurrency, as a DBOS app with
-synchronous service code would run it.
+the event store), no search attributes, no cancel or payment-review handling. A workflow is
+called in a thread of a pool as wide as the concurrency, as a DBOS app with synchronous service
+code would run it.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import logging
-import platform
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from dbos import DBOS, DBOSConfig
-from sqlalchemy import create_engine, make_url, text
 
-from bench.stats import Run, table
+from bench.stats import Run
 from cloudmart.contracts.failures import BusinessFailure
 from cloudmart.contracts.orders import OrderItem, ShippingAddress
 from cloudmart.contracts.steps import CheckFraud
-from cloudmart.process import exit_now
 from cloudmart.settings import SERVICES
 from devstack.stack import throwaway_settings
 from services.factory import Services, open_services, prepare
@@ -166,25 +156,13 @@ def order_saga(order_id: str, customer_id: str, sku: str, token: str) -> str:
     return "COMPLETED"
 
 
-@DBOS.step()
-def noop() -> None:
-    return None
-
-
-@DBOS.workflow(name="floor")
-def floor(steps: int) -> None:
-    for _ in range(steps):
-        noop()
-
-
 class DbosPeer:
-    """DBOS launched over a fresh set of service databases in ``data_dir``; one per process at
-    a time (DBOS is a singleton). ``system_database_url``: DBOS's own database (default: a
-    SQLite file in ``data_dir``)."""
+    """DBOS launched over a fresh set of service databases in ``data_dir``, its own system
+    database a SQLite file there too; one per process at a time (DBOS is a singleton)."""
 
-    def __init__(self, data_dir: Path, system_database_url: str | None = None) -> None:
+    def __init__(self, data_dir: Path) -> None:
         self.settings = throwaway_settings(data_dir)
-        self.system_database_url = system_database_url or f"sqlite:///{data_dir / 'dbos.sqlite'}"
+        self.system_database_url = f"sqlite:///{data_dir / 'dbos.sqlite'}"
         self.services: Services | None = None
 
     def __enter__(self) -> DbosPeer:
@@ -219,9 +197,6 @@ class DbosPeer:
 
         return await drive(name, orders, concurrency, one)
 
-    async def floor(self, orders: int, concurrency: int, *, name: str = "dbos floor") -> Run:
-        return await drive(name, orders, concurrency, lambda _: floor(FLOOR_STEPS))
-
 
 async def drive(name: str, count: int, concurrency: int, one: Callable[[int], None]) -> Run:
     """Run ``one(n)`` for n < count, at most ``concurrency`` at a time, each in its own thread."""
@@ -242,97 +217,17 @@ async def drive(name: str, count: int, concurrency: int, one: Callable[[int], No
 
 
 @contextlib.contextmanager
-def postgres_system_database() -> Iterator[str]:
-    """A PostgreSQL database of the run's own for DBOS's system tables, dropped afterwards."""
-    name = f"dbos_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {name}"))
-        yield (
-            make_url(POSTGRES_ADMIN_URL)
-            .set(drivername="postgresql", database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+def open_peer() -> Iterator[DbosPeer]:
+    """A DbosPeer in a temporary directory, removed afterwards."""
+    with (
+        tempfile.TemporaryDirectory(prefix="cloudmart-dbos-") as data,
+        DbosPeer(Path(data)) as peer,
+    ):
+        yield peer
 
 
-@contextlib.contextmanager
-def open_peer(postgres: bool = False) -> Iterator[DbosPeer]:
-    """A DbosPeer in a temporary directory (and, with ``postgres``, its system database on
-    PostgreSQL); everything removed afterwards."""
-    with contextlib.ExitStack() as stack:
-        data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cloudmart-dbos-")))
-        url = stack.enter_context(postgres_system_database()) if postgres else None
-        yield stack.enter_context(DbosPeer(data, url))
-
-
-async def measure(
-    peer: DbosPeer, orders: int, concurrencies: list[int], warmup: int = 20
-) -> list[Run]:
-    """The DBOS floor and saga at each concurrency, after a warmup of each."""
-    subjects: list[Callable[[int, int], Awaitable[Run]]] = [peer.floor, peer.saga]
-    for subject in subjects:
-        await subject(warmup, max(concurrencies))
-    return [await subject(orders, c) for c in concurrencies for subject in subjects]
-
-
-async def run_dbos_saga_bench(orders: int, concurrency: int, *, postgres: bool = False) -> Run:
-    """The DBOS saga alone, in a peer of its own (the main benchmark's row)."""
-    with open_peer(postgres) as peer:
+async def run_dbos_saga_bench(orders: int, concurrency: int) -> Run:
+    """The DBOS saga, in a peer of its own (make bench's row)."""
+    with open_peer() as peer:
         await peer.saga(min(orders, 20), concurrency, name="warmup")
         return await peer.saga(orders, concurrency)
-
-
-async def run_dbos_floor_bench(orders: int, concurrency: int, *, postgres: bool = False) -> Run:
-    """The DBOS floor (4 no-op steps) alone, in a peer of its own."""
-    with open_peer(postgres) as peer:
-        await peer.floor(min(orders, 20), concurrency, name="warmup")
-        return await peer.floor(orders, concurrency)
-
-
-def report(runs: list[Run], orders: int) -> str:
-    rows = [
-        [
-            run.name,
-            str(orders),
-            str(run.concurrency),
-            f"{run.throughput:.1f}",
-            f"{run.p50:.1f}",
-            f"{run.percentile(99):.1f}",
-        ]
-        for run in runs
-    ]
-    return table(rows, ["row", "N", "C", "per s", "p50 ms", "p99 ms"])
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=100)
-    parser.add_argument(
-        "--concurrency", type=int, action="append", help="repeatable; default: 1 and 20"
-    )
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument(
-        "--postgres", action="store_true", help="DBOS's system database on local PostgreSQL"
-    )
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    concurrencies = args.concurrency or [1, 20]
-    with open_peer(args.postgres) as peer:
-        runs = asyncio.run(measure(peer, args.orders, concurrencies, args.warmup))
-    system = "PostgreSQL" if args.postgres else "SQLite"
-    print(
-        f"DBOS Transact, system database on {system}; service databases on SQLite; "
-        f"{platform.python_implementation()} {platform.python_version()}, "
-        f"{platform.machine()}, {platform.system()}"
-    )
-    print(report(runs, args.orders))
-
-
-if __name__ == "__main__":
-    main()
-    exit_now(0)

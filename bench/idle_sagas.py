@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import itertools
 import os
-import platform
 import random
 import sqlite3
 import statistics
@@ -57,6 +56,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from bench.drivers import new_saga, stock_bench_skus
+from bench.results import add_results_option, publish
 from bench.stats import table
 from cloudmart.contracts.orders import OrderStatus, PaymentReviewDecision
 from cloudmart.contracts.saga import ORDER_STATUS, WORKFLOW_TYPE, workflow_id
@@ -470,6 +470,7 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=20, help="queries in flight to fill a cache")
     parser.add_argument("--seed", type=int, default=7)
+    add_results_option(parser)
     args = parser.parse_args()
     large = args.orders if args.large_cache is None else args.large_cache
     caches = [DEFAULT_CACHE, args.small_cache, *([large] if large else [])]
@@ -493,13 +494,15 @@ def main() -> None:
             load_, rows = asyncio.run(study(stack, opts))
         finally:
             stack.stop()
-    print(
-        "file-backed dev server with make up's flags; "
-        f"{platform.python_implementation()} {platform.python_version()}, "
-        f"{platform.machine()}, {platform.system()}"
+    text = "\n".join(
+        [
+            "file-backed dev server with make up's flags",
+            report(load_, rows),
+            f"\nthe whole run took {(time.monotonic() - began) / 60:.1f} minutes",
+        ]
     )
-    print(report(load_, rows))
-    print(f"\nthe whole run took {(time.monotonic() - began) / 60:.1f} minutes")
+    print(text)
+    print(f"written: {publish('idle_sagas', text, args.results)}")
 
 
 if __name__ == "__main__":

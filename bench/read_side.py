@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import platform
 import random
 import statistics
 import tempfile
@@ -41,6 +40,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from temporalio.client import Client, WorkflowFailureError
 
+from bench.results import add_results_option, publish
 from bench.stats import table
 from cloudmart.contracts.events import Event, EventType, event_id
 from cloudmart.contracts.orders import (
@@ -448,6 +448,7 @@ def main() -> None:
     parser.add_argument("--account-events", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=200, help="per projection question")
     parser.add_argument("--scans", type=int, default=1, help="per query-every-saga question")
+    add_results_option(parser)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cloudmart-bench-read-") as tmp:
@@ -470,26 +471,25 @@ def main() -> None:
         source.engine.dispose()
         loaded = snapshots(data, args.account_events, settings.snapshot_every, 50)
 
-    print(
-        f"{platform.python_implementation()} {platform.python_version()}, {platform.machine()}; "
-        f"{args.orders} orders placed in {placed_in:.0f} s ({source_events} events)"
-    )
     lag = summary(lags)
-    print(
-        f"projection lag while placing them (/healthz, {lag[0]} samples): p50 {lag[1]} ms, "
-        f"p99 {lag[2]} ms, max {max(lags):.2f} ms; at most {behind} events behind"
+    text = "\n".join(
+        [
+            f"{args.orders} orders placed in {placed_in:.0f} s ({source_events} events)",
+            f"projection lag while placing them (/healthz, {lag[0]} samples): p50 {lag[1]} ms, "
+            f"p99 {lag[2]} ms, max {max(lags):.2f} ms; at most {behind} events behind",
+            f"\n1. Questions at {args.orders} orders",
+            table(
+                with_ratios(asked),
+                ["question", "answered from", "n", "p50 ms", "p99 ms", "rows", "p50 vs projection"],
+            ),
+            f"\n2. Rebuilding the projections from {args.events} events",
+            table(rebuilt, ["database", "how", "events", "seconds", "events/s"]),
+            f"\n3. Loading a loyalty account of {args.account_events} events",
+            table(loaded, ["loading", "events", "p50 ms", "p99 ms", "vs full replay"]),
+        ]
     )
-    print(f"\n1. Questions at {args.orders} orders")
-    print(
-        table(
-            with_ratios(asked),
-            ["question", "answered from", "n", "p50 ms", "p99 ms", "rows", "p50 vs projection"],
-        )
-    )
-    print(f"\n2. Rebuilding the projections from {args.events} events")
-    print(table(rebuilt, ["database", "how", "events", "seconds", "events/s"]))
-    print(f"\n3. Loading a loyalty account of {args.account_events} events")
-    print(table(loaded, ["loading", "events", "p50 ms", "p99 ms", "vs full replay"]))
+    print(text)
+    print(f"written: {publish('read_side', text, args.results)}")
 
 
 async def place_orders_and_wait(stack: DevStack, count: int) -> tuple[float, list[float], int]:

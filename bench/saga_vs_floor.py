@@ -1,18 +1,17 @@
-"""The order saga against Temporal's floor and against DBOS, in one run, with one table.
+"""The order saga against Temporal's floors and against DBOS, in one run, with one table.
 
     make bench                                  # the default sizes (about 14 minutes)
     make bench BENCH_ARGS="--scale 0.3"         # fewer orders per row
-    make bench BENCH_ARGS="--plot bench.png"    # where the plot goes
 
 Starts its own stack like ``make up`` (file-backed dev server with the same flags,
-``python -m worker``, ``python -m api``) in a temporary directory. A worker for the floor runs
+``python -m worker``, ``python -m api``) in a temporary directory. A worker for the floors runs
 on the same server. The rows, at concurrency 1, 10 and 50, interleaved so that drift in the
 machine's load reaches every row alike (at concurrency 1 order by order, the rows taking turns):
 
 1. floor: a bare workflow of as many sequential no-op activities as the saga schedules (its five
-   steps and its one batched event append), on the workflow's own task queue (eager dispatch):
-   the least Temporal can do for such a workflow; beside it, the same with its activities on
-   another queue (as the saga's steps go to their services' queues: the extra hops);
+   steps and its one event append), on the workflow's own task queue (eager dispatch): the
+   least Temporal can do for such a workflow; beside it, the same with its activities on another
+   queue, as the saga's steps go to their services' queues (the extra hops);
 2. saga via client: the order saga started through the Temporal client and waited for by its
    result (real activities on the SQLite service databases, the event append, encryption);
 3. saga via API: one ``POST /orders?wait=60``, which answers when the saga has ended;
@@ -20,18 +19,17 @@ machine's load reaches every row alike (at concurrency 1 order by order, the row
    process (bench/dbos_saga.py), the peer a user would weigh against ours.
 
 Then: the saga via the client with PostgreSQL service databases beside SQLite (a second stack);
-with 1, 2 and 4 worker processes at concurrency 50; the write amplification of one order; rows 2
-with the workflow sandbox off (``CLOUDMART_WORKFLOW_SANDBOX=false``, the worker restarted),
-with the floor and DBOS measured again beside them; the goals of issue 7, each with its figure
-(row 2's also with the sandbox off). A PNG plot (latency against concurrency per row,
-throughput against worker processes) goes to ``--plot``.
+with 1, 2 and 4 worker processes at concurrency 50; the write amplification of one order; row 2
+with the workflow sandbox off (``CLOUDMART_WORKFLOW_SANDBOX=false``, the worker restarted), the
+floor and DBOS measured again beside it. The tables go to bench/results/saga.md (and the block
+of docs/performance.md that includes it), the plot (latency against concurrency per row,
+throughput against worker processes) to bench/results/saga.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import sqlite3
 import sys
 import tempfile
@@ -51,6 +49,7 @@ from bench.drivers import (
     saga_via_client,
     stock_bench_skus,
 )
+from bench.results import add_results_option, publish
 from bench.stats import Run, table
 from cloudmart.contracts.saga import WORKFLOW_ID_PREFIX
 from cloudmart.process import exit_now
@@ -76,7 +75,7 @@ STOCK = 1_000_000
 
 FLOOR, CLIENT, API, DBOS = ("floor", "saga via client", "saga via API", "DBOS saga")
 FLOOR_HOPS = "floor, another queue"
-"""The floor beside the goals' one: what the hops to the services' queues cost Temporal itself."""
+"""The floor beside the first: what the hops to the services' queues cost Temporal itself."""
 CLIENT_UNSANDBOXED = "saga via client, no sandbox"
 
 
@@ -328,56 +327,6 @@ def runs_table(runs: list[Run], base: dict[int, Run] | None = None, base_name: s
     return table(rows, headers)
 
 
-@dataclass
-class Goal:
-    goal: str
-    figure: str
-    met: bool
-
-
-def goals(results: Results) -> list[Goal]:
-    found = []
-    for concurrency in CONCURRENCIES:
-        floor_run = results.run(FLOOR, concurrency)
-        for name in (CLIENT, API):
-            ratio = results.run(name, concurrency).p50 / floor_run.p50
-            goal = f"{name} p50 <= 1.15x floor at C={concurrency}"
-            found.append(Goal(goal, f"{ratio:.2f}x", ratio <= 1.15))
-        ratio = results.run(CLIENT, concurrency).throughput / floor_run.throughput
-        goal = f"saga via client per s >= 0.9x floor at C={concurrency}"
-        found.append(Goal(goal, f"{ratio:.2f}x", ratio >= 0.9))
-    overhead = results.run(API, 1).p50 - results.run(CLIENT, 1).p50
-    goal = "API overhead per order at p50 <= 5 ms (C=1)"
-    found.append(Goal(goal, f"{overhead:+.1f} ms", overhead <= 5))
-    if results.unsandboxed:
-        for concurrency in CONCURRENCIES:
-            floor_run = results.run(FLOOR, concurrency, sandbox=False)
-            saga = results.run(CLIENT_UNSANDBOXED, concurrency, sandbox=False)
-            ratio = saga.p50 / floor_run.p50
-            goal = f"{CLIENT_UNSANDBOXED} p50 <= 1.15x floor at C={concurrency}"
-            found.append(Goal(goal, f"{ratio:.2f}x", ratio <= 1.15))
-            ratio = saga.throughput / floor_run.throughput
-            goal = f"{CLIENT_UNSANDBOXED} per s >= 0.9x floor at C={concurrency}"
-            found.append(Goal(goal, f"{ratio:.2f}x", ratio >= 0.9))
-    return found
-
-
-def peer_goals(
-    results: Results, name: str, label: str, concurrency: int, sandbox: bool
-) -> list[Goal]:
-    ours = results.run(name, concurrency, sandbox)
-    dbos = results.run(DBOS, concurrency, sandbox)
-    latency, throughput = ours.p50 / dbos.p50, ours.throughput / dbos.throughput
-    return [
-        Goal(f"{label} p50 <= 2x DBOS at C={concurrency}", f"{latency:.2f}x", latency <= 2),
-        Goal(
-            f"{label} per s >= 0.5x DBOS at C={concurrency}",
-            f"{throughput:.2f}x",
-            throughput >= 0.5,
-        ),
-    ]
-
-
 def report(results: Results) -> str:
     floors = {r.concurrency: r for r in results.runs if r.name == FLOOR}
     dbos = {r.concurrency: r for r in results.runs if r.name == DBOS}
@@ -385,11 +334,9 @@ def report(results: Results) -> str:
     peers = [r for r in results.runs if r.name in (CLIENT, DBOS)]
     one_worker = {results.workers[0].concurrency: results.workers[0]}
     amplification = ", ".join(f"{db} {rows:.1f}" for db, rows in results.rows_per_order.items())
-    goal_rows = [[g.goal, g.figure, "met" if g.met else "NOT MET"] for g in goals(results)]
     parts = [
         f"floor = {SAGA_ACTIVITIES} no-op activities (the saga's five steps and its event append); "
-        f"file-backed dev server with make up's flags; {platform.python_implementation()} "
-        f"{platform.python_version()}, {platform.machine()}, {platform.system()}",
+        "file-backed dev server with make up's flags",
         "",
         runs_table(ours, floors, "floor"),
         "",
@@ -411,36 +358,28 @@ def report(results: Results) -> str:
         f"write amplification per order: {results.history_events:.0f} history events "
         f"({results.history_kb:.1f} KB); gained "
         f"per order (rows; Temporal's in KB): {amplification}",
-        "",
-        "Goals (issue 7):",
-        table(goal_rows, ["goal", "figure", ""]),
         *engine_section(results),
     ]
     return "\n".join(parts)
 
 
 def engine_section(results: Results) -> list[str]:
-    """What Temporal itself takes, beside what the saga takes on top (no goal): the regular
-    mode's hops (the floor with its activities on another queue against the goals' floor), the
-    saga over that floor."""
-    pairs = [(FLOOR_HOPS, FLOOR, True), (CLIENT, FLOOR_HOPS, True)]
+    """What Temporal itself takes, beside what the saga takes on top: the hops (the floor with
+    its activities on another queue against the eager floor), and the saga over that floor."""
     rows = []
-    for over, under, sandbox in pairs:
-        found = [
-            (results.find(over, c, sandbox), results.find(under, c, sandbox)) for c in CONCURRENCIES
-        ]
+    for over, under in [(FLOOR_HOPS, FLOOR), (CLIENT, FLOOR_HOPS)]:
+        found = [(results.find(over, c), results.find(under, c)) for c in CONCURRENCIES]
         if any(a is None or b is None for a, b in found):
             continue
-        phase = "" if sandbox else " (sandbox-off phase)"
         rows.append(
-            [f"{over} / {under}{phase}"]
+            [f"{over} / {under}"]
             + [f"{a.p50 / b.p50:.2f}x" for a, b in found if a is not None and b is not None]
         )
     if not rows:
         return []
     return [
         "",
-        "What Temporal itself takes (p50 ratios, no goal; the floors run in the SDK's sandbox):",
+        "What Temporal itself takes (p50 ratios; the floors run in the SDK's sandbox):",
         table(rows, ["p50 ratio", *(f"C={c}" for c in CONCURRENCIES)]),
     ]
 
@@ -505,13 +444,15 @@ def plot(results: Results, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--plot", type=Path, default=Path("bench/results/saga_vs_floor.png"))
     parser.add_argument("--postgres-url", default=POSTGRES_ADMIN_URL, help="an admin connection")
+    add_results_option(parser)
     args = parser.parse_args()
     results = measure(args.scale, args.postgres_url)
-    print(report(results))
-    plot(results, args.plot)
-    print(f"plot: {args.plot}")
+    text = report(results)
+    print(text)
+    print(f"written: {publish('saga', text, args.results)}")
+    plot(results, args.results / "saga.png")
+    print(f"plot: {args.results / 'saga.png'}")
 
 
 if __name__ == "__main__":
