@@ -181,7 +181,7 @@ class Sagas:
     async def resolve_compensation(
         self, order_id: str, resolution: ResolveCompensation
     ) -> UpdateAccepted:
-        async with self._answers(order_id, "update"):
+        async with self._answers(order_id, "update", RESOLVE_DEADLINE):
             return await self._handle(order_id).execute_update(
                 OrderSaga.resolve_compensation,
                 resolution,
@@ -196,7 +196,9 @@ class Sagas:
         return self._client.get_workflow_handle_for(OrderSaga.run, workflow_id(order_id))
 
     @asynccontextmanager
-    async def _answers(self, order_id: str, kind: str) -> AsyncIterator[None]:
+    async def _answers(
+        self, order_id: str, kind: str, deadline: timedelta = WORKER_DEADLINE
+    ) -> AsyncIterator[None]:
         """Turn what Temporal says about a query or update into the API's answer."""
         try:
             yield
@@ -205,7 +207,7 @@ class Sagas:
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
             raise OrderConflict(message) from err
         except WorkflowUpdateRPCTimeoutOrCancelledError as err:
-            raise self._no_worker(order_id, kind) from err
+            raise self._no_worker(order_id, kind, deadline) from err
         except WorkflowQueryFailedError as err:
             log.error("query of order %s failed: %s", order_id, err)
             raise ApiError(
@@ -215,7 +217,7 @@ class Sagas:
             if err.status is RPCStatusCode.NOT_FOUND:
                 raise await self._not_running(order_id) from err
             if _deadline_passed(err) or _no_recent_poller(err):
-                raise self._no_worker(order_id, kind) from err
+                raise self._no_worker(order_id, kind, deadline) from err
             if _workflow_task_failing(err):
                 raise Unavailable(
                     f"order {order_id}'s saga is recovering (its workflow task is being retried, "
@@ -224,10 +226,10 @@ class Sagas:
             raise
 
     @staticmethod
-    def _no_worker(order_id: str, kind: str) -> Unavailable:
+    def _no_worker(order_id: str, kind: str, deadline: timedelta) -> Unavailable:
         return Unavailable(
             f"no worker answered the {kind} for order {order_id} within "
-            f"{WORKER_DEADLINE.seconds}s; is the worker running?"
+            f"{deadline.seconds}s; is the worker running?"
         )
 
     async def _not_running(self, order_id: str) -> Exception:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,10 +60,8 @@ def temporal_server_command(
     db_file: Path | None,
     log_level: str = "warn",
     codec_endpoint: str | None = None,
-    tuning: Sequence[str] = SERVER_TUNING,
 ) -> list[str]:
-    """The dev server's command line: the same flags for `make up`, tests and benchmarks
-    (``tuning`` only differs in the benchmark that measures what each setting is worth)."""
+    """The dev server's command line: the same flags for `make up`, tests and benchmarks."""
     command = [
         find_binary("temporal"),
         "server",
@@ -74,7 +72,7 @@ def temporal_server_command(
         str(port),
         "--log-level",
         log_level,
-        *tuning,
+        *SERVER_TUNING,
     ]
     for key in SEARCH_ATTRIBUTES:
         command += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]

@@ -315,7 +315,7 @@ class OrderSaga:
     @review_payment.validator
     def _validate_review(self, decision: PaymentReviewDecision) -> None:
         status = self._state.status
-        if status.is_terminal:  # its last events may still be being stored
+        if status.is_terminal:
             refuse(f"order is already {status}", "NotAwaitingReview")
         if status is not OrderStatus.AWAITING_PAYMENT_REVIEW or self._review:
             refuse(f"order is {status}, not awaiting a payment review", "NotAwaitingReview")

@@ -151,12 +151,12 @@ def list_orders(
 async def order_events(
     order_id: UUID, state: State, sagas: SagasDep, caller: CallerDep
 ) -> list[Event]:
-    """The order's event timeline from the event store, oldest first. The store follows a
-    running saga within about a second (the saga batches its appends), so a just-placed order
-    answers ``[]`` until its first events are stored."""
+    """The order's event timeline from the event store, oldest first. The saga stores its
+    events in batches (before it waits for a person, when a step fails or runs past the events
+    window, and at its end: docs/events-and-cqrs.md), so a running order may answer ``[]``."""
     events = await run_in_threadpool(state.events.stream, str(order_id))
     if not events:
-        # Not stored yet (or placed before the event log): the saga says whose it is, if any.
+        # Not stored yet: the saga says whose it is, if any.
         if not caller.sees(await sagas.owner(str(order_id))):
             raise OrderNotFound(str(order_id))
         return []

@@ -22,9 +22,9 @@ InventoryCommitted (1)            lines [{sku, quantity, unit_price_cents}]
 CompensationStarted (1)           reason
 CompensationStuck (1)             step, error
 CompensationResolved (1)          step, note (by the operator who resolved it by hand)
-InventoryReleased (1)             outcome, lines
-PaymentRefunded (1)               outcome, amount_cents
-ShipmentCancelled (1)             outcome
+InventoryReleased (1)             outcome, lines, amount_cents (0)
+PaymentRefunded (1)               outcome, lines ([]), amount_cents
+ShipmentCancelled (1)             outcome, lines ([]), amount_cents (0)
 OrderCompleted (1)                total_cents
 OrderFailed (1)                   type, message
 OrderCancelled (1)                reason
@@ -104,7 +104,7 @@ class StoredEvent(Event):
 
 
 class AppendEvents(BaseModel):
-    """The argument of the ``orders.append`` activity."""
+    """The argument of the ``event_store.append`` activity."""
 
     model_config = ConfigDict(frozen=True)
 
