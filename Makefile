@@ -79,7 +79,7 @@ bench-read: $(INSTALLED)
 	$(BIN)/python -m bench.read_side $(BENCH_ARGS)
 
 # Memory and idle sagas: 10,000 orders waiting for a payment review; worker memory per cache
-# size, resuming cached and evicted sagas, database sizes (see the README for its duration).
+# size, resuming cached and evicted sagas, database sizes (about 50 minutes at 10,000 sagas).
 bench-idle: $(INSTALLED)
 	$(BIN)/python -m bench.idle_sagas $(BENCH_ARGS)
 

@@ -10,7 +10,7 @@
 
 ``make up`` runs two: ``saga`` and ``subscribers``. The subscribers' work (projecting each
 order's events, loyalty points) is CPU in Python; in the saga's process it held the GIL for
-about 18 ms per order one at a time, time a saga then waited for (README, "Performance").
+about 18 ms per order one at a time, time a saga then waited for (docs/performance.md).
 
 CLOUDMART_MAX_CACHED_WORKFLOWS bounds the sagas the orchestrator keeps in memory (default 1000,
 the SDK's); its ready line says the size the SDK's worker got.

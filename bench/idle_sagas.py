@@ -1,6 +1,6 @@
 """Memory and idle sagas: what orders waiting for a payment review cost the worker and the server.
 
-    make bench-idle                                              # 10,000 sagas (the README's)
+    make bench-idle                                              # 10,000 sagas (~50 minutes)
     make bench-idle BENCH_ARGS="--orders 300 --small-cache 30 --resumes 10"   # a quick look
 
 Starts its own stack exactly as ``make up`` does (file-backed dev server with the same flags,

@@ -1,6 +1,6 @@
 """The read side, measured: what CQRS buys, what a rebuild costs, what snapshots save.
 
-    make bench-read                                  # the sizes the README reports
+    make bench-read                                  # the default sizes (~25 minutes)
     make bench-read BENCH_ARGS="--orders 500 --events 5000 --account-events 1000"   # a quick look
 
 Three tables, every row measured in this run:

@@ -8,8 +8,8 @@ stored payload says only ``encoding: binary/encrypted`` and which key encrypted 
 
 Keys form a ring, newest first: new payloads are encrypted with the newest key, and every key in
 the ring still decrypts what it encrypted — so a new key is added in front, and an old one is
-dropped only once no history that needs it is kept any more (see the README's rotation
-procedure). ``python -m cloudmart.codec new-key <id>`` prints a new ``id:base64`` entry.
+dropped only once no history that needs it is kept any more (docs/security.md has the
+rotation procedure). ``python -m cloudmart.codec new-key <id>`` prints a new ``id:base64`` entry.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 here.
 
 Every field maps to an environment variable named ``CLOUDMART_<FIELD>``, e.g.
-``CLOUDMART_INVENTORY_DB_URL``. The README's configuration table lists them.
+``CLOUDMART_INVENTORY_DB_URL``. docs/configuration.md lists them.
 """
 
 from __future__ import annotations
@@ -122,13 +122,13 @@ class Settings(BaseSettings):
     max_cached_workflows: int = Field(default=1000, ge=0)
     """Sagas the orchestrator's worker keeps in memory (the SDK's default). An evicted saga is
     rebuilt by replaying its history when it next has work; 0 turns the cache and sticky task
-    queues off (README, "Memory and idle sagas")."""
+    queues off (docs/performance.md, "Memory and idle sagas")."""
 
     workflow_sandbox: bool = True
     """Run the saga in the SDK's workflow sandbox, which re-imports its modules for every saga
     and checks each call it makes, catching nondeterministic code (a clock, a file, a network
     call) as it runs. False runs it as plain Python: less CPU per saga and lower latency
-    (README, "Performance"), with determinism then resting on the workflow's tests and the
+    (docs/performance.md), with determinism then resting on the workflow's tests and the
     replay of recorded histories, which stay sandboxed."""
 
     payload_keys: SecretStr = SecretStr("")
@@ -260,7 +260,7 @@ def get_settings() -> Settings:
 
 
 def bad_settings(err: ValidationError) -> str:
-    lines = ["bad settings (see the README's Configuration):"]
+    lines = ["bad settings (see docs/configuration.md):"]
     for error in err.errors(include_input=False, include_url=False):
         where = f"CLOUDMART_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
         lines.append(f"  {where}{error['msg']}")

@@ -84,7 +84,7 @@ def product(api: httpx.Client, sku: str) -> dict[str, Any]:
     return next(p for p in api.get("/products").json() if p["sku"] == sku)
 
 
-# --- the scenarios of the README's walk-through ----------------------------------------------
+# --- the scenarios of the README's walk-through ---------------------------------------------
 
 
 def test_an_order_completes_and_its_stock_is_sold(api: httpx.Client) -> None:
