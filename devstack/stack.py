@@ -40,8 +40,8 @@ server's default of one day."""
 
 SERVER_TUNING = (
     # The history service's transfer-queue reader is rate-limited to 20 polls/s by default:
-    # every workflow and activity task then waits 30-40 ms to be dispatched (a 4-step saga took
-    # 250 ms instead of 113 ms here, and throughput halved).
+    # every workflow and activity task then waits to be dispatched (docs/performance.md,
+    # "The dev server's flags").
     "--dynamic-config-value",
     "history.transferProcessorMaxPollRPS=1000",
     # WAL with synchronous=NORMAL: commits no longer wait for fsync; durable across process
