@@ -149,11 +149,12 @@ class ReadModel:
     ) -> list[ProductView]:
         statement = select(ProductSearch)
         if q:
-            pattern = f"%{q.lower()}%"
+            # autoescape: a "%" or "_" in the search is that character, not a wildcard.
+            text = q.lower()
             statement = statement.where(
                 or_(
-                    func.lower(ProductSearch.name).like(pattern),
-                    func.lower(ProductSearch.sku).like(pattern),
+                    func.lower(ProductSearch.name).contains(text, autoescape=True),
+                    func.lower(ProductSearch.sku).contains(text, autoescape=True),
                 )
             )
         if category is not None:

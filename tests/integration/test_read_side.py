@@ -303,3 +303,39 @@ def test_rebuilding_with_the_event_store_down_is_a_clear_error(tmp_path: Path) -
     assert rebuilt.returncode == 1
     assert rebuilt.stderr.startswith("rebuild-projections: a database is unreachable: ")
     assert "Traceback" not in rebuilt.stderr
+
+
+LITERALLY = [
+    ("TEE-100", "100% cotton tee"),
+    ("MUG-SNAKE", "snake_case mug"),
+    ("POSTER-BS", "back\\slash poster"),
+    ("BOOK-EO", "either/or book"),
+    ("PLAIN-1", "plain widget"),
+]
+
+
+@pytest.mark.parametrize(
+    ("q", "found"),
+    [
+        ("%", ["TEE-100"]),
+        ("0% c", ["TEE-100"]),
+        ("_", ["MUG-SNAKE"]),
+        ("e_c", ["MUG-SNAKE"]),
+        ("\\", ["POSTER-BS"]),
+        ("k\\s", ["POSTER-BS"]),
+        ("/", ["BOOK-EO"]),  # SQLAlchemy's escape character: itself escaped
+        ("%_\\", []),
+    ],
+)
+def test_a_search_finds_wildcard_characters_literally(
+    services: Services, q: str, found: list[str]
+) -> None:
+    """``%`` and ``_`` are LIKE's wildcards, and a search must not be one: "%" found every
+    product."""
+    assert services.projector is not None
+    with Session(services.projector.engine) as session:
+        for sku, name in LITERALLY:
+            session.add(ProductSearch(sku=sku, name=name, category="misc", price_cents=100))
+        session.commit()
+    read = ReadModel(services.projector.engine)
+    assert [p.sku for p in read.products(q=q)] == found
