@@ -1,7 +1,10 @@
 """Constrained text types shared by the request models.
 
 Free text is NFC-normalised and stripped; control characters and lone surrogates are refused,
-because they corrupt logs and cannot be stored in UTF-8 columns or Temporal payloads.
+because they corrupt logs and cannot be stored in UTF-8 columns or Temporal payloads; and so are
+bidirectional controls and invisible characters, which make a name or an address read otherwise
+than it is (a right-to-left override reverses what follows; a zero-width space hides in a
+"same" name).
 """
 
 from __future__ import annotations
@@ -12,12 +15,23 @@ from typing import Annotated
 from pydantic import AfterValidator, BeforeValidator, StringConstraints
 
 _FORBIDDEN_CATEGORIES = {"Cc", "Cs"}
+_INVISIBLE = frozenset(
+    "\u061c\u200e\u200f"  # Arabic letter mark, left-to-right and right-to-left marks
+    "\u202a\u202b\u202c\u202d\u202e"  # embeddings and overrides
+    "\u2066\u2067\u2068\u2069"  # isolates
+    "\u200b\u200c\u200d\u2060\ufeff"  # zero-width space, non-joiner, joiner; word joiner; BOM
+)
 
 
 def _clean(value: str) -> str:
     value = unicodedata.normalize("NFC", value)
     if any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in value):
         raise ValueError("must not contain control characters")
+    if invisible := next((ch for ch in value if ch in _INVISIBLE), None):
+        raise ValueError(
+            f"must not contain bidirectional controls or invisible characters "
+            f"(found U+{ord(invisible):04X})"
+        )
     return value
 
 

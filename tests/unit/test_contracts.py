@@ -7,7 +7,13 @@ import pytest
 from pydantic import ValidationError
 
 from cloudmart.contracts.activities import ALL_ACTIVITIES
-from cloudmart.contracts.orders import MAX_LINE_QUANTITY, MAX_ORDER_LINES, PlaceOrder
+from cloudmart.contracts.orders import (
+    MAX_LINE_QUANTITY,
+    MAX_ORDER_LINES,
+    CancelOrder,
+    PlaceOrder,
+    ResolveCompensation,
+)
 from cloudmart.contracts.routing import TaskQueues
 from tests.support import place_order
 
@@ -36,6 +42,65 @@ def test_an_order_that_breaks_a_rule_is_refused_naming_the_field(changes: dict, 
     with pytest.raises(ValidationError) as refused:
         PlaceOrder.model_validate(body(**changes))
     assert any(field in map(str, error["loc"]) for error in refused.value.errors())
+
+
+INVISIBLE = [
+    *"\u202a\u202b\u202c\u202d\u202e",  # bidirectional embeddings and overrides
+    *"\u2066\u2067\u2068\u2069",  # bidirectional isolates
+    *"\u200e\u200f\u061c",  # directional marks
+    *"\u200b\u200c\u200d\u2060\ufeff",  # zero-width and invisible
+]
+FREE_TEXT = [
+    (PlaceOrder, ("shipping_address", "name")),
+    (PlaceOrder, ("shipping_address", "line1")),
+    (PlaceOrder, ("shipping_address", "line2")),
+    (PlaceOrder, ("shipping_address", "city")),
+    (CancelOrder, ("reason",)),
+    (ResolveCompensation, ("note",)),
+]
+"""Every free-text field of the requests: the others are patterns of ASCII characters."""
+
+
+def valid(model: type) -> dict:
+    if model is PlaceOrder:
+        return body()
+    if model is ResolveCompensation:
+        return {"step": "payment.refund", "note": "refunded by hand"}
+    return {"reason": "changed my mind"}
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize(
+    ("model", "field"), FREE_TEXT, ids=lambda f: ".".join(f) if isinstance(f, tuple) else f.__name__
+)
+def test_bidirectional_controls_and_invisible_characters_are_refused_in_free_text(
+    model: type, field: tuple[str, ...], char: str
+) -> None:
+    """A right-to-left override makes "Ada\u202eecilA" read as "AdaAlice"; a zero-width space
+    makes two names that look the same differ."""
+    data = valid(model)
+    *parents, name = field
+    target = data
+    for parent in parents:
+        target[parent] = dict(target[parent])
+        target = target[parent]
+    target[name] = f"Ada{char}Lovelace"
+    with pytest.raises(ValidationError) as refused:
+        model.model_validate(data)
+    [error] = refused.value.errors()
+    assert error["loc"] == field
+    assert f"(found U+{ord(char):04X})" in error["msg"]
+
+
+def test_right_to_left_scripts_and_accents_are_welcome() -> None:
+    data = body()
+    data["shipping_address"] = {
+        **data["shipping_address"],
+        "name": "محمد بن موسى الخوارزمي",
+        "line1": "רחוב הרצל 1",
+        "city": "Zoë-Ålund 李",
+    }
+    assert PlaceOrder.model_validate(data).shipping_address.name == "محمد بن موسى الخوارزمي"
 
 
 def test_a_valid_order_is_accepted_as_sent() -> None:
