@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
@@ -111,12 +112,26 @@ AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
 configured)."""
 
 
+def _finite(value: object) -> object:
+    """``value`` with each NaN or infinity replaced by its name, as a string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
+
+
 def install_error_handlers(app: FastAPI, temporal_address: str) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, err: RequestValidationError) -> Response:
         # FastAPI's shape, but ASCII-escaped: the errors echo the rejected input, which may hold
-        # a lone surrogate ("\ud800" is valid JSON) that cannot be encoded as UTF-8.
-        body = json.dumps(jsonable_encoder({"detail": err.errors()}), ensure_ascii=True)
+        # a lone surrogate ("\ud800" is valid JSON) that cannot be encoded as UTF-8; and with
+        # non-finite numbers as strings: Python's parser takes NaN, Infinity and 1e400, which
+        # strict JSON has no way to write back.
+        errors = _finite(jsonable_encoder({"detail": err.errors()}))
+        body = json.dumps(errors, ensure_ascii=True, allow_nan=False)
         return Response(
             body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, media_type="application/json"
         )

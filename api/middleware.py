@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 
@@ -35,7 +36,11 @@ class _TooLarge(Exception):
 
 class BodySizeLimit:
     """Answer 413 to a body over ``max_bytes``, whether it declares its length or streams,
-    before it is read into memory. (FastAPI's own ``max_body_size`` answers in plain text.)"""
+    before it is read into memory. (FastAPI's own ``max_body_size`` answers in plain text.)
+
+    A streamed body is counted as the app reads it. The 413 is sent the moment the count passes
+    the limit, and whatever the app answers after that is dropped: FastAPI turns any error
+    while reading a body into its own 400, so the app's answer cannot be the one that counts."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -52,22 +57,27 @@ class BodySizeLimit:
             return
 
         received = 0
+        responding = _Responding(send)
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    if not responding.started and not refused:
+                        refused = True
+                        await _json(send, 413, detail)
                     raise _TooLarge
             return message
 
-        responding = _Responding(send)
-        try:
-            await self.app(scope, counting_receive, responding.send)
-        except _TooLarge:
-            if not responding.started:
-                await _json(send, 413, detail)
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await responding.send(message)
+
+        with contextlib.suppress(_TooLarge):  # answered already
+            await self.app(scope, counting_receive, unless_refused)
 
 
 class LastResort:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -365,6 +366,14 @@ def with_changes(**changes: Any) -> dict[str, Any]:
         (with_changes(shipping_address__country="D1"), ["body", "shipping_address", "country"]),
         (with_changes(shipping_address__name="x" * 201), ["body", "shipping_address", "name"]),
         (with_changes(shipping_address__city="Ber\x00lin"), ["body", "shipping_address", "city"]),
+        (  # a right-to-left override: "Ada" then "ecalp" reversed, "place" on screen
+            with_changes(shipping_address__name="Ada\u202eecalp"),
+            ["body", "shipping_address", "name"],
+        ),
+        (
+            with_changes(shipping_address__line1="Haupt\u200bstr. 1"),
+            ["body", "shipping_address", "line1"],
+        ),
         (with_changes(customer_id='c-1" OR 1=1'), ["body", "customer_id"]),
         (with_changes(payment_token="4242424242424242"), ["body", "payment_token"]),
         (with_changes(total_cents=1), ["body", "total_cents"]),
@@ -428,6 +437,86 @@ def test_malformed_json_is_422_and_an_oversized_body_413(api: httpx.Client) -> N
     oversized = api.post("/orders", json={**order_body(), "padding": "x" * 70_000})
     assert oversized.status_code == 413
     assert oversized.json() == {"detail": "request body too large (limit 65536 bytes)"}
+
+
+def streamed(body: bytes, chunk: int = 8192) -> Iterator[bytes]:
+    """The body as a generator: httpx sends it chunked, with no Content-Length."""
+    for start in range(0, len(body), chunk):
+        yield body[start : start + chunk]
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_a_streamed_body_is_held_to_the_same_limit(
+    api: httpx.Client, dev_stack: DevStack, over: int
+) -> None:
+    """A chunked body declares no length: the limit counts it as it arrives. A valid order
+    padded with whitespace, so that without the count the body over the limit would be placed
+    (202) rather than refused."""
+    limit = dev_stack.settings.api_max_body_bytes
+    raw = json.dumps(order_body()).encode()
+    body = raw + b" " * (limit + over - len(raw))
+    request = api.build_request(
+        "POST", "/orders", content=streamed(body), headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in request.headers
+    assert request.headers["transfer-encoding"] == "chunked"
+    response = api.send(request)
+    if over:
+        assert response.status_code == 413, response.text
+        assert response.json() == {"detail": f"request body too large (limit {limit} bytes)"}
+    else:
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "PENDING"
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads`` as a strict parser would: NaN and Infinity are not JSON."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def with_quantity(number: str) -> str:
+    return json.dumps(order_body()).replace('"quantity": 1', f'"quantity": {number}')
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "field", "echoed"),
+    [
+        *(
+            ("/orders", with_quantity(number), ["body", "items", 0, "quantity"], echoed)
+            for number, echoed in [
+                ("NaN", "NaN"),
+                ("Infinity", "Infinity"),
+                ("-Infinity", "-Infinity"),
+                ("1e400", "Infinity"),  # Python's parser makes it an infinity
+                ("-1e400", "-Infinity"),
+            ]
+        ),
+        ("/orders", "NaN", ["body"], "NaN"),
+        ("/orders", with_quantity("1")[:-1] + ', "price": NaN}', ["body", "price"], "NaN"),
+        (f"/orders/{UNKNOWN}/cancel", '{"reason": Infinity}', ["body", "reason"], "Infinity"),
+        (f"/orders/{UNKNOWN}/payment-review", '{"approved": NaN}', ["body", "approved"], "NaN"),
+    ],
+)
+def test_non_finite_numbers_are_a_422_in_strict_json(
+    api: httpx.Client,
+    as_operator: dict[str, str],
+    path: str,
+    raw: str,
+    field: list[Any],
+    echoed: str,
+) -> None:
+    """The request's parser takes NaN, Infinity and 1e400 (an infinity): the 422 that echoes
+    them must still be JSON any client can parse, the input written as a string."""
+    response = api.post(
+        path, content=raw, headers={"content-type": "application/json", **as_operator}
+    )
+    assert response.status_code == 422, response.text
+    errors = {tuple(e["loc"]): e for e in strict_json(response.text)["detail"]}
+    assert errors[tuple(field)]["input"] == echoed
 
 
 @workflow.defn(name="OrderSaga", sandboxed=False)
