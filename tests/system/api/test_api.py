@@ -314,6 +314,21 @@ def test_health_reports_every_dependency(api: httpx.Client) -> None:
     assert set(body["projections"]) == {"position", "events_behind", "lag_ms"}
 
 
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer forged.token.here", "Basic YWRhOmxvdmVsYWNl", "Bearer"]
+)
+def test_health_needs_no_token_where_tokens_are_required(
+    anonymous: httpx.Client, authorization: str | None
+) -> None:
+    """A token that proves nothing makes the caller anonymous here, not a 401: a load
+    balancer's probe sends none, and an expired one must not make the API look down."""
+    headers = {"Authorization": authorization} if authorization else {}
+    response = anonymous.get("/healthz", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ok"
+    assert set(response.json()["checks"].values()) == {"ok"}
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"

@@ -23,6 +23,8 @@ from services.migrations import upgrade
 from tests.support import api_process, worker_process
 from tests.system.api.test_api import order_body, wait_for
 
+OPERATOR_TOKEN = "degraded-operator-" + "x" * 24
+
 
 @pytest.fixture(scope="module")
 def degraded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
@@ -33,7 +35,10 @@ def degraded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[htt
     unopenable.mkdir()  # a directory where the database file should be
     dead_temporal = f"127.0.0.1:{free_port()}"
     settings = throwaway_settings(
-        data, temporal_address=dead_temporal, payment_db_url=f"sqlite:///{unopenable}"
+        data,
+        temporal_address=dead_temporal,
+        payment_db_url=f"sqlite:///{unopenable}",
+        operator_token=OPERATOR_TOKEN,
     )
     for name in ("event_store", "readmodel"):
         engine = create_db_engine(settings.db_url(name), pool_size=1)
@@ -66,9 +71,9 @@ def test_the_read_side_answers_while_temporal_is_down(degraded_api, path: str) -
     assert response.status_code == 200, response.text
 
 
-def test_health_names_what_is_down(degraded_api) -> None:
+def test_health_names_what_is_down_to_the_operator(degraded_api) -> None:
     api, address = degraded_api
-    response = api.get("/healthz")
+    response = api.get("/healthz", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
@@ -79,6 +84,31 @@ def test_health_names_what_is_down(degraded_api) -> None:
     assert body["checks"]["readmodel_db"] == "ok"
     # The read side is independent of Temporal: its progress is still reported.
     assert body["projections"] == {"position": 0, "events_behind": 0, "lag_ms": None}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer not-the-operator-token-0000000000"}, {"Authorization": "x"}],
+)
+def test_health_tells_anyone_else_only_what_is_down(degraded_api, headers) -> None:
+    """Temporal's address and the databases' errors (their paths, hosts) are the operator's."""
+    api, address = degraded_api
+    response = api.get("/healthz", headers=headers)
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {
+            "temporal": "unavailable",
+            "event_store_db": "ok",
+            "inventory_db": "ok",
+            "payment_db": "unavailable",
+            "shipping_db": "ok",
+            "readmodel_db": "ok",
+            "loyalty_db": "ok",
+        },
+        "projections": {"position": 0, "events_behind": 0, "lag_ms": None},
+    }
+    assert address.split(":")[1] not in response.text
 
 
 def test_loyalty_without_an_initialised_database_is_503(degraded_api) -> None:
