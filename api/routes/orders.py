@@ -154,16 +154,31 @@ async def order_events(
     """The order's event timeline from the event store, oldest first. The saga stores its
     events in batches (before it waits for a person, when a step fails or runs past the events
     window, and at its end: docs/events-and-cqrs.md), so a running order may answer ``[]``."""
-    events = await run_in_threadpool(state.events.stream, str(order_id))
-    if not events:
-        # Not stored yet: the saga says whose it is, if any.
-        if not caller.sees(await sagas.owner(str(order_id))):
-            raise OrderNotFound(str(order_id))
-        return []
-    # The first event, OrderPlaced, names the customer: another's order is as unknown as none.
-    if not caller.sees(_placed_by(events[0])):
+    # Both lookups, every time, side by side: another customer's order and an unknown one must
+    # cost the same, or how long the 404 takes tells which it is (asking the saga only when
+    # nothing was stored made an unknown order's 404 about 2 ms slower).
+    events, saga = await asyncio.gather(
+        run_in_threadpool(state.events.stream, str(order_id)), _owner_or_error(sagas, order_id)
+    )
+    if events:
+        # The first event, OrderPlaced, names the customer; the store outlives Temporal's
+        # retention (and its outages), so the saga's answer is not needed then.
+        owner = _placed_by(events[0])
+    elif isinstance(saga, Exception):
+        raise saga  # not stored yet, and no saga either (404), or Temporal is unreachable
+    else:
+        owner = saga  # not stored yet: the saga says whose it is
+    if not caller.sees(owner):  # another's order is as unknown as none
         raise OrderNotFound(str(order_id))
     return [Event.model_validate(e.model_dump(include=set(Event.model_fields))) for e in events]
+
+
+async def _owner_or_error(sagas: Sagas, order_id: UUID) -> str | Exception | None:
+    """The saga's customer, or why it cannot be had (no such saga, Temporal unreachable)."""
+    try:
+        return await sagas.owner(str(order_id))
+    except Exception as err:  # the caller decides whether it matters
+        return err
 
 
 @router.get("/{order_id}", response_model=OrderState)
