@@ -86,6 +86,7 @@ class OrderSaga:
         self._forward = ForwardSteps()
         self._shipment_created = False
         self._review: PaymentReviewDecision | None = None
+        self._review_applied = False  # until then, the decision wins over a cancel
         self._cancelled_by = SYSTEM
 
     @workflow.run
@@ -234,13 +235,16 @@ class OrderSaga:
         approved = self._review.approved
         self._progress.end(record, StepStatus.COMPLETED, "approved" if approved else "rejected")
         self._events.record(EventType.PAYMENT_REVIEWED, by=OPERATOR, approved=approved)
-        return await self._steps.step(
-            OrderStatus.CHARGING_PAYMENT,
-            act.RESOLVE_PAYMENT_REVIEW,
-            ResolvePaymentReview(order_id=order.order_id, approved=approved),
-            summary="capture after review" if approved else "void after review",
-            failed=EventType.PAYMENT_DECLINED,
-        )
+        try:
+            return await self._steps.step(
+                OrderStatus.CHARGING_PAYMENT,
+                act.RESOLVE_PAYMENT_REVIEW,
+                ResolvePaymentReview(order_id=order.order_id, approved=approved),
+                summary="capture after review" if approved else "void after review",
+                failed=EventType.PAYMENT_DECLINED,
+            )
+        finally:
+            self._review_applied = True
 
     async def _compensate(self, undo: CompensationStack, abort: BaseException) -> OrderStatus:
         """Undo what was done, in reverse; the outcome is CANCELLED or FAILED."""
@@ -317,7 +321,11 @@ class OrderSaga:
         status = self._state.status
         if status.is_terminal:
             refuse(f"order is already {status}", "NotAwaitingReview")
-        if status is not OrderStatus.AWAITING_PAYMENT_REVIEW or self._review:
+        if self._review is not None:  # the first decision accepted is the one applied
+            refuse(f"the payment review was already {self._verdict()}", "AlreadyReviewed")
+        if self._state.cancel_reason is not None:
+            refuse("order was cancelled before the decision", "NotAwaitingReview")
+        if status is not OrderStatus.AWAITING_PAYMENT_REVIEW:
             refuse(f"order is {status}, not awaiting a payment review", "NotAwaitingReview")
 
     @workflow.update
@@ -348,7 +356,12 @@ class OrderSaga:
             return "order failed and is being compensated"
         if self._shipment_created:
             return f"shipment {self._state.tracking_number} is already created; too late to cancel"
+        if self._review is not None and not self._review_applied:
+            return f"the payment review was just {self._verdict()}; that decision is being applied"
         return None
+
+    def _verdict(self) -> str:
+        return "approved" if self._review is not None and self._review.approved else "rejected"
 
     def _cancel(self, reason: str, by: str) -> None:
         if self._state.cancel_reason is not None:

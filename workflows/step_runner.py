@@ -39,6 +39,13 @@ from workflows.retry_policies import STEP_RETRY, STEP_TIMEOUT
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
+CANCEL_AFTER_A_STEP = "cancel-after-a-step"
+"""Added after 1.0: a cancel accepted in the workflow task that also delivers a step's result
+cancels the order once that step is done. The SDK runs update handlers before it applies the
+task's activity results, and a result already in hand is not taken back by cancelling the task
+awaiting it: 1.0 went on to the next step, and a cancel answered 202 could end COMPLETED.
+Sagas of 1.0 that raced so replay as they ran (docs/versioning.md)."""
+
 
 class StepRunner:
     def __init__(self, queues: TaskQueues, progress: OrderProgress, events: EventLog) -> None:
@@ -75,6 +82,8 @@ class StepRunner:
                     )
             raise
         self._progress.end(record, StepStatus.COMPLETED)
+        if state.cancel_reason is not None and workflow.patched(CANCEL_AFTER_A_STEP):
+            raise asyncio.CancelledError("order cancelled")  # its compensation was pushed
         return result
 
     def start(

@@ -3,7 +3,10 @@
 ``tests/histories/<folder>/<scenario>.json`` are histories recorded by earlier code, one JSON per
 scenario: the check that a change to the saga does not break sagas already in flight.
 
-- ``order-saga-1.0``: the released saga, every scenario.
+- ``order-saga-1.0``: the released saga, every scenario; and ``cancel_with_a_steps_result``,
+  recorded by 1.0 with stand-in services (tests/workflows/test_racing_answers.py's first race):
+  a cancel accepted in the task that delivered the charge's result, which 1.0 answered and then
+  ignored. It replays as it ran: today's check after a step is behind a patch.
 - ``before-fraud-screen``: the saga before ``workflow.patched("fraud-check")`` added the fraud
   screen (docs/versioning.md's worked example), recorded by today's code with that patch not
   taken, which is that code command for command.
@@ -39,6 +42,8 @@ HISTORIES = Path(__file__).parent.parent / "histories"
 RELEASE, BEFORE_THE_SCREEN = "order-saga-1.0", "before-fraud-screen"
 RECORD = os.environ.get("CLOUDMART_RECORD_HISTORIES") == "1"
 SCENARIOS = 11
+RACE = "cancel_with_a_steps_result"
+RECORDED = {RELEASE: SCENARIOS + 1, BEFORE_THE_SCREEN: SCENARIOS}
 
 Saga = WorkflowHandle[OrderSaga, OrderState]
 
@@ -122,7 +127,7 @@ async def test_fresh_histories_of_the_saga_before_the_screen_replay(
 
 def recorded(folder: str) -> list[Path]:
     files = sorted((HISTORIES / folder).glob("*.json"))
-    assert len(files) == SCENARIOS, f"expected {SCENARIOS} recorded histories in {folder}"
+    assert len(files) == RECORDED[folder], f"expected {RECORDED[folder]} histories in {folder}"
     return files
 
 
@@ -143,10 +148,20 @@ def test_each_folder_records_what_it_says() -> None:
         screened = path.stem != "out_of_stock"
         assert markers == (["core_patch"] if screened else []), path.name
         assert ('"name": "payment.check_fraud"' in text) is screened, path.name
-        held = "review" in path.stem or "cancel" in path.stem
+        held = "review" in path.stem or path.stem.endswith("_cancel")
         assert text.count("timerStartedEventAttributes") == int(held), path.name
         assert '"name": "event_store.append"' in text, path.name
     for path in recorded(BEFORE_THE_SCREEN):
         text = path.read_text()
         assert "markerName" not in text, path.name
         assert "payment.check_fraud" not in text, path.name
+
+
+def test_the_recorded_race_is_the_one_1_0_lost() -> None:
+    """1.0 accepted the cancel and then completed the order: the history the patch must keep
+    replaying as it ran."""
+    text = (HISTORIES / RELEASE / f"{RACE}.json").read_text()
+    assert text.count('"workflowExecutionUpdateAcceptedEventAttributes"') == 1
+    assert '"name": "inventory.commit"' in text and '"name": "inventory.release"' not in text
+    assert '"workflowExecutionCompletedEventAttributes"' in text
+    assert "cancel-after-a-step" not in text
