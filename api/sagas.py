@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
@@ -55,7 +56,8 @@ from workflows.order_saga import OrderSaga
 log = logging.getLogger("cloudmart.api")
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("4f1d8e0c-6b8e-4d55-9c43-6f0d2c6f9a11")
-"""Order ids for idempotent requests are uuid5(this, key): the same key names the same saga."""
+"""Order ids for idempotent requests are uuid5(this, "<customer id> <key>"): a customer's key
+names one saga, and the same key from another customer another one."""
 
 REQUEST_HASH = "request_sha256"
 """Memo field holding the hash of the body that started the saga, to detect a reused key."""
@@ -73,13 +75,16 @@ class Sagas:
         self._settings = settings
 
     async def place(self, order: PlaceOrder, idempotency_key: str | None) -> OrderAccepted:
-        """Start the order's saga; with a key already used, answer for the saga it started."""
-        order_id = (
-            str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key))
-            if idempotency_key
-            else str(uuid.uuid4())
-        )
-        request_hash = hashlib.sha256(order.model_dump_json().encode()).hexdigest()
+        """Start the order's saga; with a key its customer already used, answer for the saga it
+        started."""
+        request_hash = body_hash(order)
+        if idempotency_key is None:
+            order_id = str(uuid.uuid4())
+        else:
+            placed = await self._placed_with_unscoped_key(order, idempotency_key, request_hash)
+            if placed is not None:
+                return placed
+            order_id = idempotent_order_id(order.customer_id, idempotency_key)
         saga = self._settings.saga_input(order_id, order)
         try:
             await self._client.start_workflow(
@@ -100,8 +105,32 @@ class Sagas:
             return await self._replay(order_id, request_hash)
         return OrderAccepted(order_id=order_id, status=OrderStatus.PENDING)
 
-    async def _replay(self, order_id: str, request_hash: str) -> OrderAccepted:
-        description = await self._handle(order_id).describe()
+    async def _placed_with_unscoped_key(
+        self, order: PlaceOrder, key: str, request_hash: str
+    ) -> OrderAccepted | None:
+        """The order this customer placed with ``key`` when keys named orders alone
+        (uuid5(namespace, key)), if Temporal still retains it: a client retrying across the
+        upgrade must not place a second order. Another customer's is none of this one's
+        business. Remove once the sagas started before the upgrade are past the namespace's
+        retention (30 days under make up and compose)."""
+        order_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, key))
+        try:
+            description = await self._handle(order_id).describe()
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        if description.typed_search_attributes.get(CUSTOMER_ID) != order.customer_id:
+            return None
+        return await self._replay(order_id, request_hash, description)
+
+    async def _replay(
+        self,
+        order_id: str,
+        request_hash: str,
+        description: WorkflowExecutionDescription | None = None,
+    ) -> OrderAccepted:
+        description = description or await self._handle(order_id).describe()
         if await description.memo_value(REQUEST_HASH, default=None) != request_hash:
             raise UnprocessableField(
                 ("header", "Idempotency-Key"),
@@ -242,6 +271,17 @@ class Sagas:
             raise
         status = _status(description.typed_search_attributes.get(ORDER_STATUS))
         return OrderHasEnded(order_id, status, f"order is already {status or description.status}")
+
+
+def body_hash(order: PlaceOrder) -> str:
+    """What the saga's memo keeps of the request that started it (``REQUEST_HASH``)."""
+    return hashlib.sha256(order.model_dump_json().encode()).hexdigest()
+
+
+def idempotent_order_id(customer_id: str, key: str) -> str:
+    """The order a customer's ``Idempotency-Key`` names. A customer id has no space, so the
+    pair reads one way only."""
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{customer_id} {key}"))
 
 
 def _deadline_passed(err: RPCError) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -15,7 +16,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from cloudmart.contracts.saga import workflow_id
+from api.sagas import IDEMPOTENCY_NAMESPACE, REQUEST_HASH, body_hash, idempotent_order_id
+from api.tokens import mint
+from cloudmart.contracts.orders import PlaceOrder
+from cloudmart.contracts.saga import start_search_attributes, workflow_id
+from cloudmart.settings import Settings
+from cloudmart.temporal import connect
 from devstack.stack import DevStack
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -228,12 +234,97 @@ def test_an_idempotency_key_returns_the_same_order_and_starts_one_saga(api: http
 
 def test_an_idempotency_key_reused_with_another_body_is_refused(api: httpx.Client) -> None:
     key = f"key-{uuid.uuid4()}"
-    place(api, order_body(), key)
-    conflict = api.post("/orders", json=order_body(), headers={"Idempotency-Key": key})
+    body = order_body()
+    place(api, body, key)
+    other = {**body, "items": [{"sku": "MOUSE-ERGO-01", "quantity": 2}]}  # the same customer
+    conflict = api.post("/orders", json=other, headers={"Idempotency-Key": key})
     assert conflict.status_code == 422
-    [error] = conflict.json()["detail"]
-    assert error["loc"] == ["header", "Idempotency-Key"]
-    assert error["type"] == "idempotency_conflict"
+    assert conflict.json() == {
+        "detail": [
+            {
+                "loc": ["header", "Idempotency-Key"],
+                "msg": "this Idempotency-Key was already used with a different request body",
+                "type": "idempotency_conflict",
+            }
+        ]
+    }
+
+
+def same_key_twice(
+    first: httpx.Client, second: httpx.Client, first_customer: str, second_customer: str
+) -> None:
+    """Two customers, one key: two orders, each retry answering its own customer's."""
+    key = f"shared-{uuid.uuid4()}"
+    firsts, seconds = order_body(customer=first_customer), order_body(customer=second_customer)
+    one = place(first, firsts, key)
+    other = place(second, seconds, key)  # not a 422: the first customer's key is not revealed
+    assert other != one
+    for client, body, order_id in ((first, firsts, one), (second, seconds, other)):
+        retry = client.post("/orders", json=body, headers={"Idempotency-Key": key})
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["order_id"] == order_id
+    assert wait_for(first, one)["customer_id"] == first_customer
+    assert wait_for(second, other)["customer_id"] == second_customer
+
+
+def test_an_idempotency_key_is_the_customers_own(api: httpx.Client) -> None:
+    same_key_twice(api, api, f"c-{uuid.uuid4().hex[:10]}", f"c-{uuid.uuid4().hex[:10]}")
+
+
+def test_an_idempotency_key_is_the_customers_own_with_tokens_required(
+    anonymous: httpx.Client, auth_settings: Settings
+) -> None:
+    assert auth_settings.auth_secret is not None
+    secret = auth_settings.auth_secret.get_secret_value()
+    alice, bob = f"alice-{uuid.uuid4().hex[:8]}", f"bob-{uuid.uuid4().hex[:8]}"
+
+    def client_of(customer: str) -> httpx.Client:
+        token = mint(customer, secret)
+        return httpx.Client(
+            base_url=anonymous.base_url, timeout=15, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    with client_of(alice) as as_alice, client_of(bob) as as_bob:
+        same_key_twice(as_alice, as_bob, alice, bob)
+
+
+async def test_a_key_used_before_keys_were_per_customer_still_answers_its_order(
+    api: httpx.Client, dev_stack: DevStack
+) -> None:
+    """An order placed with a key by the version that derived the order id from the key alone:
+    a retry by its customer after the upgrade answers it (and places nothing), another
+    customer's same key places an order of its own."""
+    key, customer = f"before-{uuid.uuid4()}", f"c-{uuid.uuid4().hex[:10]}"
+    body = order_body(customer=customer)
+    earlier = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, key))
+    client = await connect(dev_stack.settings)
+    handle = await client.start_workflow(  # as that version started it; no worker runs it
+        "NeverRuns",
+        id=workflow_id(earlier),
+        task_queue="nobody-polls-this",
+        search_attributes=start_search_attributes(customer),
+        memo={REQUEST_HASH: body_hash(PlaceOrder.model_validate(body))},
+    )
+    try:
+        retry = await asyncio.to_thread(
+            api.post, "/orders", json=body, headers={"Idempotency-Key": key}
+        )
+        assert retry.status_code == 202, retry.text
+        assert retry.json() == {"order_id": earlier, "status": "PENDING", "state": None}
+        changed = {**body, "payment_token": "tok_decline"}
+        conflict = await asyncio.to_thread(
+            api.post, "/orders", json=changed, headers={"Idempotency-Key": key}
+        )
+        assert conflict.status_code == 422, conflict.text
+        assert conflict.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+        theirs = order_body()
+        other = await asyncio.to_thread(
+            api.post, "/orders", json=theirs, headers={"Idempotency-Key": key}
+        )
+        assert other.status_code == 202, other.text
+        assert other.json()["order_id"] == idempotent_order_id(theirs["customer_id"], key)
+    finally:
+        await handle.terminate()
 
 
 # --- reads ----------------------------------------------------------------------------------
