@@ -161,6 +161,8 @@ def test_a_payment_review_is_approved_through_the_api(
         f"/orders/{order_id}/payment-review", json={"approved": True}, headers=as_operator
     )
     assert response.status_code == 202, response.text
+    # Accepted while it awaited the review; the decision is applied after the answer.
+    assert response.json() == {"order_id": order_id, "status": "AWAITING_PAYMENT_REVIEW"}
     assert wait_for(api, order_id)["status"] == "COMPLETED"
 
     again = api.post(
@@ -178,7 +180,8 @@ def test_a_rejected_payment_review_fails_the_order(
     response = api.post(
         f"/orders/{order_id}/payment-review", json={"approved": False}, headers=as_operator
     )
-    assert response.status_code == 202
+    assert response.status_code == 202, response.text
+    assert response.json() == {"order_id": order_id, "status": "AWAITING_PAYMENT_REVIEW"}
     state = wait_for(api, order_id)
     assert state["status"] == "FAILED"
     assert state["failure"]["type"] == "PaymentReviewRejected"
@@ -201,6 +204,7 @@ def test_a_cancel_compensates_and_a_late_cancel_is_refused(api: httpx.Client) ->
     wait_for(api, order_id, {"AWAITING_PAYMENT_REVIEW"})
     response = api.post(f"/orders/{order_id}/cancel", json={"reason": "found it cheaper"})
     assert response.status_code == 202, response.text
+    assert response.json()["order_id"] == order_id
     state = wait_for(api, order_id)
     assert state["status"] == "CANCELLED"
     assert state["cancel_reason"] == "found it cheaper"
@@ -491,7 +495,33 @@ def test_invalid_orders_are_422_naming_the_field(
 ) -> None:
     response = api.post("/orders", json=body)
     assert response.status_code == 422, response.text
-    assert field in [error["loc"] for error in response.json()["detail"]]
+    errors = {tuple(e["loc"]): e["msg"] for e in strict_json(response.text)["detail"]}
+    assert errors.get(tuple(field)), errors  # named, with a message saying what is wrong
+
+
+def test_a_right_to_left_override_is_refused_naming_the_field_and_the_character(
+    api: httpx.Client,
+) -> None:
+    order_id = place(api, order_body(token="tok_review"))
+    for path, body, loc, char in (
+        (
+            "/orders",
+            with_changes(shipping_address__city="\u202eBerlin"),
+            ["body", "shipping_address", "city"],
+            "U+202E",
+        ),
+        (f"/orders/{order_id}/cancel", {"reason": "too \u2066late"}, ["body", "reason"], "U+2066"),
+    ):
+        response = api.post(path, json=body)
+        assert response.status_code == 422, response.text
+        [error] = response.json()["detail"]
+        assert error["loc"] == loc
+        assert error["msg"] == (
+            "Value error, must not contain bidirectional controls or invisible characters "
+            f"(found {char})"
+        )
+    # Refused before the saga heard of it: the order still awaits its review.
+    assert wait_for(api, order_id, {"AWAITING_PAYMENT_REVIEW"})["cancel_reason"] is None
 
 
 @pytest.mark.parametrize(
@@ -528,7 +558,14 @@ def test_a_lone_surrogate_is_422_and_real_unicode_is_welcome(api: httpx.Client) 
     surrogate = raw.replace('"Ada Lovelace"', '"Ada \\ud800"')  # valid JSON, not valid UTF-8
     refused = api.post("/orders", content=surrogate, headers={"content-type": "application/json"})
     assert refused.status_code == 422
-    assert ["body", "shipping_address", "name"] in [e["loc"] for e in refused.json()["detail"]]
+    errors = {tuple(e["loc"]): e["msg"] for e in strict_json(refused.text)["detail"]}
+    assert errors == {
+        (
+            "body",
+            "shipping_address",
+            "name",
+        ): "Input should be a valid string, unable to parse raw data as a unicode string"
+    }
 
     body["shipping_address"] |= {"name": "Zoë Ålund-李", "city": "Zürich", "country": "nl"}
     state = wait_for(api, place(api, body))
@@ -540,6 +577,12 @@ def test_malformed_json_is_422_and_an_oversized_body_413(api: httpx.Client) -> N
         "/orders", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert malformed.status_code == 422
+    [error] = malformed.json()["detail"]
+    assert (error["type"], error["loc"][0], error["msg"]) == (
+        "json_invalid",
+        "body",
+        "JSON decode error",
+    )
     oversized = api.post("/orders", json={**order_body(), "padding": "x" * 70_000})
     assert oversized.status_code == 413
     assert oversized.json() == {"detail": "request body too large (limit 65536 bytes)"}
@@ -693,7 +736,9 @@ def test_an_orders_events_are_its_timeline(api: httpx.Client) -> None:
     assert [e["sequence"] for e in events] == list(range(1, 11))
     assert {e["aggregate_id"] for e in events} == {order_id}
     assert events[0]["version"] == 2 and events[0]["data"]["country"] == "JP"
-    assert api.get(f"/orders/{UNKNOWN}/events").status_code == 404
+    unknown = api.get(f"/orders/{UNKNOWN}/events")
+    assert unknown.status_code == 404
+    assert unknown.json() == {"detail": f"order {UNKNOWN} not found"}
 
 
 def test_a_just_placed_orders_events_are_its_story_so_far_never_a_404(
@@ -712,7 +757,9 @@ def test_a_just_placed_orders_events_are_its_story_so_far_never_a_404(
         seen.append([e["event_type"] for e in response.json()])
         assert seen[-1] == story[: len(seen[-1])]  # always a prefix of the story
         time.sleep(0.05)
-    assert api.post(f"/orders/{order_id}/cancel").status_code == 202
+    cancelled = api.post(f"/orders/{order_id}/cancel")
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json()["order_id"] == order_id
     wait_for(api, order_id)
     assert [e["event_type"] for e in api.get(f"/orders/{order_id}/events").json()][-1] == (
         "OrderCancelled"
