@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.failures import business_failures_are_final
+from activities.failures import failures_for_temporal
 from cloudmart.contracts import activities as spec
 from cloudmart.contracts.events import Appended, AppendEvents
 from services.event_store.store import EventStore
@@ -16,7 +16,7 @@ class EventStoreActivities:
         self._store = store
 
     @activity.defn(name=spec.APPEND_EVENTS.name)
-    @business_failures_are_final
+    @failures_for_temporal
     def append(self, request: AppendEvents) -> Appended:
         return Appended(appended=self._store.append(request.events))
 

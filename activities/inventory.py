@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.failures import business_failures_are_final
+from activities.failures import failures_for_temporal
 from cloudmart.contracts import activities as spec
 from cloudmart.contracts.steps import (
     CommitInventory,
@@ -19,17 +19,17 @@ class InventoryActivities:
         self._inventory = inventory
 
     @activity.defn(name=spec.RESERVE_INVENTORY.name)
-    @business_failures_are_final
+    @failures_for_temporal
     def reserve(self, request: ReserveInventory) -> Reservation:
         return self._inventory.reserve(request.order_id, request.items)
 
     @activity.defn(name=spec.RELEASE_INVENTORY.name)
-    @business_failures_are_final
+    @failures_for_temporal
     def release(self, request: Compensate) -> CompensationResult:
         return self._inventory.release(request.order_id, request.reason)
 
     @activity.defn(name=spec.COMMIT_INVENTORY.name)
-    @business_failures_are_final
+    @failures_for_temporal
     def commit(self, request: CommitInventory) -> Reservation:
         return self._inventory.commit(request.order_id)
 

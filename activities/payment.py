@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.failures import business_failures_are_final
+from activities.failures import failures_for_temporal
 from cloudmart.contracts import activities as spec
 from cloudmart.contracts.steps import (
     ChargePayment,
@@ -21,24 +21,24 @@ class PaymentActivities:
         self._payment = payment
 
     @activity.defn(name=spec.CHECK_FRAUD.name)
-    @business_failures_are_final
+    @failures_for_temporal
     def check_fraud(self, request: CheckFraud) -> FraudAssessment:
         return self._payment.check_fraud(request)
 
     @activity.defn(name=spec.CHARGE_PAYMENT.name)
-    @business_failures_are_final
+    @failures_for_temporal
     def charge(self, request: ChargePayment) -> ChargeResult:
         return self._payment.charge(
             request.order_id, request.customer_id, request.payment_token, request.amount_cents
         )
 
     @activity.defn(name=spec.RESOLVE_PAYMENT_REVIEW.name)
-    @business_failures_are_final
+    @failures_for_temporal
     def resolve_review(self, request: ResolvePaymentReview) -> ChargeResult:
         return self._payment.resolve_review(request.order_id, request.approved)
 
     @activity.defn(name=spec.REFUND_PAYMENT.name)
-    @business_failures_are_final
+    @failures_for_temporal
     def refund(self, request: Compensate) -> CompensationResult:
         return self._payment.refund(request.order_id, request.reason)
 

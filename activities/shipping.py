@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.failures import business_failures_are_final
+from activities.failures import failures_for_temporal
 from cloudmart.contracts import activities as spec
 from cloudmart.contracts.steps import Compensate, CompensationResult, CreateShipment, ShipmentResult
 from services.shipping import ShippingService
@@ -13,12 +13,12 @@ class ShippingActivities:
         self._shipping = shipping
 
     @activity.defn(name=spec.CREATE_SHIPMENT.name)
-    @business_failures_are_final
+    @failures_for_temporal
     def create(self, request: CreateShipment) -> ShipmentResult:
         return self._shipping.create(request.order_id, request.address)
 
     @activity.defn(name=spec.CANCEL_SHIPMENT.name)
-    @business_failures_are_final
+    @failures_for_temporal
     def cancel(self, request: Compensate) -> CompensationResult:
         return self._shipping.cancel(request.order_id, request.reason)
 

@@ -52,6 +52,10 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     PostgreSQL (``postgresql+psycopg://``): a pool the size of the worker's activity concurrency
     (one connection per activity thread, as many again in overflow), pre-pinged so a restarted
     database costs a retry, not an error.
+
+    Either way its errors never quote a statement's parameters (``hide_parameters``): they are
+    order data, payment tokens and addresses among them, and an error goes to logs and to
+    Temporal. (A driver's own message may still quote a row: activities/failures.py.)
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -64,6 +68,7 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             pool_size=pool_size,
             max_overflow=pool_size,
+            hide_parameters=True,
         )
         event.listen(engine, "connect", _configure_sqlite_connection)
         event.listen(engine, "begin", _begin_immediate)
@@ -75,6 +80,7 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
         pool_pre_ping=True,
         # A database that is down fails the attempt in seconds (Temporal retries it), not hangs.
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+        hide_parameters=True,
     )
 
 

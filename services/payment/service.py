@@ -56,6 +56,11 @@ from services.payment.provider import (
 )
 
 
+class ChargeStillChanging(RuntimeError):
+    """A refund kept finding the charge mid-change: transient, retried (its message crosses into
+    Temporal as it is, being ours: activities/failures.py)."""
+
+
 class PaymentTotals(BaseModel):
     charged_cents: int
     refunded_cents: int
@@ -125,7 +130,7 @@ class PaymentService:
             if result is not None:
                 return result
         # Another party keeps moving the charge (e.g. a capture after review): retry later.
-        raise RuntimeError(f"order {order_id}: charge still changing; refund to be retried")
+        raise ChargeStillChanging(f"order {order_id}: charge still changing; refund to be retried")
 
     def _undo(self, order_id: str, reason: str) -> CompensationResult | None:
         """One attempt; None when the charge was mid-change and has just been settled."""

@@ -196,8 +196,12 @@ def test_business_failures_are_non_retryable_and_typed(
 
 
 def test_a_provider_outage_stays_retryable(run, payment, services) -> None:
-    for _ in range(2):
-        with pytest.raises(ProviderUnavailable):
+    for attempt in (1, 2):
+        with pytest.raises(ApplicationError) as outage:
             run(payment.charge, charge("tok_flaky"))
+        assert outage.value.type == ProviderUnavailable.__name__
+        assert not outage.value.non_retryable
+        # Our own exception: its message (ours, no order data) crosses as it is.
+        assert outage.value.message == f"payment provider timed out (attempt {attempt})"
     assert run(payment.charge, charge("tok_flaky")).status == "CAPTURED"
     assert services.payment.totals().charged_cents == 3000
