@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -62,7 +64,7 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
         database = parsed.database
         if not database or database == ":memory:":
             raise ValueError(f"{url}: SQLite databases must be files (services run in threads)")
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        owner_only(Path(database))
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -82,6 +84,27 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
         hide_parameters=True,
     )
+
+
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def owner_only(database: Path) -> None:
+    """Create the SQLite file (and its directory) readable by its owner alone, or make an
+    existing one so: payment.db holds payment tokens, shipping.db addresses.
+
+    SQLite gives its -wal, -shm and -journal files the database file's mode, so creating the
+    file first, 0600, covers them; companions left by an older version are narrowed here too. A
+    directory this creates is 0700; an existing one is left as it is (it may be shared, /tmp).
+    """
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for path in (database, *(Path(f"{database}{suffix}") for suffix in SQLITE_COMPANIONS)):
+        # Another user's file is left as it is (it is then theirs to protect).
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
