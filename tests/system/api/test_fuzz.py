@@ -3,6 +3,8 @@ and every answer is one the schema documents (status code, content type, body)."
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import schemathesis
@@ -22,7 +24,22 @@ EXAMPLES = 50
 """Per operation: enough to reach every parameter's edges, bounded to keep `make test` quick.
 (Order ids are generated, never a placed order's: ``GET /orders/{id}?wait=60`` is a 404 at
 once, not a minute's wait. Linking operations to placed orders would need ``wait`` capped.)"""
+
+
+@schemathesis.check
+def strict_json(ctx: object, response: schemathesis.Response, case: schemathesis.Case) -> None:
+    """A JSON answer parses with a strict parser: no NaN or Infinity, which Python's parser
+    takes from a request and its encoder would write back into an error."""
+    if response.headers.get("content-type", [""])[0].startswith("application/json"):
+        json.loads(response.text, parse_constant=_not_json)
+
+
+def _not_json(constant: str) -> None:
+    raise AssertionError(f"the body is not strict JSON: it holds {constant}")
+
+
 CHECKS = [
+    strict_json,
     checks.not_a_server_error,
     checks.status_code_conformance,
     checks.content_type_conformance,
