@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import inspect
+import itertools
+import time
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -27,25 +30,55 @@ def test_the_workflow_modules_are_the_sagas() -> None:
     assert (WORKFLOW_MODULES / "order_saga.py").is_file()
 
 
-async def _calls_in(seconds: float, found: int) -> int:
-    calls = 0
+class Transcript(asyncio.Event):
+    """A follower's stop event that writes down what the follower does: each look (a call of
+    its step) and each pause, which either ran out or was ended by the stop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list[str] = []
+
+    async def wait(self) -> Literal[True]:
+        try:
+            await super().wait()
+        except asyncio.CancelledError:  # the follower's timeout: the pause ran its length
+            self.entries.append("paused")
+            raise
+        self.entries.append("stopped")
+        return True
+
+
+async def _follows(found: int, looks: int, pause: float) -> tuple[list[str], list[float]]:
+    """What the follower does when every look finds ``found`` to do, until it is stopped in
+    its ``looks``-th look; and the time between one look's end and the next one's start."""
+    loop = asyncio.get_running_loop()
+    stop = Transcript()
+    times: list[tuple[float, float]] = []
 
     def step() -> int:
-        nonlocal calls
-        calls += 1
+        started = time.monotonic()
+        stop.entries.append("look")
+        if stop.entries.count("look") == looks:
+            loop.call_soon_threadsafe(stop.set)  # before the follower hears back from this look
+        times.append((started, time.monotonic()))
         return found
 
-    stop = asyncio.Event()
-    following = asyncio.create_task(_follow("test", step, 0.2, stop))
-    await asyncio.sleep(seconds)
-    stop.set()
-    await following
-    return calls
+    try:
+        await asyncio.wait_for(_follow("test", step, pause, stop), timeout=10)
+    except TimeoutError:
+        raise AssertionError(f"not stopped after {looks} looks in 10 s: {stop.entries}") from None
+    return stop.entries, [nxt[0] - prev[1] for prev, nxt in itertools.pairwise(times)]
 
 
 async def test_a_subscriber_looks_again_at_once_only_after_a_full_batch() -> None:
-    assert await _calls_in(0.5, BATCH) >= 10  # more are waiting
-    assert await _calls_in(0.5, BATCH - 1) <= 4  # caught up: every 0.2 s
+    # More are waiting: no pause between looks.
+    transcript, _ = await _follows(BATCH, looks=10, pause=0.2)
+    assert transcript == ["look"] * 10
+    # Caught up: a pause before each look, which runs its full length (the follower's timer
+    # starts after the look has ended: the time between looks is never shorter).
+    transcript, gaps = await _follows(BATCH - 1, looks=3, pause=0.2)
+    assert transcript == ["look", "paused", "look", "paused", "look", "stopped"]
+    assert min(gaps) >= 0.2 - 1e-6, gaps  # (less the clock's resolution, 1 ns)
 
 
 def test_the_apis_dependencies_run_on_its_event_loop_not_in_its_thread_pool() -> None:
