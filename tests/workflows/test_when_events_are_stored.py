@@ -9,11 +9,9 @@ is a history event and a visibility write). The terminal status comes once the e
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -25,7 +23,7 @@ from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, start_search_att
 from cloudmart.settings import Settings
 from services.factory import Services
 from tests.support import new_saga_input, place_order
-from tests.workflows.saga_helpers import outcome, start, wait_for_status
+from tests.workflows.saga_helpers import hold, outcome, start, wait_for_status
 from workflows.order_saga import OrderSaga
 
 
@@ -129,22 +127,13 @@ async def stored_when_the_window_ends(
     return []
 
 
-def slow_first_reservation(
-    monkeypatch: pytest.MonkeyPatch, workers: Services, seconds: float
-) -> threading.Event:
-    """The first reservation takes ``seconds`` (real time, in the activity's thread); the
-    event it returns is set once that first attempt has finished."""
-    original = workers.inventory.reserve
-    finished = threading.Event()
-
-    def reserve(*args: Any, **kwargs: Any) -> Any:
-        if not finished.is_set():
-            time.sleep(seconds)
-            finished.set()
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(workers.inventory, "reserve", reserve)
-    return finished
+async def stored_while_held(workers: Services, order_id: str, expected: list[str]) -> None:
+    """Wait until the order's stored timeline is ``expected`` (the append runs in the background,
+    after the saga decided to store); an AssertionError if it never is."""
+    deadline = time.monotonic() + 10
+    while (stored := timeline(workers, order_id)) != expected:
+        assert time.monotonic() < deadline, f"stored {stored}, never {expected}, while the step ran"
+        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize(
@@ -155,23 +144,32 @@ def slow_first_reservation(
 async def test_a_step_running_past_the_window_has_the_events_before_it_stored(
     window: timedelta,
     stored_meanwhile: list[str],
-    client: Client,
+    temporal_env: WorkflowEnvironment,
     settings: Settings,
     workers: Services,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A first attempt that runs past the window (here the reservation, 2.5 s) makes
-    the saga store what it has recorded, while the step goes on; CLOUDMART_EVENTS_WINDOW
-    reaches the saga through its input, so a 30 s window keeps them for the end."""
+    """A first attempt that runs past the window (here the reservation, held at its start while
+    the saga's clock moves past a 1 s window) makes the saga store what it has recorded, while
+    the step goes on; CLOUDMART_EVENTS_WINDOW reaches the saga through its input, so a 30 s
+    window keeps them for the end."""
     saga = settings.model_copy(update={"events_window": window}).saga_input(
         str(uuid.uuid4()), place_order((("SKU-A", 1),))
     )
     assert saga.events_window == window
-    finished = slow_first_reservation(monkeypatch, workers, 2.5)
-    handle = await start_as_the_api_does(client, saga)
-    await asyncio.sleep(2)  # real time: the first attempt is still running
-    assert not finished.is_set()
-    assert timeline(workers, saga.order_id) == stored_meanwhile
+    reservations = hold(monkeypatch, workers.inventory, "reserve")
+    handle = await start_as_the_api_does(temporal_env.client, saga)
+    try:
+        await reservations.entered()  # the first attempt runs, bounded by the window
+        # Past a 1 s window in the saga's time, well within the 10 s a step may run. (The
+        # test server lets no time skip while an activity runs: this takes its real 1.2 s.)
+        await temporal_env.sleep(EVENTS_WINDOW + timedelta(milliseconds=200))
+        # The first attempt is still held at its start: what is stored now was stored while the
+        # step ran. (That a 30 s window stored nothing meanwhile is proved at the end: a single
+        # append.)
+        await stored_while_held(workers, saga.order_id, stored_meanwhile)
+    finally:
+        reservations.open()
     state = await outcome(handle)
     assert state.status is OrderStatus.COMPLETED
     stored = timeline(workers, saga.order_id)
