@@ -112,7 +112,11 @@ def _caller(credentials: HTTPAuthorizationCredentials | None, state: AppState) -
         raise Unauthorized("a customer token is required: send Authorization: Bearer <token>")
     assert settings.auth_secret is not None  # check_auth_settings refused to start otherwise
     try:
-        customer_id = verify(token, settings.auth_secret.get_secret_value())
+        customer_id = verify(
+            token,
+            settings.auth_secret.get_secret_value(),
+            max_lifetime=settings.customer_token_max_lifetime,
+        )
     except InvalidToken as err:
         raise Unauthorized(f"invalid token: {err}") from err
     return Caller(customer_id=customer_id)

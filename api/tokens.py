@@ -1,10 +1,12 @@
-"""Customer tokens: JWTs (HS256, RFC 7519) naming the customer, made and checked with the
-standard library (``hmac`` + SHA-256), signed with ``CLOUDMART_AUTH_SECRET``.
+"""Customer tokens: JWTs (RFC 7519) naming the customer, signed with HS256 by
+``CLOUDMART_AUTH_SECRET``, made and checked with PyJWT.
 
     python -m api.tokens <customer id> [--ttl SECONDS]    # or: make token CUSTOMER=<id>
 
-Claims: ``sub`` (the customer id), ``iat``, ``exp``. Only ``HS256`` is accepted: a token
-naming another algorithm (``none`` included) is refused before its signature is looked at.
+Claims, all required: ``sub`` (the customer id), ``aud`` (``cloudmart-api``), ``iat`` and
+``exp`` (integers, ``exp`` - ``iat`` at most ``CLOUDMART_CUSTOMER_TOKEN_MAX_LIFETIME``); ``nbf``
+is checked if present. Only ``HS256`` is accepted: a token naming another algorithm (``none``
+included) is refused before its signature is looked at.
 """
 
 from __future__ import annotations
@@ -12,24 +14,31 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import hashlib
-import hmac
-import json
+import re
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
+import jwt
 from pydantic import TypeAdapter, ValidationError
 
 from cloudmart.contracts.text import CustomerId
 from cloudmart.credentials import AUTH_SECRET_FILE, read_secret
 from cloudmart.settings import Settings, get_settings
 
+ALGORITHM = "HS256"
+AUDIENCE = "cloudmart-api"
+"""A token minted for another service with the same secret is not one of ours."""
 DEFAULT_TTL = timedelta(hours=24)
+DEFAULT_MAX_LIFETIME = Settings.model_fields["customer_token_max_lifetime"].default
 MAX_TOKEN_LENGTH = 2048
 """Far above any token minted here; a longer one is refused before it is decoded."""
-_HEADER = {"alg": "HS256", "typ": "JWT"}
+LEEWAY = timedelta(seconds=30)
+"""Clock skew allowed between the machine that minted a token and the API's: on ``iat`` and
+``nbf`` in the future, and on ``exp`` in the past."""
+_SEGMENTS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+"""Header, claims, signature (empty for ``alg: none``, which PyJWT then refuses by name)."""
 _CUSTOMER_ID = TypeAdapter(CustomerId)
 
 
@@ -41,65 +50,67 @@ def mint(
     customer_id: str, secret: str, *, ttl: timedelta = DEFAULT_TTL, now: float | None = None
 ) -> str:
     issued = int(time.time() if now is None else now)
-    claims = {"sub": _CUSTOMER_ID.validate_python(customer_id), "iat": issued}
-    claims["exp"] = issued + int(ttl.total_seconds())
-    signing_input = f"{_encode(_HEADER)}.{_encode(claims)}"
-    return f"{signing_input}.{_b64(_sign(signing_input, secret))}"
+    claims = {
+        "sub": _CUSTOMER_ID.validate_python(customer_id),
+        "aud": AUDIENCE,
+        "iat": issued,
+        "exp": issued + int(ttl.total_seconds()),
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify(token: str, secret: str, *, now: float | None = None) -> str:
-    """The customer id the token names, if it is well-formed, signed with ``secret`` and
-    unexpired."""
+def verify(token: str, secret: str, *, max_lifetime: timedelta = DEFAULT_MAX_LIFETIME) -> str:
+    """The customer id the token names, if it is well-formed, signed with ``secret``, for this
+    API, current, and lives no longer than ``max_lifetime``."""
     if len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("token too long")
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise InvalidToken("not a JWT (header.payload.signature)")
-    header, payload, signature = parts
-    if _decode(header).get("alg") != "HS256":
-        raise InvalidToken("unsupported algorithm (only HS256)")
-    if not hmac.compare_digest(_unb64(signature), _sign(f"{header}.{payload}", secret)):
-        raise InvalidToken("bad signature")
-    claims = _decode(payload)
-    expires = claims.get("exp")
-    if not isinstance(expires, int) or isinstance(expires, bool):
-        raise InvalidToken("no expiry")
-    if expires <= (time.time() if now is None else now):
-        raise InvalidToken("expired")
+    _check_encoding(token)
     try:
-        return _CUSTOMER_ID.validate_python(claims.get("sub"))
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            leeway=LEEWAY,
+            options={"require": ["sub", "aud", "iat", "exp"], "strict_aud": True},
+        )
+    except jwt.InvalidAlgorithmError:
+        raise InvalidToken(f"unsupported algorithm (only {ALGORITHM})") from None
+    except jwt.InvalidSignatureError:
+        raise InvalidToken("bad signature") from None
+    except jwt.MissingRequiredClaimError as err:
+        raise InvalidToken(f"no {err.claim} claim") from None
+    except jwt.InvalidAudienceError:
+        raise InvalidToken(f"not for this API (aud must be {AUDIENCE})") from None
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("expired") from None
+    except jwt.ImmatureSignatureError:
+        raise InvalidToken("not valid yet (iat or nbf in the future)") from None
+    except jwt.InvalidTokenError:
+        raise InvalidToken("malformed") from None
+    if any(type(claims.get(c, 0)) is not int for c in ("iat", "exp", "nbf")):
+        raise InvalidToken("iat, exp and nbf must be integers (seconds since the epoch)")
+    if claims["exp"] - claims["iat"] > max_lifetime.total_seconds():
+        raise InvalidToken(f"lives longer than the maximum, {max_lifetime} (exp - iat)")
+    try:
+        return _CUSTOMER_ID.validate_python(claims["sub"])
     except ValidationError:
         raise InvalidToken("no valid customer id (sub)") from None
 
 
-def _sign(signing_input: str, secret: str) -> bytes:
-    return hmac.new(secret.encode(), signing_input.encode("ascii"), hashlib.sha256).digest()
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
+def _check_encoding(token: str) -> None:
+    """Three segments of unpadded base64url, the signature in its one canonical spelling.
+    PyJWT's decoding is lenient: it skips characters outside the alphabet (``sig!!``) and
+    accepts padding (``sig=``) and spare bits, so one signature had many spellings."""
+    if not _SEGMENTS.fullmatch(token):
+        raise InvalidToken("not a JWT (three base64url segments, unpadded)")
+    signature = token.rsplit(".", 1)[1]
     try:
-        return base64.urlsafe_b64decode(text.encode("ascii") + b"=" * (-len(text) % 4))
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise InvalidToken("not base64url") from None
-
-
-def _encode(document: dict[str, object]) -> str:
-    return _b64(json.dumps(document, separators=(",", ":")).encode())
-
-
-def _decode(part: str) -> dict[str, object]:
-    raw = _unb64(part)
-    try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise InvalidToken("not JSON") from None
-    if not isinstance(document, dict):
-        raise InvalidToken("not a JSON object")
-    return document
+        raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidToken("signature is not base64url") from None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != signature:
+        raise InvalidToken("signature is not base64url in its canonical form")
 
 
 def signing_secret(settings: Settings) -> str | None:
@@ -118,11 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ttl",
         type=int,
-        default=int(DEFAULT_TTL.total_seconds()),
-        help="seconds until it expires (default: %(default)s)",
+        help=f"seconds until it expires (default: {int(DEFAULT_TTL.total_seconds())}, or "
+        "CLOUDMART_CUSTOMER_TOKEN_MAX_LIFETIME if that is shorter)",
     )
     args = parser.parse_args(argv)
-    secret = signing_secret(get_settings())
+    settings = get_settings()
+    secret = signing_secret(settings)
     if secret is None:
         print(
             "no auth secret: set CLOUDMART_AUTH_SECRET to the API's, or run `make up` once "
@@ -130,11 +142,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.ttl <= 0:
-        print("--ttl must be positive", file=sys.stderr)
+    longest = settings.customer_token_max_lifetime
+    ttl = min(DEFAULT_TTL, longest) if args.ttl is None else timedelta(seconds=args.ttl)
+    if not timedelta(0) < ttl <= longest:
+        # The API would refuse a longer one: better said now than at the first request.
+        print(
+            f"--ttl must be positive and at most {int(longest.total_seconds())} seconds "
+            "(CLOUDMART_CUSTOMER_TOKEN_MAX_LIFETIME)",
+            file=sys.stderr,
+        )
         return 2
     try:
-        print(mint(args.customer_id, secret, ttl=timedelta(seconds=args.ttl)))
+        print(mint(args.customer_id, secret, ttl=ttl))
     except ValidationError:
         print(f"not a customer id: {args.customer_id!r}", file=sys.stderr)
         return 2

@@ -151,6 +151,8 @@ class Settings(BaseSettings):
     generates one and keeps it in ``<data_dir>/auth-secret``."""
     require_auth: bool = False
     """Customer endpoints need a customer (or the operator's) token; off, anyone may call them."""
+    customer_token_max_lifetime: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
+    """The longest a customer token may live (``exp`` - ``iat``); a longer one is refused."""
 
     @field_validator("operator_token", "auth_secret", mode="before")
     @classmethod

@@ -153,7 +153,7 @@ def test_public_routes_need_no_token(anonymous: httpx.Client) -> None:
 
 
 def test_a_customer_sees_and_cancels_their_own_order(
-    alice: httpx.Client, alices_order: str
+    alice: httpx.Client, bob: httpx.Client, alices_order: str
 ) -> None:
     state = alice.get(f"/orders/{alices_order}")
     assert state.status_code == 200
@@ -162,6 +162,19 @@ def test_a_customer_sees_and_cancels_their_own_order(
     assert events.status_code == 200
     assert [e["event_type"] for e in events.json()][:1] in ([], ["OrderPlaced"])
     assert alice.get(f"/customers/{ALICE}/loyalty").status_code == 200
+
+    # An order of its own to cancel: the module's stays alive for the other tests.
+    order_id = place(alice, order_body(customer=ALICE, token="tok_review"))
+    wait_for(alice, order_id, {"AWAITING_PAYMENT_REVIEW"})
+    reason = {"reason": "changed my mind"}
+    theirs = bob.post(f"/orders/{order_id}/cancel", json={"reason": "mine now"})
+    assert theirs.status_code == 404, theirs.text
+    assert theirs.json() == {"detail": f"order {order_id} not found"}
+    cancelled = alice.post(f"/orders/{order_id}/cancel", json=reason)
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json() == {"order_id": order_id, "status": "AWAITING_PAYMENT_REVIEW"}
+    ended = wait_for(alice, order_id)
+    assert (ended["status"], ended["cancel_reason"]) == ("CANCELLED", "changed my mind")
 
 
 async def test_an_order_with_no_events_stored_yet_is_an_empty_timeline_to_its_owner_only(
