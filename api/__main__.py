@@ -21,6 +21,7 @@ def main() -> None:
         print(f"api: {err}", file=sys.stderr, flush=True)
         exit_now(1)
     try:
+        # Before uvicorn binds: an API that would be open to the network never listens.
         check_auth_settings(settings)
     except AuthConfigError as err:
         print(f"api: {err}", file=sys.stderr, flush=True)

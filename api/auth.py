@@ -12,6 +12,7 @@ and declare ``responses=AUTH_RESPONSES`` (api/errors.py) so the schema documents
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
@@ -46,6 +47,27 @@ def check_auth_settings(settings: Settings) -> None:
             "tokens could not be checked. Set it (at least 24 characters, e.g. "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))')."
         )
+    if not (settings.require_auth or settings.allow_open_api or is_loopback(settings.api_host)):
+        raise AuthConfigError(
+            f"CLOUDMART_API_HOST={settings.api_host!r} listens beyond this machine while "
+            "CLOUDMART_REQUIRE_AUTH is off: anyone who reaches it could see and cancel every "
+            "customer's orders. Set CLOUDMART_REQUIRE_AUTH=true (with CLOUDMART_AUTH_SECRET), "
+            "or listen on 127.0.0.1, or, if a proxy in front of the API checks callers, set "
+            "CLOUDMART_ALLOW_OPEN_API=true."
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach an API listening on ``host``: a loopback address
+    or ``localhost``. A wildcard (``0.0.0.0``, ``::``, empty), any other address and any other
+    name (it may resolve to anything) count as exposed."""
+    name = host.strip().removeprefix("[").removesuffix("]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

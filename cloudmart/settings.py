@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     generates one and keeps it in ``<data_dir>/auth-secret``."""
     require_auth: bool = False
     """Customer endpoints need a customer (or the operator's) token; off, anyone may call them."""
+    allow_open_api: bool = False
+    """Let the API listen beyond loopback with ``require_auth`` off, where anyone who reaches it
+    sees and cancels every customer's orders; without it the API refuses to start so."""
     customer_token_max_lifetime: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
     """The longest a customer token may live (``exp`` - ``iat``); a longer one is refused."""
 

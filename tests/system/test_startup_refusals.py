@@ -1,6 +1,7 @@
 """Programs refuse to start, with a clear message and the exit status a script can act on, when
 their settings would break something: no payload keys (exit 1), a bad value (exit 2, a line per
-problem naming its variable), customer tokens required but no secret to check them (exit 2)."""
+problem naming its variable), customer tokens required but no secret to check them, or customer
+tokens off on an address beyond loopback (exit 2)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from api.auth import check_auth_settings
 from cloudmart.settings import Settings
-from devstack.processes import free_port
+from devstack.processes import API_READY, free_port
 from devstack.stack import settings_env
-from tests.support import TEST_PAYLOAD_KEYS
+from tests.support import TEST_PAYLOAD_KEYS, start_api
+from tests.system.test_deployment import environment
 
 ROOT = Path(__file__).parents[2]
 
@@ -69,3 +72,50 @@ def test_the_api_refuses_to_start_requiring_tokens_it_cannot_check(tmp_path: Pat
     )
     assert started.returncode == 2
     assert "CLOUDMART_REQUIRE_AUTH is on but CLOUDMART_AUTH_SECRET is not set" in started.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
+def test_the_api_refuses_to_listen_beyond_loopback_without_customer_auth(
+    host: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path, api_host=host, api_port=free_port(), payload_keys=TEST_PAYLOAD_KEYS
+    )
+    started = subprocess.run(
+        [sys.executable, "-m", "api"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 2, started.stderr
+    assert f"CLOUDMART_API_HOST={host!r} listens beyond this machine" in started.stderr
+    for what_to_set in ("CLOUDMART_REQUIRE_AUTH=true", "CLOUDMART_ALLOW_OPEN_API=true"):
+        assert what_to_set in started.stderr
+    assert "Traceback" not in started.stderr
+    assert API_READY not in started.stdout + started.stderr  # it never listened
+
+
+def test_the_api_listens_beyond_loopback_when_told_a_proxy_guards_it(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        api_host="0.0.0.0",
+        api_port=free_port(),
+        payload_keys=TEST_PAYLOAD_KEYS,
+        allow_open_api=True,
+    )
+    api = start_api(settings)
+    try:
+        api.wait_ready(30)
+        assert f"0.0.0.0:{settings.api_port}" in (api.ready_line or "")
+    finally:
+        assert api.stop() == 0, api.failure("did not exit 0")
+
+
+def test_composes_api_listens_on_every_interface_with_customer_auth() -> None:
+    env = environment("api")
+    settings = Settings(
+        **{k.removeprefix("CLOUDMART_").lower(): v for k, v in env.items() if "CLOUDMART_" in k}
+    )
+    assert settings.api_host == "0.0.0.0" and settings.require_auth
+    check_auth_settings(settings)  # what `python -m api` checks before it listens
