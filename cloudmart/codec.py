@@ -6,6 +6,11 @@ query arguments, failure details, activity summaries) passes through :class:`Enc
 the whole original payload (its metadata and data, serialized) becomes the plaintext, and the
 stored payload says only ``encoding: binary/encrypted`` and which key encrypted it.
 
+Decoding trusts nothing unencrypted: a payload that is not ciphertext of a configured key (sent by
+a client without the keys, e.g. ``temporal workflow update execute ... --input '{"approved":
+true}'``) is never passed through. It decodes to a *refusal*, which fails whatever reads it with
+:class:`PayloadDecryptionError` (see :class:`EncryptionCodec` for why decode itself does not raise).
+
 Keys form a ring, newest first: new payloads are encrypted with the newest key, and every key in
 the ring still decrypts what it encrypted — so a new key is added in front, and an old one is
 dropped only once no history that needs it is kept any more (docs/security.md has the
@@ -26,9 +31,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.converter import EncodingPayloadConverter, PayloadCodec
 
 ENCODING = b"binary/encrypted"
+REFUSED = b"binary/refused"
+"""What :meth:`EncryptionCodec.decode` makes of a payload it cannot decrypt: its data is the
+reason, and :class:`RefusedPayloadConverter` raises it where the payload is read."""
 KEY_ID = "encryption-key-id"
 KEY_BYTES = 32
 """AES-256."""
@@ -43,7 +51,8 @@ class PayloadKeyError(ValueError):
 
 
 class PayloadDecryptionError(ValueError):
-    """An encrypted payload cannot be decrypted; the message names the key id."""
+    """A payload is not ciphertext of a configured key; the message says why, naming the
+    payload's key id (never a configured one, never a key)."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +107,25 @@ def _associated_data(key_id: str) -> bytes:
     return _AAD_PREFIX + key_id.encode()
 
 
+def is_encrypted(payload: Payload) -> bool:
+    return payload.metadata.get("encoding") == ENCODING
+
+
+def _shown(value: bytes) -> str:
+    # Metadata comes from whoever sent the payload: quoted and cut short, never trusted in a log.
+    return repr(value[:64].decode(errors="replace"))
+
+
 class EncryptionCodec(PayloadCodec):
-    """AES-256-GCM over whole payloads; payloads not encrypted pass through on decode (histories
-    recorded before encryption was turned on still replay)."""
+    """AES-256-GCM over whole payloads.
+
+    ``decode`` never raises and never passes a payload through: one it cannot decrypt (not
+    encrypted, a key id not configured, tampered with) becomes a refusal payload. Raising there
+    would fail the worker's whole workflow activation, which Temporal retries forever: a single
+    update sent without the keys would then block its saga, every later update answered
+    "Workflow Task in failed state". A refusal fails only what carries it: the update is
+    rejected with the reason, a query fails, a signal is dropped, an activity attempt fails.
+    """
 
     def __init__(self, keys: Sequence[PayloadKey]) -> None:
         if not keys:
@@ -112,7 +137,13 @@ class EncryptionCodec(PayloadCodec):
         return [self.encrypt(payload) for payload in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self.decrypt(payload) for payload in payloads]
+        return [self._decrypt_or_refuse(payload) for payload in payloads]
+
+    def _decrypt_or_refuse(self, payload: Payload) -> Payload:
+        try:
+            return self.decrypt(payload)
+        except PayloadDecryptionError as err:
+            return Payload(metadata={"encoding": REFUSED}, data=str(err).encode())
 
     def encrypt(self, payload: Payload) -> Payload:
         key_id = self.current.id
@@ -125,15 +156,22 @@ class EncryptionCodec(PayloadCodec):
         )
 
     def decrypt(self, payload: Payload) -> Payload:
-        if payload.metadata.get("encoding") != ENCODING:
-            return payload
-        key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
+        """The original payload; raises :class:`PayloadDecryptionError` if ``payload`` is not
+        ciphertext of a configured key. The message names the payload's key id, never the
+        configured ones (it may reach whoever sent the payload)."""
+        if not is_encrypted(payload):
+            encoding = _shown(payload.metadata.get("encoding", b""))
+            raise PayloadDecryptionError(
+                f"refused a payload that is not encrypted (encoding {encoding}): the sagas accept "
+                "only payloads encrypted with a configured key (CLOUDMART_PAYLOAD_KEYS)"
+            )
+        raw_id = payload.metadata.get(KEY_ID, b"")
+        key_id = raw_id.decode(errors="replace")
         cipher = self._ciphers.get(key_id)
         if cipher is None:
-            known = ", ".join(sorted(self._ciphers))
             raise PayloadDecryptionError(
-                f"payload encrypted with key id {key_id!r}, which is not configured "
-                f"(CLOUDMART_PAYLOAD_KEYS has: {known})"
+                f"payload encrypted with key id {_shown(raw_id)}, which is not configured "
+                "(CLOUDMART_PAYLOAD_KEYS)"
             )
         data = payload.data
         try:
@@ -151,6 +189,20 @@ class EncryptionCodec(PayloadCodec):
                 f"payload encrypted with key id {key_id!r} does not hold a payload"
             ) from None
         return original
+
+
+class RefusedPayloadConverter(EncodingPayloadConverter):
+    """Reads a refusal (see :class:`EncryptionCodec`) by raising its reason; writes nothing."""
+
+    @property
+    def encoding(self) -> str:
+        return REFUSED.decode()
+
+    def to_payload(self, value: object) -> Payload | None:
+        return None  # never chosen to encode a value
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> object:
+        raise PayloadDecryptionError(payload.data.decode(errors="replace"))
 
 
 def main(argv: list[str] | None = None) -> None:

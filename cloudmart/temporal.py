@@ -1,17 +1,28 @@
 """The Temporal client every process uses: same address, namespace, and data converter (pydantic
-JSON, encrypted by the payload codec)."""
+JSON, encrypted by the payload codec, failure messages and stack traces included)."""
 
 from __future__ import annotations
 
 import dataclasses
 
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadConverter,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
-from cloudmart.codec import EncryptionCodec, PayloadKey
+from cloudmart.codec import (
+    EncryptionCodec,
+    PayloadDecryptionError,
+    PayloadKey,
+    RefusedPayloadConverter,
+)
 from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
 from cloudmart.settings import Settings
 
@@ -28,9 +39,49 @@ class PayloadKeysMissing(RuntimeError):
         )
 
 
+class PayloadConverterWithRefusals(PydanticPayloadConverter):
+    """Pydantic JSON, and the codec's refusals read as the error they carry."""
+
+    def __init__(self) -> None:  # nullary: DataConverter builds it from its class
+        super().__init__()
+        self._set_converters(*self.converters.values(), RefusedPayloadConverter())
+
+
+class EncryptedFailureConverter(DefaultFailureConverterWithEncodedAttributes):
+    """Failure messages and stack traces travel as an encrypted payload (Temporal otherwise
+    keeps them in clear: a database error's message can quote an address). One exception: a
+    failure caused by refusing an unencrypted payload stays readable, since it is meant for a
+    caller without the keys and says nothing of an order."""
+
+    def to_failure(
+        self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure
+    ) -> None:
+        if _caused_by_refusal(exception):
+            _PLAIN_FAILURES.to_failure(exception, payload_converter, failure)
+        else:
+            super().to_failure(exception, payload_converter, failure)
+
+
+_PLAIN_FAILURES = DefaultFailureConverter()
+
+
+def _caused_by_refusal(exception: BaseException | None) -> bool:
+    while exception is not None:
+        if isinstance(exception, PayloadDecryptionError):
+            return True
+        exception = exception.__cause__
+    return False
+
+
 def encrypted_converter(keys: tuple[PayloadKey, ...]) -> DataConverter:
-    """The pydantic converter, every payload encrypted with the newest of ``keys``."""
-    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys))
+    """The pydantic converter, every payload and failure message encrypted with the newest of
+    ``keys``, and every payload not encrypted with one of them refused."""
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_converter_class=PayloadConverterWithRefusals,
+        failure_converter_class=EncryptedFailureConverter,
+        payload_codec=EncryptionCodec(keys),
+    )
 
 
 def data_converter(settings: Settings) -> DataConverter:

@@ -12,18 +12,21 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 
 from cloudmart.codec import (
     ENCODING,
     KEY_ID,
+    REFUSED,
     EncryptionCodec,
     PayloadDecryptionError,
     new_key_entry,
     parse_payload_keys,
 )
 from cloudmart.settings import Settings
-from cloudmart.temporal import PayloadKeysMissing, data_converter
+from cloudmart.temporal import PayloadKeysMissing, data_converter, encrypted_converter
 from devstack.stack import PAYLOAD_KEYS_FILE, settings_env, with_dev_payload_keys
 from tests.support import address
 
@@ -65,13 +68,17 @@ async def test_rotation_new_payloads_use_the_newest_key_and_old_ones_still_decry
     assert await rotated.decode([before, after]) == [payload(), payload()]
     # Until every process has the new key, one that lacks it cannot read the new payloads.
     with pytest.raises(PayloadDecryptionError, match="key id 'k2', which is not configured"):
-        await codec(OLD).decode([after])
+        codec(OLD).decrypt(after)
 
 
-async def test_an_unknown_key_id_is_named() -> None:
+async def test_an_unknown_key_id_is_named_but_never_the_configured_ones() -> None:
+    """The message may reach whoever sent the payload (the codec server's 400, a rejected
+    update): it names the payload's key id, not the ids this process holds."""
     [encrypted] = await codec(NEW).encode([payload()])
-    with pytest.raises(PayloadDecryptionError, match=r"key id 'k2'.*has: k1"):
-        await codec(OLD).decode([encrypted])
+    holder = codec(OLD, new_key_entry("k-secret-id"))
+    with pytest.raises(PayloadDecryptionError, match="key id 'k2', which is not configured") as err:
+        holder.decrypt(encrypted)
+    assert "k1" not in str(err.value) and "k-secret-id" not in str(err.value)
 
 
 async def test_a_tampered_ciphertext_fails_authentication() -> None:
@@ -80,7 +87,7 @@ async def test_a_tampered_ciphertext_fails_authentication() -> None:
     flipped[-1] ^= 1
     tampered = Payload(metadata=dict(encrypted.metadata), data=bytes(flipped))
     with pytest.raises(PayloadDecryptionError, match="key id 'k1' failed authentication"):
-        await codec(OLD).decode([tampered])
+        codec(OLD).decrypt(tampered)
 
 
 async def test_a_payload_relabelled_with_another_key_id_fails() -> None:
@@ -91,13 +98,74 @@ async def test_a_payload_relabelled_with_another_key_id_fails() -> None:
     [encrypted] = await both.encode([payload()])
     relabelled = Payload(metadata={**encrypted.metadata, KEY_ID: b"k9"}, data=encrypted.data)
     with pytest.raises(PayloadDecryptionError, match="'k9' failed authentication"):
-        await both.decode([relabelled])
+        both.decrypt(relabelled)
 
 
-async def test_a_payload_that_is_not_encrypted_passes_through() -> None:
-    """Histories recorded before encryption (tests/histories/) still decode, and replay."""
+async def test_a_payload_that_is_not_encrypted_is_refused_where_it_is_read() -> None:
+    """What a client without the keys sends (an update approving a held payment, say) is never
+    passed through. The codec's decode does not raise (that would fail a worker's whole
+    workflow activation, again and again): it yields a refusal, which raises when read."""
     plain = payload()
-    assert await codec(OLD).decode([plain]) == [plain]
+    [refusal] = await codec(OLD).decode([plain])
+    assert refusal.metadata["encoding"] == REFUSED
+    assert SECRET.encode() not in refusal.SerializeToString()  # the sender's data is dropped
+    converter = encrypted_converter(parse_payload_keys(OLD))
+    with pytest.raises(PayloadDecryptionError, match=r"refused a payload that is not encrypted"):
+        await converter.decode([plain])
+    # The same for a payload under a key id this process lacks, or tampered with.
+    [foreign] = await codec(NEW).encode([payload()])
+    with pytest.raises(PayloadDecryptionError, match="key id 'k2', which is not configured"):
+        await converter.decode([foreign])
+    # And what is encrypted with a configured key reads as before.
+    [sealed] = await converter.encode([{"token": SECRET}])
+    assert await converter.decode([sealed]) == [{"token": SECRET}]
+
+
+async def test_a_refusal_never_encodes_a_value() -> None:
+    converter = encrypted_converter(parse_payload_keys(OLD))
+    [plain] = converter.payload_converter.to_payloads([{"token": SECRET}])
+    assert plain.metadata["encoding"] == b"json/plain"
+
+
+async def test_failure_messages_and_stack_traces_are_encrypted() -> None:
+    """Temporal keeps a failure's message and stack trace in clear unless the failure
+    converter moves them into an encoded (here: encrypted) attribute."""
+    converter = encrypted_converter(parse_payload_keys(OLD))
+    try:
+        raise ApplicationError(f"database error charging {SECRET}", type="OperationalError")
+    except ApplicationError as raised:
+        error = raised
+    failure = Failure()
+    await converter.encode_failure(error, failure)
+    assert failure.message == "Encoded failure" and failure.stack_trace == ""
+    assert failure.application_failure_info.type == "OperationalError"  # the type stays in clear
+    assert SECRET.encode() not in failure.SerializeToString()
+    assert failure.encoded_attributes.metadata["encoding"] == ENCODING
+    stored = failure.SerializeToString()  # decode_failure decodes in place
+    decoded = await converter.decode_failure(Failure.FromString(stored))
+    assert isinstance(decoded, ApplicationError)
+    assert decoded.message == f"database error charging {SECRET}"
+    # Read without the keys: the message cannot be recovered.
+    plain = await pydantic_data_converter.decode_failure(Failure.FromString(stored))
+    assert SECRET not in str(plain)
+
+
+async def test_the_refusal_of_an_unencrypted_payload_stays_readable_to_its_sender() -> None:
+    """A caller without the keys learns why its update was rejected: the refusal says nothing
+    of an order, so its failure is not encrypted."""
+    converter = encrypted_converter(parse_payload_keys(OLD))
+    try:
+        try:
+            await converter.decode([payload()])
+        except PayloadDecryptionError as refusal:
+            raise RuntimeError("Failed decoding arguments") from refusal  # as the SDK wraps it
+    except RuntimeError as raised:
+        error = raised
+    failure = Failure()
+    await converter.encode_failure(error, failure)
+    assert failure.message == "Failed decoding arguments"
+    assert "refused a payload that is not encrypted" in failure.cause.message
+    assert not failure.HasField("encoded_attributes")
 
 
 @pytest.mark.parametrize(
