@@ -6,6 +6,7 @@ while keeps being retried meanwhile. Never abandoned, never silent."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import pytest
@@ -59,6 +60,61 @@ async def stored_events(services: Services, order_id: str, event_type: str) -> l
     raise AssertionError(f"no {event_type} event stored for order {order_id}")
 
 
+async def retried_in_a_round(handle: WorkflowHandle[OrderSaga, OrderState], step: str) -> int:
+    """Wait until ``step`` is retried in a round: pending, its first attempt failed and the
+    next one awaited (the attempt number the server reports); an AssertionError if never."""
+    deadline = time.monotonic() + 10
+    while True:
+        described = await handle.describe()
+        pending = {
+            a.activity_type.name: a.attempt for a in described.raw_description.pending_activities
+        }
+        if pending.get(step, 0) >= 2:
+            return pending[step]
+        assert time.monotonic() < deadline, f"{step} was never retried in a round: {pending}"
+        await asyncio.sleep(0.05)
+
+
+CLOSING = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+}
+
+
+async def history_once_idle(handle: WorkflowHandle[OrderSaga, OrderState]) -> list[tuple[str, str]]:
+    """The saga's history (each event's type, and for an activity its name) once it shows nothing
+    in flight: every activity scheduled has ended, no timer is set, no workflow task is open.
+    Then only an outside request (an operator's) can move the saga."""
+    deadline = time.monotonic() + 10
+    while True:
+        events = [event async for event in handle.fetch_history_events()]
+        names: dict[int, str] = {}
+        open_: dict[int, str] = {}
+        for event in events:
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                name = event.activity_task_scheduled_event_attributes.activity_type.name
+                names[event.event_id] = open_[event.event_id] = name
+            elif event.event_type in CLOSING:
+                closed = getattr(event, event.WhichOneof("attributes"))
+                open_.pop(closed.scheduled_event_id, None)
+            elif event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+                open_[event.event_id] = "timer"
+            elif event.event_type in (
+                EventType.EVENT_TYPE_TIMER_FIRED,
+                EventType.EVENT_TYPE_TIMER_CANCELED,
+            ):
+                timer = getattr(event, event.WhichOneof("attributes"))
+                open_.pop(timer.started_event_id, None)
+        tasks = [e.event_type for e in events if "WORKFLOW_TASK" in EventType.Name(e.event_type)]
+        if not open_ and tasks[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            return [(EventType.Name(e.event_type), names.get(e.event_id, "")) for e in events]
+        last_task = EventType.Name(tasks[-1])
+        assert time.monotonic() < deadline, f"the saga never stopped: {open_} open, {last_task}"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_compensation_failing_past_its_attempts_is_reported_and_retried_on_demand(
     client: Client, settings: Settings, workers: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -87,8 +143,9 @@ async def test_a_compensation_failing_past_its_attempts_is_reported_and_retried_
         await handle.execute_update(OrderSaga.cancel, CancelOrder())
     assert "being compensated" in str(refused.value.cause)
 
-    # Still retried (in rounds, backing off to the policy's cap): the operator need not wait.
-    await asyncio.sleep(0.5)
+    # Still retried, in rounds: the first round's first attempt runs at once, and fails; its
+    # next waits a minute (backing off to the policy's cap). The operator need not wait.
+    assert await retried_in_a_round(handle, "payment.refund") == 2
     assert (await handle.query(OrderSaga.state)).status is OrderStatus.COMPENSATION_STUCK
     calls_before_fix = len(calls)
     monkeypatch.undo()  # the payment database is back
@@ -101,7 +158,7 @@ async def test_a_compensation_failing_past_its_attempts_is_reported_and_retried_
         ("payment.refund", "COMPLETED"),
         ("inventory.release", "COMPLETED"),
     ]
-    assert calls_before_fix >= 4  # the first round's first attempt ran at once when stuck
+    assert calls_before_fix == 4  # the policy's 3, then the first round's first at once
     assert_books_balance(workers, [])  # every cent refunded, every unit back
     timeline = [e.event_type for e in workers.event_store.stream(saga.order_id)]  # type: ignore[union-attr]
     assert timeline[-5:] == [
@@ -186,7 +243,10 @@ async def test_operators_cannot_act_on_an_order_that_is_not_stuck(
 
 
 async def test_a_compensation_its_service_refuses_for_good_is_stuck_until_an_operator_acts(
-    client: Client, settings: Settings, workers: Services, monkeypatch: pytest.MonkeyPatch
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    workers: Services,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A non-retryable error from a compensation is not the end of it: the order does not move
     on as if the money were back. It is stuck with that error, and nothing retries it (its
@@ -201,7 +261,7 @@ async def test_a_compensation_its_service_refuses_for_good_is_stuck_until_an_ope
     with monkeypatch.context() as broken:
         broken.setattr(workers.payment, "refund", refuse)
         saga = undeliverable(settings)
-        handle = await start(client, saga)
+        handle = await start(temporal_env.client, saga)
         state = await stuck(handle)
         assert state.stuck is not None and state.stuck.step == "payment.refund"
         assert state.stuck.last_error.startswith("InvalidTransition: order ")
@@ -210,7 +270,14 @@ async def test_a_compensation_its_service_refuses_for_good_is_stuck_until_an_ope
         assert event["step"] == "payment.refund" and "card account" in event["error"]
         described = await handle.describe()
         assert described.typed_search_attributes.get(ORDER_STATUS) == "COMPENSATION_STUCK"
-        await asyncio.sleep(1.5)  # a retry would have come by now: none does
+        # Nothing is left in flight (no retry pending, no timer set) and an hour of the saga's
+        # time, past any round's backoff (a minute, up to the 5-minute cap), changes nothing.
+        idle = await history_once_idle(handle)
+        assert [e for e in idle if e[1] == "payment.refund"] == [
+            ("EVENT_TYPE_ACTIVITY_TASK_SCHEDULED", "payment.refund")
+        ]
+        await temporal_env.sleep(timedelta(hours=1))
+        assert await history_once_idle(handle) == idle
         assert refunds == [saga.order_id]
 
         # An operator retries it once it can succeed: here, refused again; still stuck.
