@@ -38,7 +38,7 @@ def main() -> None:
         stack.start()
         print(banner(stack), flush=True)
         while not interrupted.wait(0.5):
-            dead = stack.first_dead()
+            dead = stack.supervise()  # restarts a crashed worker; Temporal or the API: stop
             if dead is not None:
                 print(dead.failure(f"stopped unexpectedly (status {dead.popen.returncode})"))
                 status = 1

@@ -1,5 +1,6 @@
 """Child processes of the dev stack: started in their own process group, their output prefixed
-and forwarded, ready when they print a marker, stopped with SIGTERM (then SIGKILL)."""
+and forwarded, ready when they print a marker, stopped with SIGTERM (then SIGKILL), and, for
+workers, restarted after a crash with a growing delay (:class:`Backoff`)."""
 
 from __future__ import annotations
 
@@ -95,6 +96,31 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             self.signal(signal.SIGKILL)
             return self.popen.wait()
+
+
+@dataclass
+class Backoff:
+    """How long `make up` waits before restarting a process that died: ``first`` seconds, then
+    twice as long after each death, up to ``cap``; back to ``first`` once a restarted process
+    has stayed up ``stable`` seconds. A worker that crashes at once on every start (a bad
+    setting, a broken import) is then retried twice a minute, not in a tight loop."""
+
+    first: float = 1.0
+    cap: float = 30.0
+    stable: float = 60.0
+    deaths: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+    def next_delay(self, now: float) -> float:
+        """The wait before the next restart of a process that died at ``now``."""
+        if now - self.started_at >= self.stable:
+            self.deaths = 0
+        delay = min(self.cap, self.first * 2**self.deaths)
+        self.deaths += 1
+        return delay
+
+    def restarted(self, now: float) -> None:
+        self.started_at = now
 
 
 def free_port() -> int:

@@ -30,7 +30,17 @@ from cloudmart.contracts.saga import SEARCH_ATTRIBUTES
 from cloudmart.credentials import OPERATOR_TOKEN_FILE, read_secret
 from cloudmart.settings import DATABASES, Settings
 from devstack.binaries import find_binary
-from devstack.processes import API_READY, ManagedProcess, StackError, free_port, port_is_free
+from devstack.processes import (
+    API_READY,
+    Backoff,
+    ManagedProcess,
+    StackError,
+    free_port,
+    port_is_free,
+)
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "::", "::1", "")
+"""API addresses that the browser on this machine reaches as ``localhost``."""
 
 WORKER_ROLES = ("orchestrator", "inventory", "payment", "shipping", "projector", "loyalty")
 
@@ -212,6 +222,8 @@ class DevStack:
     loyalty), as production runs them, instead of one process hosting them all."""
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     _temporal_log: IO[str] | None = None
+    _backoffs: dict[str, Backoff] = field(default_factory=dict)
+    _restart_at: dict[str, float] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -223,9 +235,11 @@ class DevStack:
 
     @property
     def codec_url(self) -> str:
-        """The API's codec server, as the browser showing the Web UI reaches it."""
+        """The API's codec server, as the browser showing the Web UI reaches it: on this
+        machine, by the UI's own host name (``ui_url``), so that the UI's page and the API are
+        the same site and the browser sends the codec session's SameSite=Strict cookie."""
         host = self.settings.api_host
-        host = "localhost" if host in ("0.0.0.0", "::", "") else host
+        host = "localhost" if host in LOCAL_HOSTS else host
         return f"http://{host}:{self.settings.api_port}/codec"
 
     def start(self) -> None:
@@ -336,6 +350,7 @@ class DevStack:
         """Stop in reverse order of start; returns each process's exit status."""
         statuses = {p.name: p.stop() for p in reversed(self.processes.values())}
         self.processes.clear()
+        self._restart_at.clear()
         if self._temporal_log is not None:
             self._temporal_log.close()
             self._temporal_log = None
@@ -344,15 +359,54 @@ class DevStack:
     def first_dead(self) -> ManagedProcess | None:
         return next((p for p in self.processes.values() if not p.running), None)
 
+    def supervise(self, now: float | None = None) -> ManagedProcess | None:
+        """One round of `make up`'s watch over its processes. A worker that died is restarted
+        after its backoff, saying so in the output, while the API and the rest stay up: the
+        sagas it was running wait in Temporal and resume on the new worker. Returns a dead
+        process the stack cannot do without (Temporal, the API), for the caller to stop all."""
+        now = time.monotonic() if now is None else now
+        for name, process in self.processes.items():
+            if process.running or name in self._restart_at:
+                continue
+            if not name.startswith("worker"):
+                return process
+            delay = self._backoffs.setdefault(name, Backoff()).next_delay(now)
+            self._restart_at[name] = now + delay
+            self._say(
+                f"{name} exited with status {process.popen.returncode}; restarting it in "
+                f"{delay:g}s (the API and the other processes stay up)"
+            )
+        for name, due in list(self._restart_at.items()):
+            if now < due:
+                continue
+            del self._restart_at[name]
+            try:
+                self.start_process(name)
+            except StackError as err:  # still dead: the next round waits longer
+                self._say(f"{name} did not start again: {err}")
+                continue
+            self._backoffs[name].restarted(time.monotonic())
+            self._say(f"{name} restarted")
+        return None
+
+    def _say(self, message: str) -> None:
+        if self.output is not None:
+            print(f"[supervisor] {message}", file=self.output, flush=True)
+
 
 def banner(stack: DevStack) -> str:
-    """What `make up` prints once everything runs: where things are, and how to authenticate."""
+    """What `make up` prints once everything runs: where things are, and how to authenticate.
+    Never a secret itself: the output ends up in terminals' scrollback and in logs, so it says
+    where the operator token is kept and how to send it."""
     settings = stack.settings
     assert settings.operator_token is not None  # main() fills it in
     token = settings.operator_token.get_secret_value()
     data_dir = settings.data_dir.resolve()
     stored = data_dir / OPERATOR_TOKEN_FILE
-    source = f"kept in {stored}" if read_secret(stored) == token else "CLOUDMART_OPERATOR_TOKEN"
+    if read_secret(stored) == token:
+        kept, sent = f"kept in {stored}", f"$(cat {stored})"
+    else:
+        kept, sent = "the one in CLOUDMART_OPERATOR_TOKEN", "$CLOUDMART_OPERATOR_TOKEN"
     keys_from = (
         "CLOUDMART_PAYLOAD_KEYS" if settings.payload_key_ring else str(data_dir / PAYLOAD_KEYS_FILE)
     )
@@ -368,10 +422,12 @@ def banner(stack: DevStack) -> str:
         f"  State           {data_dir} (logs in logs/)\n"
         f"  Payload keys    {keys_from}\n"
         "\n"
-        f"  Operator token: {token}\n"
-        f"    ({source}; operator actions send it as a bearer token)\n"
+        f"  Operator token  {kept}\n"
+        "    operator actions send it as a bearer token, e.g.\n"
         f"    curl -X POST {stack.api_url}/projections/rebuild \\\n"
-        f"         -H 'Authorization: Bearer {token}'\n"
+        f'         -H "Authorization: Bearer {sent}"\n'
+        f"  Decrypted payloads in the Web UI: sign in with it at {stack.codec_url}/session\n"
+        "    (then the UI's Codec Server settings, as docs/security.md says)\n"
         f"  Customer tokens {customers}\n"
         "\n  Ctrl-C stops everything; `make up` again picks up where it left off.\n"
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import stat
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 from cloudmart.credentials import AUTH_SECRET_FILE, OPERATOR_TOKEN_FILE, with_dev_credentials
 from cloudmart.settings import Settings
 from devstack import stack as devstack
-from devstack.processes import ManagedProcess, StackError
+from devstack.processes import Backoff, ManagedProcess, StackError
 from devstack.stack import (
     DevStack,
     banner,
@@ -95,11 +98,16 @@ def test_a_configured_operator_token_wins_and_nothing_is_stored(tmp_path: Path) 
     assert settings.operator_token.get_secret_value() == chosen
     assert not (tmp_path / OPERATOR_TOKEN_FILE).exists()
     assert not (tmp_path / AUTH_SECRET_FILE).exists()
-    assert "Operator token: " + chosen in banner(DevStack(settings, {}, output=None))
-    assert "(CLOUDMART_OPERATOR_TOKEN;" in banner(DevStack(settings, {}, output=None))
+    text = banner(DevStack(settings, {}, output=None))
+    assert chosen not in text
+    assert "Operator token  the one in CLOUDMART_OPERATOR_TOKEN" in text
+    assert '-H "Authorization: Bearer $CLOUDMART_OPERATOR_TOKEN"' in text
 
 
-def test_the_banner_prints_the_operator_token_and_how_to_use_it(tmp_path: Path) -> None:
+def test_the_banner_says_where_the_operator_token_is_and_how_to_use_it_never_what_it_is(
+    tmp_path: Path,
+) -> None:
+    """Issue 21: the banner printed the token itself, into terminals' scrollback and logs."""
     settings = with_dev_credentials(
         throwaway_settings(tmp_path, operator_token=None, auth_secret=None)
     )
@@ -107,17 +115,21 @@ def test_the_banner_prints_the_operator_token_and_how_to_use_it(tmp_path: Path) 
     token = settings.operator_token.get_secret_value()
     stack = DevStack(settings, settings_env(settings), output=None)
     text = banner(stack)
-    assert f"  Operator token: {token}\n" in text
-    assert f"kept in {tmp_path.resolve() / OPERATOR_TOKEN_FILE}" in text
+    assert token not in text
+    stored = tmp_path.resolve() / OPERATOR_TOKEN_FILE
+    assert f"  Operator token  kept in {stored}\n" in text
     assert f"curl -X POST {stack.api_url}/projections/rebuild" in text
-    assert f"-H 'Authorization: Bearer {token}'" in text
+    assert f'-H "Authorization: Bearer $(cat {stored})"' in text
+    assert f"sign in with it at {stack.codec_url}/session" in text
     assert "Customer tokens off" in text
     required = banner(DevStack(settings.model_copy(update={"require_auth": True}), {}))
     assert "make token CUSTOMER=<customer id>" in required
 
 
 @pytest.mark.devstack
-def test_make_up_prints_the_operator_token_the_api_accepts(tmp_path: Path) -> None:
+def test_make_up_keeps_the_operator_token_the_api_accepts_where_its_banner_says(
+    tmp_path: Path,
+) -> None:
     settings = throwaway_settings(
         tmp_path, operator_token=None, auth_secret=None, task_queue_prefix="up-token"
     )
@@ -130,9 +142,11 @@ def test_make_up_prints_the_operator_token_the_api_accepts(tmp_path: Path) -> No
     )
     try:
         up.wait_ready(120)
-        [line] = [line for line in up.tail if "Operator token: " in line]
-        token = line.split("Operator token: ")[1]
-        assert token == (tmp_path / OPERATOR_TOKEN_FILE).read_text().strip()
+        [line] = [line for line in up.tail if "Operator token  kept in " in line]
+        path = Path(line.split("Operator token  kept in ")[1])
+        token = path.read_text().strip()
+        assert path == tmp_path.resolve() / OPERATOR_TOKEN_FILE
+        assert not any(token in line for line in up.tail)
         url = f"http://127.0.0.1:{settings.api_port}/orders/{uuid.uuid4()}/payment-review"
         decision = {"approved": True}
         with httpx.Client(timeout=15) as api:
@@ -206,3 +220,88 @@ def test_a_dev_server_that_failed_otherwise_is_not_started_again(
         assert len(calls) == 1
     finally:
         stack.stop()
+
+
+# --- make up's supervisor ------------------------------------------------------------------------
+
+
+def test_restarts_back_off_and_forgive_a_worker_that_stayed_up() -> None:
+    backoff = Backoff(first=1, cap=30, stable=60, started_at=0)
+    assert [backoff.next_delay(now=1) for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    backoff.restarted(now=100)
+    assert backoff.next_delay(now=130) == 30  # died again within a minute: still backing off
+    backoff.restarted(now=200)
+    assert backoff.next_delay(now=260) == 1  # up for a minute: a fresh start
+
+
+def _children(pid: int) -> dict[str, int]:
+    """The command lines of ``pid``'s child processes, to their pids."""
+    found: dict[str, int] = {}
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        for child in (thread / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            found[cmdline] = int(child)
+    return found
+
+
+def _wait_for(log: Path, text: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = log.read_text()
+        if text in content:
+            return content
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never appeared in make up's output:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.devstack
+def test_make_up_restarts_a_crashed_worker_while_the_api_stays_up(tmp_path: Path) -> None:
+    """Issue 21: a dead worker used to stop the whole stack. Now the supervisor restarts it
+    (saying so), the API answers throughout, and an order placed meanwhile completes on the
+    new worker. Temporal or the API dying still stops everything, with status 1."""
+    settings = throwaway_settings(tmp_path / "data", task_queue_prefix="up-restart")
+    log = tmp_path / "make-up.log"
+    with log.open("w") as output:
+        up = ManagedProcess.start(
+            "make up",
+            [sys.executable, "-m", "devstack"],
+            env=settings_env(settings),
+            output=output,
+            ready_marker="Ctrl-C stops everything",
+        )
+        try:
+            up.wait_ready(120)
+            children = _children(up.popen.pid)
+            [worker] = [pid for cmd, pid in children.items() if "worker --service saga" in cmd]
+            [api] = [pid for cmd, pid in children.items() if "-m api" in cmd]
+            os.kill(worker, signal.SIGKILL)  # a crash, not a stop
+
+            base = f"http://127.0.0.1:{settings.api_port}"
+            with httpx.Client(base_url=base, timeout=40) as client:
+                _wait_for(log, "worker exited with status -9; restarting it in 1s", 10)
+                assert client.get("/products").status_code == 200  # the API is still up
+                body = {
+                    "customer_id": "c-restart",
+                    "items": [{"sku": "MOUSE-ERGO-01", "quantity": 1}],
+                    "payment_token": "tok_ok",
+                    "shipping_address": {
+                        **{"name": "Ada Lovelace", "line1": "Hauptstr. 1", "city": "Berlin"},
+                        **{"postal_code": "10115", "country": "DE"},
+                    },
+                }
+                placed = client.post("/orders?wait=30", json=body)
+                assert placed.status_code in (200, 202), placed.text
+                _wait_for(log, "[supervisor] worker restarted", 60)
+                order = client.get(f"/orders/{placed.json()['order_id']}").json()
+                deadline = time.monotonic() + 30
+                while order["status"] != "COMPLETED" and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    order = client.get(f"/orders/{placed.json()['order_id']}").json()
+                assert order["status"] == "COMPLETED", order
+            assert up.running and api in _children(up.popen.pid).values()  # never restarted
+
+            os.kill(api, signal.SIGKILL)  # the stack cannot do without its API: it stops
+            assert up.popen.wait(60) == 1
+            assert "api stopped unexpectedly" in log.read_text()
+        finally:
+            up.stop(60)

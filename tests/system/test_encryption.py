@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
@@ -119,6 +119,41 @@ async def test_a_saga_history_is_unreadable_without_the_keys_and_whole_with_them
     for secret in secrets:
         assert secret in decoded, secret
     assert await client.get_workflow_handle(handle.id, result_type=OrderState).result() == state
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_failure_messages_are_encrypted_in_the_history_and_whole_in_the_saga(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    """The failure converter moves each failure's message and stack trace into an encrypted
+    attribute; the saga (and the API, which reads its state) still gets the real message."""
+    handle = await start(client, new_saga_input(settings, token="tok_decline"))
+    with pytest.raises(WorkflowFailureError) as ended:
+        await handle.result()
+    cause = ended.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "PaymentDeclined"
+    assert cause.message.startswith("payment declined")
+    state = await handle.query(OrderSaga.state)
+    assert state.status == OrderStatus.FAILED and state.failure is not None
+    assert state.failure.type == "PaymentDeclined"
+    assert state.failure.message.startswith("payment declined")
+
+    events = (await without_keys(client).get_workflow_handle(handle.id).fetch_history()).events
+    failed = [
+        e.activity_task_failed_event_attributes.failure
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
+    ] + [
+        e.workflow_execution_failed_event_attributes.failure
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
+    ]
+    assert len(failed) >= 2, "the charge's failure and the saga's are in the history"
+    for failure in failed:
+        assert failure.message == "Encoded failure" and failure.stack_trace == ""
+        assert failure.encoded_attributes.metadata["encoding"] == ENCODING
+        assert failure.application_failure_info.type == "PaymentDeclined"  # the type stays
+        assert b"payment declined" not in failure.SerializeToString()
 
 
 def without_keys(client: Client) -> Client:
