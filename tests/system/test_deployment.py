@@ -68,10 +68,63 @@ def test_images_are_pinned_to_the_reference_tags() -> None:
         assert SERVICES_IN_COMPOSE[name]["build"] == "."
 
 
+def published(service: str) -> list[tuple[str, str, str]]:
+    """``(host ip, host port, container port)`` of each port ``service`` publishes, in either
+    of compose's syntaxes; an empty host ip means every interface."""
+    found = []
+    for port in SERVICES_IN_COMPOSE[service].get("ports", []):
+        if isinstance(port, dict):  # long syntax
+            found.append(
+                (str(port.get("host_ip", "")), str(port.get("published", "")), str(port["target"]))
+            )
+            continue
+        spec = str(port).split("/")[0]  # drop a /tcp or /udp
+        host, _, container = spec.rpartition(":")
+        ip, _, host_port = host.rpartition(":") if host.count(":") >= 1 else ("", "", host)
+        found.append((ip.strip("[]"), host_port or container, container))
+    return found
+
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
 def test_ports_are_the_documented_ones() -> None:
-    assert SERVICES_IN_COMPOSE["api"]["ports"] == ["8000:8000"]
-    assert SERVICES_IN_COMPOSE["temporal-ui"]["ports"] == ["8080:8080"]
-    assert SERVICES_IN_COMPOSE["temporal"]["ports"] == ["7233:7233"]
+    assert published("api") == [("", "8000", "8000")]
+    assert published("temporal-ui") == [("127.0.0.1", "8080", "8080")]
+    assert published("temporal") == [("127.0.0.1", "7233", "7233")]
+
+
+@pytest.mark.parametrize(
+    ("ports", "exposed"),
+    [
+        (["7233:7233"], True),
+        (["0.0.0.0:7233:7233"], True),
+        (["7233"], True),
+        ([{"target": 7233, "published": 7233}], True),
+        (["127.0.0.1:7233:7233"], False),
+        (["[::1]:7233:7233/tcp"], False),
+        ([{"target": 7233, "published": 7233, "host_ip": "127.0.0.1"}], False),
+    ],
+)
+def test_the_port_check_reads_both_syntaxes(
+    ports: list[object], exposed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(SERVICES_IN_COMPOSE, "probe", {"ports": ports})
+    assert any(ip not in LOOPBACK for ip, _, _ in published("probe")) is exposed
+
+
+def test_nothing_unauthenticated_is_published_on_every_interface() -> None:
+    """Issue 21: Temporal's frontend and its Web UI check no credential (whoever reaches the
+    frontend can start, signal, update or terminate a saga); PostgreSQL has the laptop
+    passwords. Only the API, which checks tokens, may listen on every interface."""
+    for name, spec in SERVICES_IN_COMPOSE.items():
+        if name == "api":
+            continue
+        exposed = [port for port in published(name) if port[0] not in LOOPBACK]
+        assert not exposed, f"{name} publishes {exposed} on every interface"
+        assert "network_mode" not in spec, f"{name} would share the host's network"
+    assert "ports" not in SERVICES_IN_COMPOSE["postgresql"]
+    assert environment("temporal")["BIND_ON_IP"] == "0.0.0.0"  # inside its container only
 
 
 def test_every_cloudmart_variable_is_a_setting_the_code_reads() -> None:
@@ -188,13 +241,15 @@ def test_payload_keys_must_be_given_and_reach_every_process_that_talks_to_tempor
         assert [key.id for key in settings.payload_key_ring] == ["k1"]
 
 
-def test_the_web_ui_decodes_through_the_apis_codec_server() -> None:
+def test_the_web_ui_decodes_through_the_apis_codec_server_with_the_operators_session() -> None:
     ui = environment("temporal-ui")
-    published_api = SERVICES_IN_COMPOSE["api"]["ports"][0].split(":")[0]
-    assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{published_api}/codec"
-    published_ui = SERVICES_IN_COMPOSE["temporal-ui"]["ports"][0].split(":")[0]
+    [(_, api_port, _)] = published("api")
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{api_port}/codec"
+    # The browser sends the codec session cookie (SameSite=Strict: same host, another port).
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
+    [(_, ui_port, _)] = published("temporal-ui")
     api = Settings(codec_cors_origins=environment("api")["CLOUDMART_CODEC_CORS_ORIGINS"])
-    assert f"http://localhost:{published_ui}" in api.codec_origins
+    assert f"http://localhost:{ui_port}" in api.codec_origins
 
 
 def test_mounted_scripts_exist_and_parse() -> None:
