@@ -242,18 +242,49 @@ async def test_product_search_filters_and_sorts(
 
 
 async def test_the_projector_catches_up_with_sagas_while_they_run(
-    client: Client, settings: Settings, workers: Services
+    client: Client, settings: Settings, workers: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert workers.projector is not None
-    handles = [await start(client, new_saga_input(settings)) for _ in range(5)]
-    seen = 0
-    for _ in range(3):
-        seen += await asyncio.to_thread(workers.projector.run_once, 2)
-    await asyncio.gather(*(outcome(h) for h in handles))
-    seen += workers.projector.catch_up()
+    """Run in small batches while sagas run, the projector shows each saga's story as it is
+    stored, before the last saga ends: four ended orders, and the last one held at its shipment
+    (its story so far stored once that step has run past the events window). Then every order
+    with its final status."""
+    projector, shipping = workers.projector, workers.shipping
+    assert projector is not None and shipping is not None
+    sagas = [new_saga_input(settings) for _ in range(5)]
+    last, gate, create = sagas[-1].order_id, Gate(), shipping.create
+
+    def create_holding_the_last(order_id: str, *args: object) -> object:
+        if order_id == last:
+            gate.pass_()
+        return create(order_id, *args)
+
+    monkeypatch.setattr(shipping, "create", create_holding_the_last)
+    handles = [await start(client, saga) for saga in sagas]
+    read, seen = ReadModel(projector.engine), 0
+    expected = {saga.order_id: OrderStatus.COMPLETED for saga in sagas[:-1]}
+    expected[last] = OrderStatus.CREATING_SHIPMENT
+    loop = asyncio.get_running_loop()
+    try:
+        await gate.entered()
+        deadline = loop.time() + 30
+        while True:
+            seen += await asyncio.to_thread(projector.run_once, 2)
+            projected = {o.order_id: o.status for o in read.orders(limit=10).items}
+            if projected == expected:
+                break
+            assert loop.time() < deadline, f"projected {projected} while the last saga ran"
+            await asyncio.sleep(0.05)
+        # Projected before the last saga ended: it is still held at its shipment.
+        running = await handles[-1].query(OrderSaga.state)
+        assert running.status is OrderStatus.CREATING_SHIPMENT
+    finally:
+        gate.open()
+    states = await asyncio.gather(*(outcome(h) for h in handles))
+    seen += projector.catch_up()
     assert seen == workers.event_store.head()  # type: ignore[union-attr]
-    listed = ReadModel(workers.projector.engine).orders(limit=10).items
-    assert {o.status for o in listed} == {OrderStatus.COMPLETED}
+    assert [s.status for s in states] == [OrderStatus.COMPLETED] * 5
+    listed = read.orders(limit=10).items
+    assert {o.order_id: o.status for o in listed} == {s.order_id: s.status for s in states}
     assert timedelta(0) <= listed[0].updated_at - listed[0].created_at
 
 
