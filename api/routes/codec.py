@@ -216,10 +216,18 @@ async def session_page(request: Request) -> HTMLResponse:
     return _page(request, "Sign in with the operator token to let this browser's Web UI decode.")
 
 
+_JSON_ERRORS: dict[int | str, dict[str, object]] = {
+    # An HTML route's errors are still JSON: said explicitly, or FastAPI documents them as HTML.
+    code: {key: value for key, value in spec.items() if key != "model"}
+    | {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    for code, spec in AUTH_RESPONSES.items()
+}
+
+
 @router.post(
     "/session",
     response_class=HTMLResponse,
-    responses=AUTH_RESPONSES,
+    responses=_JSON_ERRORS,
     summary="Sign a browser in to the codec server",
 )
 async def sign_in(request: Request, credentials: Credentials, state: State) -> HTMLResponse:
