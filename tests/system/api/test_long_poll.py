@@ -1,6 +1,7 @@
 """``GET /orders/{id}?wait=`` and ``POST /orders?wait=``: one request that answers when the saga
-ends, over real HTTP against the real dev stack (and, for a client that leaves mid-wait, a real
-uvicorn serving the app with a saga that never ends)."""
+ends, over real HTTP against the real dev stack (and, where a test must know that a request has
+begun to wait, a real uvicorn serving the app in this process: on the stack's Temporal, or with a
+saga that never ends)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,10 +19,12 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from api.deps import get_sagas, get_state
 from api.main import create_app
 from cloudmart.contracts.orders import OrderAccepted, OrderState, OrderStatus
+from cloudmart.settings import Settings
 from devstack.processes import free_port
 from devstack.stack import DevStack, throwaway_settings
 from tests.system.api.test_api import UNKNOWN, order_body, place, wait_for
@@ -96,13 +100,17 @@ def test_a_review_hold_is_not_an_end_the_wait_answers_the_current_state(api: Cou
     api.client.post(f"/orders/{order_id}/cancel")  # leave no saga waiting for a day
 
 
-def test_a_wait_answers_as_soon_as_the_order_ends(api: Counted) -> None:
+def test_a_wait_answers_as_soon_as_the_order_ends(
+    api: Counted, observed_api: tuple[str, threading.Event]
+) -> None:
     """Not at the end of the wait: a review order cancelled mid-wait answers CANCELLED."""
+    url, began_waiting = observed_api
     order_id = place(api.client, order_body(token="tok_review"))
     wait_for(api.client, order_id, {"AWAITING_PAYMENT_REVIEW"})
-    with ThreadPoolExecutor(1) as pool:
-        waiting = pool.submit(timed_get, api, f"/orders/{order_id}", wait=30)
-        time.sleep(0.5)
+    waiter = Counted(url)
+    with waiter.client, ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(timed_get, waiter, f"/orders/{order_id}", wait=30)
+        assert began_waiting.wait(10), "the API never began to wait for the order's end"
         assert not waiting.done()
         cancelled = api.client.post(f"/orders/{order_id}/cancel", json={"reason": "too slow"})
         assert cancelled.status_code == 202, cancelled.text
@@ -230,16 +238,11 @@ class EndlessSaga:
         raise AssertionError("the wait ran to its end after the client had left")
 
 
-@pytest.fixture
-def endless_api(tmp_path: Path) -> Iterator[tuple[str, EndlessSaga]]:
-    """The app under a real uvicorn (in a thread), its sagas replaced by an endless one."""
-    settings = throwaway_settings(tmp_path, api_port=free_port())
-    app = create_app(settings)
-    saga = EndlessSaga()
-    app.dependency_overrides[get_state] = lambda: SimpleNamespace(settings=settings)
-    app.dependency_overrides[get_sagas] = lambda: saga
+@contextmanager
+def serving(app: FastAPI, port: int, lifespan: str) -> Iterator[str]:
+    """``app`` under a real uvicorn, in a thread; its URL once it has started."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=settings.api_port, lifespan="off", log_level="warning"
+        app, host="127.0.0.1", port=port, lifespan=lifespan, log_level="warning"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -249,27 +252,73 @@ def endless_api(tmp_path: Path) -> Iterator[tuple[str, EndlessSaga]]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{settings.api_port}", saga
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
 
 
-def test_a_client_that_leaves_mid_wait_leaves_no_wait_behind(
+@pytest.fixture
+def observed_api(
+    dev_stack: DevStack, stack_settings: Settings
+) -> Iterator[tuple[str, threading.Event]]:
+    """The app on the dev stack's Temporal and databases, and an event it sets when a request
+    begins to wait for a saga's end."""
+    settings = stack_settings.model_copy(update={"api_port": free_port()})
+    app = create_app(settings)
+    began_waiting = threading.Event()
+    with serving(app, settings.api_port, lifespan="on") as url:
+        sagas = app.state.cloudmart.sagas
+        ended_state = sagas.ended_state
+
+        async def observed(order_id: str, wait: float) -> OrderState | None:
+            began_waiting.set()
+            return await ended_state(order_id, wait)
+
+        sagas.ended_state = observed
+        yield url, began_waiting
+
+
+@pytest.fixture
+def endless_api(tmp_path: Path) -> Iterator[tuple[str, EndlessSaga]]:
+    """The app under a real uvicorn (in a thread), its sagas replaced by an endless one."""
+    settings = throwaway_settings(tmp_path, api_port=free_port())
+    app = create_app(settings)
+    saga = EndlessSaga()
+    app.dependency_overrides[get_state] = lambda: SimpleNamespace(settings=settings)
+    app.dependency_overrides[get_sagas] = lambda: saga
+    with serving(app, settings.api_port, lifespan="off") as url:
+        yield url, saga
+
+
+async def leave_once_waiting(saga: EndlessSaga, request: Awaitable[httpx.Response]) -> None:
+    """Send ``request`` and, once the app waits for the saga, leave (its connection closes)."""
+    sent = asyncio.ensure_future(request)
+    try:
+        began = await asyncio.to_thread(saga.waiting.wait, 10)
+        assert began, "the app never began to wait for the saga"
+        assert not sent.done(), "answered while the saga had not ended"
+    finally:
+        sent.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sent
+
+
+async def test_a_client_that_leaves_mid_wait_leaves_no_wait_behind(
     endless_api: tuple[str, EndlessSaga],
 ) -> None:
     url, saga = endless_api
-    with pytest.raises(httpx.ReadTimeout), httpx.Client(base_url=url, timeout=0.5) as client:
-        client.get(f"/orders/{uuid.uuid4()}", params={"wait": 60})
-    assert saga.waiting.is_set()
-    assert saga.cancelled.wait(5), "the wait went on after its client had gone"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        await leave_once_waiting(saga, client.get(f"/orders/{uuid.uuid4()}", params={"wait": 60}))
+    assert await asyncio.to_thread(saga.cancelled.wait, 5), "the wait went on after its client left"
 
 
-def test_a_client_that_leaves_mid_wait_after_placing_leaves_no_wait_behind(
+async def test_a_client_that_leaves_mid_wait_after_placing_leaves_no_wait_behind(
     endless_api: tuple[str, EndlessSaga],
 ) -> None:
     url, saga = endless_api
-    with pytest.raises(httpx.ReadTimeout), httpx.Client(base_url=url, timeout=0.5) as client:
-        client.post("/orders", json=order_body(), params={"wait": 60})
-    assert saga.waiting.is_set()
-    assert saga.cancelled.wait(5), "the wait went on after its client had gone"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        await leave_once_waiting(
+            saga, client.post("/orders", json=order_body(), params={"wait": 60})
+        )
+    assert await asyncio.to_thread(saga.cancelled.wait, 5), "the wait went on after its client left"
