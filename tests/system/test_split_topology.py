@@ -18,6 +18,14 @@ from services.inventory.catalog import DEMO_CATALOG
 from services.reconcile import reconcile
 from tests.system.api.test_api import TERMINAL, order_body
 
+STORED_BEFORE_PAYMENT = ("OrderPlaced", "InventoryReserved")
+
+
+def waiting_for(api: httpx.Client, order_id: str) -> tuple[str, tuple[str, ...]]:
+    """The order's status, and the events the store has of it."""
+    events = api.get(f"/orders/{order_id}/events").json()
+    return api.get(f"/orders/{order_id}").json()["status"], tuple(e["event_type"] for e in events)
+
 
 def test_sagas_wait_for_a_killed_payment_worker_and_finish_once_it_is_back(tmp_path: Path) -> None:
     settings = throwaway_settings(tmp_path, task_queue_prefix=f"split-{uuid.uuid4().hex[:6]}")
@@ -44,9 +52,16 @@ def test_sagas_wait_for_a_killed_payment_worker_and_finish_once_it_is_back(tmp_p
             order_ids = place(10)
             assert stack.kill("worker-payment") == -9  # mid-load
             while_down = place(10)
-            time.sleep(2)
-            waiting = {api.get(f"/orders/{o}").json()["status"] for o in while_down}
-            assert waiting == {"CHARGING_PAYMENT"}  # they wait for payment, none gives up
+            # They wait for payment: each one's first attempt at the payment step runs out the
+            # events window with no payment worker to take it, the saga stores its story so
+            # far, and it waits on (none gives up: every order completes below).
+            deadline = time.monotonic() + 30
+            while True:
+                waiting = {o: waiting_for(api, o) for o in while_down}
+                if set(waiting.values()) == {("CHARGING_PAYMENT", STORED_BEFORE_PAYMENT)}:
+                    break
+                assert time.monotonic() < deadline, f"not all waiting for payment: {waiting}"
+                time.sleep(0.1)
             order_ids += while_down
             stack.start_process("worker-payment")
             deadline = time.monotonic() + 60
@@ -55,7 +70,7 @@ def test_sagas_wait_for_a_killed_payment_worker_and_finish_once_it_is_back(tmp_p
                 if all(s["status"] in TERMINAL for s in states):
                     break
                 assert time.monotonic() < deadline, [s["status"] for s in states]
-                time.sleep(0.5)
+                time.sleep(0.1)
             # The projector's and loyalty's own processes follow the events to the same end.
             while True:
                 listed = api.get("/orders", params={"status": "COMPLETED", "page_size": 100})
@@ -63,7 +78,7 @@ def test_sagas_wait_for_a_killed_payment_worker_and_finish_once_it_is_back(tmp_p
                 if len(listed.json()["items"]) == 20 and points["points"] > 0:
                     break
                 assert time.monotonic() < deadline, (listed.json(), points)
-                time.sleep(0.2)
+                time.sleep(0.1)
     finally:
         stopped = stack.stop()
     assert set(stopped.values()) == {0}, stopped
