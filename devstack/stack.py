@@ -243,7 +243,10 @@ class DevStack:
         return f"http://{host}:{self.settings.api_port}/codec"
 
     def start(self) -> None:
-        (self.settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        # The stack's own directory: its secrets, keys, databases and logs are the owner's alone.
+        self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.settings.data_dir.chmod(0o700)
+        (self.settings.data_dir / "logs").mkdir(exist_ok=True)
         self.settings = with_dev_payload_keys(self.settings)
         self.env["CLOUDMART_PAYLOAD_KEYS"] = self.settings.payload_keys.get_secret_value()
         self._check_ports()

@@ -68,6 +68,20 @@ def test_a_busy_port_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> None
     assert stack.processes == {}
 
 
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "left open by an older stack"])
+def test_the_data_directory_is_its_owners_alone(tmp_path: Path, existing: bool) -> None:
+    data_dir = tmp_path / "data"
+    if existing:
+        data_dir.mkdir(mode=0o755)
+    with socket.socket() as busy:  # start() stops at the busy port, after making the directory
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        settings = throwaway_settings(data_dir, api_port=busy.getsockname()[1])
+        with pytest.raises(StackError):
+            DevStack(settings, settings_env(settings), output=None).start()
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+
+
 # --- the operator token `make up` uses ----------------------------------------------------------
 
 
