@@ -51,10 +51,11 @@ def status_of(api: httpx.Client, order_id: str) -> dict[str, Any] | None:
     return response.json()
 
 
-def settle_reviews(api: httpx.Client, order_ids: list[str]) -> None:
-    for n, order_id in enumerate(order_ids):
-        state = status_of(api, order_id)
+def settle_reviews(api: httpx.Client, states: list[dict[str, Any] | None]) -> None:
+    """Decide the payments held for review: the n-th order is cancelled, approved or rejected."""
+    for n, state in enumerate(states):
         if state and state["status"] == "AWAITING_PAYMENT_REVIEW":
+            order_id = state["order_id"]
             if n % 3 == 0:
                 api.post(f"/orders/{order_id}/cancel")
             else:
@@ -66,13 +67,13 @@ def states_when_all_ended(
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
-        settle_reviews(api, order_ids)
         states = [status_of(api, order_id) for order_id in order_ids]
         pending = [s for s in states if s is None or s["status"] not in TERMINAL]
         if not pending:
             return [s for s in states if s is not None]
         assert time.monotonic() < deadline, f"{len(pending)} sagas never ended: {pending[:2]}"
-        time.sleep(0.5)
+        settle_reviews(api, states)
+        time.sleep(0.1)
 
 
 def test_sagas_end_and_books_balance_after_worker_and_server_crashes(tmp_path: Path) -> None:
