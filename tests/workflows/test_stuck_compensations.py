@@ -282,12 +282,12 @@ async def test_a_compensation_its_service_refuses_for_good_is_stuck_until_an_ope
 
         # An operator retries it once it can succeed: here, refused again; still stuck.
         await handle.execute_update(OrderSaga.retry_compensation)
-        for _ in range(100):
-            if len(refunds) == 2:
+        for _ in range(100):  # the refusal reaches the saga a moment after the refund ran
+            state = await handle.query(OrderSaga.state)
+            if state.stuck is not None and state.stuck.rounds == 2 and not state.stuck.retrying:
                 break
             await asyncio.sleep(0.05)
         assert len(refunds) == 2
-        state = await handle.query(OrderSaga.state)
         assert state.status is OrderStatus.COMPENSATION_STUCK and state.stuck is not None
         assert state.stuck.rounds == 2 and state.stuck.retrying is False
 
