@@ -1,7 +1,8 @@
 """A database write that fails, at every step of the saga and in every compensation, leaks no
-payment token, customer name or address: not into Temporal's history (failure messages are not
-payloads, so the codec does not encrypt them), not into what ``describe`` shows of a pending
-activity, and not into the worker's log.
+payment token, customer name or address: not into Temporal's history (decrypted: failure
+messages are encrypted too, but whoever holds the keys, the operator in the Web UI included,
+reads them), not into what ``describe`` shows of a pending activity, and not into the worker's
+log.
 
 The real stack (dev server, worker and API processes) on SQLite files; the sagas are started as
 the API starts them, with order ids chosen beforehand. Each failure comes from
