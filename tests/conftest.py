@@ -38,7 +38,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _session_status:
+    # Under mutmut (make mutation) pytest runs inside mutmut's own process, session after
+    # session, on the fast tiers alone (no Temporal): ending the process would end mutmut.
+    if _session_status and "MUTANT_UNDER_TEST" not in os.environ:
         exit_now(_session_status[-1])
 
 
