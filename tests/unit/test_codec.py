@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
@@ -22,9 +23,12 @@ from cloudmart.codec import (
     REFUSED,
     EncryptionCodec,
     PayloadDecryptionError,
+    PayloadKeyError,
+    RefusedPayloadConverter,
     new_key_entry,
     parse_payload_keys,
 )
+from cloudmart.codec import main as codec_main
 from cloudmart.settings import Settings
 from cloudmart.temporal import PayloadKeysMissing, data_converter, encrypted_converter
 from devstack.stack import PAYLOAD_KEYS_FILE, settings_env, with_dev_payload_keys
@@ -223,3 +227,191 @@ def test_new_key_prints_an_entry_the_settings_accept() -> None:
         check=True,
     ).stdout.strip()
     assert [key.id for key in Settings(payload_keys=printed).payload_key_ring] == ["2026-11"]
+
+
+# --- refusals, word for word: they reach whoever sent the payload or set the keys -------------
+
+KEY = OLD.partition(":")[2]
+"""k1's secret, base64."""
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ("k1", "key #1 is not of the form id:base64key"),
+        (f",, ,k1{KEY}", "key #4 is not of the form id:base64key"),  # counted as written
+        ("k1:ab:cd", "key #1 ('k1'): the key is not valid base64"),
+        (f"k1:{KEY[:10]}!{KEY[10:]}", "key #1 ('k1'): the key is not valid base64"),
+        (
+            f"k1:{base64.b64encode(bytes(16)).decode()}",
+            "key #1 ('k1'): the key is 16 bytes, AES-256 needs 32",
+        ),
+        (f"{NEW},k2:{KEY}", "key #2 ('k2'): the id 'k2' is used twice"),
+        *(
+            (
+                f"{key_id}:{KEY}",
+                f"key #1 ({key_id!r}): the id must be 1-64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit",
+            )
+            for key_id in ("-k1", "", "k 1", "k" * 65)
+        ),
+    ],
+    ids=[
+        "no-colon",
+        "fourth",
+        "two-colons",
+        "not-base64",
+        "short-key",
+        "id-twice",
+        "dash-first",
+        "empty-id",
+        "space",
+        "65-characters",
+    ],
+)
+def test_a_bad_key_entry_is_named_and_what_is_wrong_said(keys: str, message: str) -> None:
+    with pytest.raises(PayloadKeyError) as refused:
+        parse_payload_keys(keys)
+    assert str(refused.value) == message
+    assert KEY not in str(refused.value)
+
+
+def test_blank_entries_and_spaces_around_an_entry_are_ignored() -> None:
+    keys = parse_payload_keys(f" , {NEW.replace(':', ' : ')} ,,{OLD},")
+    assert [key.id for key in keys] == ["k2", "k1"]
+    assert keys[1].secret == base64.b64decode(KEY)
+    assert parse_payload_keys("") == () == parse_payload_keys(" , ")
+    assert [k.id for k in parse_payload_keys(f"{'k' * 64}:{KEY}")] == ["k" * 64]
+
+
+def test_a_new_key_is_random_and_needs_a_valid_id() -> None:
+    first, second = parse_payload_keys(f"{new_key_entry('k1')},{new_key_entry('k1.b_2-c')}")
+    assert len(first.secret) == 32 and first.secret != second.secret
+    assert repr(first) == "PayloadKey(id='k1')"  # never the secret
+    with pytest.raises(PayloadKeyError) as refused:
+        new_key_entry("bad id")
+    assert str(refused.value) == "invalid key id 'bad id'"
+
+
+def test_a_codec_needs_a_key() -> None:
+    with pytest.raises(PayloadKeyError) as refused:
+        EncryptionCodec([])
+    assert str(refused.value) == "at least one payload key is needed"
+
+
+UNENCRYPTED = (
+    "refused a payload that is not encrypted (encoding {}): the sagas accept only payloads "
+    "encrypted with a configured key (CLOUDMART_PAYLOAD_KEYS)"
+)
+NOT_CONFIGURED = (
+    "payload encrypted with key id {}, which is not configured (CLOUDMART_PAYLOAD_KEYS)"
+)
+
+
+def encrypted_as(key_id: bytes | None, data: bytes = b"x" * 40) -> Payload:
+    metadata = {"encoding": ENCODING} | ({} if key_id is None else {KEY_ID: key_id})
+    return Payload(metadata=metadata, data=data)
+
+
+@pytest.mark.parametrize(
+    ("received", "message"),
+    [
+        (Payload(), UNENCRYPTED.format("''")),
+        (Payload(data=b"{}"), UNENCRYPTED.format("''")),
+        (payload(), UNENCRYPTED.format("'json/plain'")),
+        # What the sender wrote is quoted, cut at 64 characters, and never fails to print.
+        (Payload(metadata={"encoding": b"e" * 100}), UNENCRYPTED.format(repr("e" * 64))),
+        (Payload(metadata={"encoding": b"\xffjson"}), UNENCRYPTED.format(repr("\ufffdjson"))),
+        (encrypted_as(None), NOT_CONFIGURED.format("''")),
+        (encrypted_as(b"k2"), NOT_CONFIGURED.format("'k2'")),
+        (encrypted_as(b"k" * 100), NOT_CONFIGURED.format(repr("k" * 64))),
+        (encrypted_as(b"\xffk1"), NOT_CONFIGURED.format(repr("\ufffdk1"))),
+        (
+            encrypted_as(b"k1"),
+            "payload encrypted with key id 'k1' failed authentication (tampered with, or the key "
+            "under that id has changed)",
+        ),
+    ],
+    ids=[
+        "nothing",
+        "no-encoding",
+        "json",
+        "long-encoding",
+        "not-utf8-encoding",
+        "no-key-id",
+        "unknown-key-id",
+        "long-key-id",
+        "not-utf8-key-id",
+        "not-ciphertext",
+    ],
+)
+async def test_each_refusal_says_why(received: Payload, message: str) -> None:
+    with pytest.raises(PayloadDecryptionError) as refused:
+        codec(OLD).decrypt(received)
+    assert str(refused.value) == message
+    [refusal] = await codec(OLD).decode([received])
+    assert refusal == Payload(metadata={"encoding": REFUSED}, data=message.encode())
+    with pytest.raises(PayloadDecryptionError) as raised:
+        RefusedPayloadConverter().from_payload(refusal)
+    assert str(raised.value) == message
+
+
+async def test_ciphertext_that_holds_no_payload_is_refused() -> None:
+    nonce = bytes(12)
+    sealed = AESGCM(base64.b64decode(KEY)).encrypt(nonce, b"\xff\xff", b"cloudmart-payload-v1:k1")
+    with pytest.raises(PayloadDecryptionError) as refused:
+        codec(OLD).decrypt(encrypted_as(b"k1", nonce + sealed))
+    assert str(refused.value) == "payload encrypted with key id 'k1' does not hold a payload"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: AES-GCM refuses a nonce under 8 bytes with ValueError, which decode lets "
+    "through (a worker's activation fails, again and again; the codec server answers 500)",
+)
+async def test_ciphertext_too_short_to_hold_a_nonce_is_refused_too() -> None:
+    [refusal] = await codec(OLD).decode([encrypted_as(b"k1", b"short")])
+    assert refusal.metadata["encoding"] == REFUSED
+
+
+def test_a_refusal_is_read_by_raising_its_reason_even_if_garbled() -> None:
+    converter = RefusedPayloadConverter()
+    assert converter.encoding == "binary/refused"
+    assert converter.to_payload({"approved": True}) is None
+    refusal = Payload(metadata={"encoding": REFUSED}, data=b"\xffno")
+    with pytest.raises(PayloadDecryptionError) as raised:
+        converter.from_payload(refusal)
+    assert str(raised.value) == "\ufffdno"
+
+
+# --- python -m cloudmart.codec, in this process --------------------------------------------------
+
+
+def test_the_key_cli_prints_an_entry_or_says_what_is_wrong(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    codec_main(["new-key", "k7"])
+    out = capsys.readouterr().out
+    assert out.endswith("\n")
+    [key] = parse_payload_keys(out.strip())
+    assert key.id == "k7" and len(key.secret) == 32
+
+    for argv, error in (
+        (["new-key", "bad id"], "error: invalid key id 'bad id'"),
+        ([], "error: the following arguments are required: command"),
+        (["new-key"], "error: the following arguments are required: id"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            codec_main(argv)
+        assert exited.value.code == 2
+        assert capsys.readouterr().err.strip().endswith(error)
+
+    with pytest.raises(SystemExit):
+        codec_main(["--help"])
+    lines = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    assert "Payload encryption keys." in lines
+    assert "new-key print a new id:base64key entry" in lines
+    with pytest.raises(SystemExit):
+        codec_main(["new-key", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "id the key's id, e.g. k2 or 2026-11" in text

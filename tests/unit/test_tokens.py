@@ -18,7 +18,7 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from api.tokens import AUDIENCE, LEEWAY, MAX_TOKEN_LENGTH, InvalidToken, mint, verify
+from api.tokens import AUDIENCE, LEEWAY, MAX_TOKEN_LENGTH, InvalidToken, main, mint, verify
 from cloudmart.credentials import AUTH_SECRET_FILE
 from cloudmart.settings import Settings
 from devstack.stack import settings_env
@@ -81,6 +81,13 @@ def test_the_lifetime_is_at_most_the_configured_maximum() -> None:
 
 
 NOW = int(time.time())
+ALGORITHM_ONLY = "unsupported algorithm (only HS256)"
+NOT_A_JWT = "not a JWT (three base64url segments, unpadded)"
+NOT_CANONICAL = "signature is not base64url in its canonical form"
+NOT_FOR_US = f"not for this API (aud must be {AUDIENCE})"
+NOT_YET = "not valid yet (iat or nbf in the future)"
+TOO_LONG_LIVED = "lives longer than the maximum, 30 days, 0:00:00 (exp - iat)"
+NOT_INTEGERS = "iat, exp and nbf must be integers (seconds since the epoch)"
 REFUSED: dict[str, tuple[Callable[[str], str], str]] = {
     # (what the good token is made into, what the refusal says)
     "another secret": (lambda t: signed(claims(), "x" * 32), "bad signature"),
@@ -89,35 +96,39 @@ REFUSED: dict[str, tuple[Callable[[str], str], str]] = {
         "bad signature",
     ),
     "no signature": (lambda t: t.rsplit(".", 1)[0] + ".", "bad signature"),
-    "alg none": (lambda t: f"{b64({'alg': 'none'})}.{t.split('.')[1]}.", "unsupported algorithm"),
-    "alg HS512": (lambda t: signed(claims(), algorithm="HS512"), "unsupported algorithm"),
-    "!! after the signature": (lambda t: t + "!!", "not a JWT"),
-    "padding after the signature": (lambda t: t + "=", "not a JWT"),
-    "spare bits in the signature": (spare_bits_flipped, "canonical"),
+    "alg none": (lambda t: f"{b64({'alg': 'none'})}.{t.split('.')[1]}.", ALGORITHM_ONLY),
+    "alg HS512": (lambda t: signed(claims(), algorithm="HS512"), ALGORITHM_ONLY),
+    "!! after the signature": (lambda t: t + "!!", NOT_A_JWT),
+    "padding after the signature": (lambda t: t + "=", NOT_A_JWT),
+    "spare bits in the signature": (spare_bits_flipped, NOT_CANONICAL),
+    # Well-formed signatures of another length: bad signatures, not malformed ones.
+    "a signature a character longer": (lambda t: t + "X", "bad signature"),
+    "a signature of 7 bytes": (lambda t: t[: t.rindex(".") + 10] + "A", "bad signature"),
     "no exp": (lambda t: signed(claims(exp=DROP)), "no exp claim"),
     "no iat": (lambda t: signed(claims(iat=DROP)), "no iat claim"),
     "no aud": (lambda t: signed(claims(aud=DROP)), "no aud claim"),
     "no sub": (lambda t: signed(claims(sub=DROP)), "no sub claim"),
-    "another audience": (lambda t: signed(claims(aud="another-api")), "not for this API"),
-    "audiences": (lambda t: signed(claims(aud=[AUDIENCE, "x"])), "not for this API"),
+    "another audience": (lambda t: signed(claims(aud="another-api")), NOT_FOR_US),
+    "audiences": (lambda t: signed(claims(aud=[AUDIENCE, "x"])), NOT_FOR_US),
     "expired": (lambda t: signed(claims(iat=NOW - DAY, exp=NOW - 3600)), "expired"),
     "issued in the future": (
         lambda t: signed(claims(iat=NOW + 3600, exp=NOW + 7200)),
-        "not valid yet",
+        NOT_YET,
     ),
-    "not before the future": (lambda t: signed(claims(nbf=NOW + 3600)), "not valid yet"),
-    "31 days": (lambda t: signed(claims(exp=NOW + 31 * DAY)), "lives longer than the maximum"),
-    "exp in 9999": (lambda t: signed(claims(exp=253402300799)), "lives longer than the maximum"),
-    "exp as a string": (lambda t: signed(claims(exp=str(NOW + 300))), "must be integers"),
-    "iat as a fraction": (lambda t: signed(claims(iat=NOW + 0.5)), "must be integers"),
-    "not a customer id": (lambda t: signed(claims(sub="no spaces")), "no valid customer id"),
+    "not before the future": (lambda t: signed(claims(nbf=NOW + 3600)), NOT_YET),
+    "31 days": (lambda t: signed(claims(exp=NOW + 31 * DAY)), TOO_LONG_LIVED),
+    "exp in 9999": (lambda t: signed(claims(exp=253402300799)), TOO_LONG_LIVED),
+    "exp as a string": (lambda t: signed(claims(exp=str(NOW + 300))), NOT_INTEGERS),
+    "iat as a fraction": (lambda t: signed(claims(iat=NOW + 0.5)), NOT_INTEGERS),
+    "nbf as a fraction": (lambda t: signed(claims(nbf=NOW - 9.5)), NOT_INTEGERS),
+    "not a customer id": (lambda t: signed(claims(sub="no spaces")), "no valid customer id (sub)"),
     "over 2,048 characters": (
         lambda t: signed(claims(pad="x" * MAX_TOKEN_LENGTH)),
         "token too long",
     ),
-    "two segments": (lambda t: "not-a.token", "not a JWT"),
-    "not base64url": (lambda t: "é.é.é", "not a JWT"),
-    "a signature of no bytes": (lambda t: "a.b.c", "base64url"),
+    "two segments": (lambda t: "not-a.token", NOT_A_JWT),
+    "not base64url": (lambda t: "é.é.é", NOT_A_JWT),
+    "a signature of no bytes": (lambda t: "a.b.c", "signature is not base64url"),
     "not JSON": (lambda t: "bm9w.bm9w.bm9w", "malformed"),  # "nop"
 }
 
@@ -125,8 +136,9 @@ REFUSED: dict[str, tuple[Callable[[str], str], str]] = {
 @pytest.mark.parametrize("case", REFUSED)
 def test_a_forged_malformed_or_out_of_bounds_token_is_refused(case: str) -> None:
     forge, reason = REFUSED[case]
-    with pytest.raises(InvalidToken, match=reason):
+    with pytest.raises(InvalidToken) as refused:
         verify(forge(mint("c-42", SECRET)), SECRET)
+    assert str(refused.value) == reason  # said to the client as it is
 
 
 def test_only_a_customer_id_can_be_minted() -> None:
@@ -175,3 +187,110 @@ def test_secrets_are_never_empty_or_short() -> None:
     for field in ("operator_token", "auth_secret"):
         with pytest.raises(ValidationError, match="at least 24 characters"):
             Settings(**{field: "changeme"})
+
+
+def test_a_token_of_exactly_the_longest_length_is_read() -> None:
+    lengths = {}
+    for pad in range(MAX_TOKEN_LENGTH):
+        token = signed(claims(pad="x" * pad))
+        lengths[len(token)] = token
+        if len(token) > MAX_TOKEN_LENGTH:
+            break
+    assert verify(lengths[MAX_TOKEN_LENGTH], SECRET) == "c-42"
+    with pytest.raises(InvalidToken, match=r"^token too long$"):
+        verify(lengths[MAX_TOKEN_LENGTH + 1], SECRET)
+
+
+# --- python -m api.tokens, in this process ------------------------------------------------------
+
+
+def mint_cli(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *args: str,
+    **settings: object,
+) -> tuple[int, str, str]:
+    """``python -m api.tokens args`` with these settings: (exit status, stdout, stderr)."""
+    monkeypatch.setattr("api.tokens.get_settings", lambda: Settings(**settings))
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def lifetime(token: str) -> int:
+    claimed = jwt.decode(token, options={"verify_signature": False})
+    return claimed["exp"] - claimed["iat"]
+
+
+def test_the_cli_mints_a_days_token_by_default_or_for_ttl_seconds(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    status, out, err = mint_cli(monkeypatch, capsys, "c-7", auth_secret=SECRET, data_dir=tmp_path)
+    assert (status, err) == (0, "")
+    assert out.endswith("\n") and out.count("\n") == 1
+    assert verify(out.strip(), SECRET) == "c-7"
+    assert lifetime(out.strip()) == DAY
+    status, out, err = mint_cli(
+        monkeypatch, capsys, "c-7", "--ttl", "60", auth_secret=SECRET, data_dir=tmp_path
+    )
+    assert (status, err, lifetime(out.strip())) == (0, "", 60)
+
+
+def test_the_cli_keeps_within_the_configured_maximum(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    hour = {"auth_secret": SECRET, "data_dir": tmp_path, "customer_token_max_lifetime": "PT1H"}
+    status, out, _ = mint_cli(monkeypatch, capsys, "c-7", **hour)
+    assert (status, lifetime(out.strip())) == (0, 3600)  # the default day, capped
+    status, out, _ = mint_cli(monkeypatch, capsys, "c-7", "--ttl", "3600", **hour)
+    assert (status, lifetime(out.strip())) == (0, 3600)
+    for ttl in ("3601", "0", "-60"):
+        status, out, err = mint_cli(monkeypatch, capsys, "c-7", "--ttl", ttl, **hour)
+        assert (status, out) == (2, "")
+        assert err == (
+            "--ttl must be positive and at most 3600 seconds "
+            "(CLOUDMART_CUSTOMER_TOKEN_MAX_LIFETIME)\n"
+        )
+
+
+def test_the_cli_signs_with_the_apis_secret_else_the_one_make_up_keeps(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    status, out, err = mint_cli(monkeypatch, capsys, "c-7", data_dir=tmp_path)
+    assert (status, out) == (2, "")
+    assert err == (
+        "no auth secret: set CLOUDMART_AUTH_SECRET to the API's, or run `make up` once "
+        "(it keeps one in the data directory)\n"
+    )
+    (tmp_path / AUTH_SECRET_FILE).write_text("k" * 43 + "\n")
+    status, out, _ = mint_cli(monkeypatch, capsys, "c-7", data_dir=tmp_path)
+    assert (status, verify(out.strip(), "k" * 43)) == (0, "c-7")
+    status, out, _ = mint_cli(monkeypatch, capsys, "c-7", data_dir=tmp_path, auth_secret=SECRET)
+    assert (status, verify(out.strip(), SECRET)) == (0, "c-7")  # the configured secret wins
+
+
+def test_the_cli_mints_for_customer_ids_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    status, out, err = mint_cli(
+        monkeypatch, capsys, "not a customer", auth_secret=SECRET, data_dir=tmp_path
+    )
+    assert (status, out, err) == (2, "", "not a customer id: 'not a customer'\n")
+
+
+def test_the_cli_says_how_it_is_used(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    text = " ".join(out.split())
+    assert text.startswith("usage: python -m api.tokens [-h] [--ttl TTL] customer_id")
+    assert "Mint a customer's bearer token." in out.splitlines()
+    assert (
+        "--ttl TTL seconds until it expires (default: 86400, or "
+        "CLOUDMART_CUSTOMER_TOKEN_MAX_LIFETIME if that is shorter)"
+    ) in text
+    with pytest.raises(SystemExit) as exited:
+        main(["c-7", "--ttl", "an hour"])
+    assert exited.value.code == 2
+    assert "argument --ttl: invalid int value: 'an hour'" in capsys.readouterr().err
