@@ -56,7 +56,12 @@ def mint(
         "iat": issued,
         "exp": issued + int(ttl.total_seconds()),
     }
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return jwt.encode(
+        claims,
+        secret,
+        # Equivalent mutant (make mutation): without algorithm=, PyJWT signs with HS256 as well.
+        algorithm=ALGORITHM,  # pragma: no mutate
+    )
 
 
 def verify(token: str, secret: str, *, max_lifetime: timedelta = DEFAULT_MAX_LIFETIME) -> str:
@@ -88,7 +93,7 @@ def verify(token: str, secret: str, *, max_lifetime: timedelta = DEFAULT_MAX_LIF
         raise InvalidToken("not valid yet (iat or nbf in the future)") from None
     except jwt.InvalidTokenError:
         raise InvalidToken("malformed") from None
-    if any(type(claims.get(c, 0)) is not int for c in ("iat", "exp", "nbf")):
+    if any(type(claims[c]) is not int for c in ("iat", "exp", "nbf") if c in claims):
         raise InvalidToken("iat, exp and nbf must be integers (seconds since the epoch)")
     if claims["exp"] - claims["iat"] > max_lifetime.total_seconds():
         raise InvalidToken(f"lives longer than the maximum, {max_lifetime} (exp - iat)")
@@ -105,8 +110,10 @@ def _check_encoding(token: str) -> None:
     if not _SEGMENTS.fullmatch(token):
         raise InvalidToken("not a JWT (three base64url segments, unpadded)")
     signature = token.rsplit(".", 1)[1]
+    # Equivalent mutant (make mutation): +len pads with more "=", which decoding ignores.
+    padding = -len(signature) % 4  # pragma: no mutate
     try:
-        raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+        raw = base64.urlsafe_b64decode(signature + "=" * padding)
     except (binascii.Error, ValueError):
         raise InvalidToken("signature is not base64url") from None
     if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != signature:
