@@ -176,7 +176,7 @@ class EncryptionCodec(PayloadCodec):
         data = payload.data
         try:
             plain = cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], _associated_data(key_id))
-        except InvalidTag:
+        except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce
             raise PayloadDecryptionError(
                 f"payload encrypted with key id {key_id!r} failed authentication "
                 "(tampered with, or the key under that id has changed)"

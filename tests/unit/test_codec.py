@@ -364,11 +364,6 @@ async def test_ciphertext_that_holds_no_payload_is_refused() -> None:
     assert str(refused.value) == "payload encrypted with key id 'k1' does not hold a payload"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: AES-GCM refuses a nonce under 8 bytes with ValueError, which decode lets "
-    "through (a worker's activation fails, again and again; the codec server answers 500)",
-)
 async def test_ciphertext_too_short_to_hold_a_nonce_is_refused_too() -> None:
     [refusal] = await codec(OLD).decode([encrypted_as(b"k1", b"short")])
     assert refusal.metadata["encoding"] == REFUSED

@@ -493,11 +493,6 @@ async def test_no_other_route_answers_cross_origin_requests() -> None:
         assert "access-control-allow-credentials" not in response.headers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in cloudmart/codec.py: ciphertext shorter than a nonce raises ValueError, not "
-    "PayloadDecryptionError, so the codec server answers 500 instead of 400",
-)
 async def test_a_payload_too_short_to_be_ciphertext_is_a_400() -> None:
     truncated = {
         "metadata": {"encoding": b64(b"binary/encrypted"), "encryption-key-id": b64(b"test-1")}
