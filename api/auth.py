@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.deps import AppState, State
 from api.errors import Forbidden, Unauthorized, Unavailable
 from api.tokens import InvalidToken, verify
-from cloudmart.settings import Settings
+from cloudmart.settings import MIN_SECRET_LENGTH, Settings
 
 bearer = HTTPBearer(
     scheme_name="bearer",
@@ -44,7 +44,7 @@ def check_auth_settings(settings: Settings) -> None:
     if settings.require_auth and settings.auth_secret is None:
         raise AuthConfigError(
             "CLOUDMART_REQUIRE_AUTH is on but CLOUDMART_AUTH_SECRET is not set: customer "
-            "tokens could not be checked. Set it (at least 24 characters, e.g. "
+            f"tokens could not be checked. Set it (at least {MIN_SECRET_LENGTH} characters, e.g. "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))')."
         )
     if not (settings.require_auth or settings.allow_open_api or is_loopback(settings.api_host)):

@@ -42,9 +42,10 @@ DATABASES = ("event_store", *SERVICES, "payment_provider", "readmodel", "loyalty
 """Every database: the order event store (the orchestrator's), one per service, the simulated
 payment provider's own, the read side's projections, and the loyalty service's."""
 
-MIN_SECRET_LENGTH = 24
-"""Operator token and auth secret: long enough that guessing is hopeless (token_urlsafe(32)
-makes 43 characters)."""
+MIN_SECRET_LENGTH = 32
+"""Operator token and auth secret: long enough that guessing is hopeless, and for the auth
+secret the key size HS256 asks for (256 bits, RFC 7518 section 3.2; PyJWT warns below it).
+``token_urlsafe(32)`` makes 43 characters."""
 
 
 def _bare_seconds(value: object) -> object:

@@ -290,7 +290,7 @@ def test_customer_auth_without_a_secret_is_refused_saying_what_to_set() -> None:
         check_auth_settings(Settings(require_auth=True, auth_secret=None))
     assert str(refused.value) == (
         "CLOUDMART_REQUIRE_AUTH is on but CLOUDMART_AUTH_SECRET is not set: customer tokens "
-        "could not be checked. Set it (at least 24 characters, e.g. python -c 'import secrets; "
+        "could not be checked. Set it (at least 32 characters, e.g. python -c 'import secrets; "
         "print(secrets.token_urlsafe(32))')."
     )
 

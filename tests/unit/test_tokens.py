@@ -185,7 +185,7 @@ def test_the_cli_mints_with_the_apis_secret_or_the_one_make_up_keeps(tmp_path: P
 def test_secrets_are_never_empty_or_short() -> None:
     assert Settings(operator_token="", auth_secret="").operator_token is None
     for field in ("operator_token", "auth_secret"):
-        with pytest.raises(ValidationError, match="at least 24 characters"):
+        with pytest.raises(ValidationError, match="at least 32 characters"):
             Settings(**{field: "changeme"})
 
 
