@@ -104,7 +104,7 @@ def test_make_up_generates_an_operator_token_once_and_keeps_it_private(tmp_path:
 
 
 def test_a_configured_operator_token_wins_and_nothing_is_stored(tmp_path: Path) -> None:
-    chosen = "o" * 30
+    chosen = "o" * 32
     settings = with_dev_credentials(
         Settings(data_dir=tmp_path, operator_token=chosen, auth_secret="a" * 32)
     )
