@@ -28,9 +28,9 @@ token: $(INSTALLED)
 	@$(BIN)/python -m api.tokens '$(CUSTOMER)'
 
 # Three pytest processes on two cores: most of a test's time is spent waiting on a server, a
-# worker or a timer, so a third process still gains (serial 8m15s, 2 workers 5m25s, 3 4m38s on
-# this 2-core machine). Work stealing keeps the long system tests from queueing behind each
-# other at the end. TEST_WORKERS=0 runs it in this one process.
+# worker or a timer, so a third process still gains over two (docs/testing.md). Work stealing
+# keeps the long system tests from queueing behind each other at the end. TEST_WORKERS=0 runs
+# it in this one process.
 TEST_WORKERS ?= 3
 
 test: $(INSTALLED)
