@@ -75,6 +75,20 @@ class Settings(BaseSettings):
 
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
+    temporal_tls: bool | None = None
+    """TLS to Temporal's frontend. Unset, it is on when any ``temporal_tls_*`` setting or the
+    API key is; on without a CA, the frontend is verified against the system's roots."""
+    temporal_tls_ca: Path | None = None
+    """The CA certificate (PEM) that signed the frontend's certificate, for a private CA."""
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    """This process's client certificate and private key (PEM) for mutual TLS: both or neither."""
+    temporal_tls_server_name: str | None = None
+    """The name the frontend's certificate must carry (also sent as SNI), when it is not the
+    host in ``temporal_address``."""
+    temporal_api_key: SecretStr | None = None
+    """Sent on every call to Temporal as ``Authorization: Bearer <key>``: a JWT for the server's
+    ClaimMapper and Authorizer, or a Temporal Cloud API key. Needs TLS (never sent in clear)."""
     temporal_ui_port: int = 8233
     """The dev server's Web UI (``make up``); 0 runs the dev server headless."""
     task_queue_prefix: str = Field(default="cloudmart", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
@@ -158,11 +172,46 @@ class Settings(BaseSettings):
     customer_token_max_lifetime: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
     """The longest a customer token may live (``exp`` - ``iat``); a longer one is refused."""
 
-    @field_validator("operator_token", "auth_secret", mode="before")
+    @field_validator(
+        "operator_token",
+        "auth_secret",
+        "temporal_tls",
+        "temporal_tls_ca",
+        "temporal_tls_cert",
+        "temporal_tls_key",
+        "temporal_tls_server_name",
+        "temporal_api_key",
+        mode="before",
+    )
     @classmethod
     def _unset_when_empty(cls, value: object) -> object:
-        # An empty variable (``CLOUDMART_OPERATOR_TOKEN=``) is unset, never an empty secret.
+        # An empty variable (``CLOUDMART_OPERATOR_TOKEN=``, or compose's ``${VAR:-}``) is
+        # unset, never an empty secret or the current directory as a file.
         return None if value == "" else value
+
+    @field_validator("temporal_tls_ca", "temporal_tls_cert")
+    @classmethod
+    def _a_certificate(cls, value: Path | None) -> Path | None:
+        return _pem_file(value, "-----BEGIN CERTIFICATE-----", "a PEM certificate")
+
+    @field_validator("temporal_tls_key")
+    @classmethod
+    def _a_private_key(cls, value: Path | None) -> Path | None:
+        # "PRIVATE KEY-----" ends the PKCS#8 header and the RSA and EC ones alike.
+        path = _pem_file(value, "PRIVATE KEY-----", "a PEM private key")
+        if path is not None and b"ENCRYPTED" in path.read_bytes():
+            # The SDK takes no passphrase: it would fail at the first connection instead.
+            raise ValueError(f"{path} is encrypted; the key must be unencrypted (mode 0600)")
+        return path
+
+    @field_validator("temporal_api_key")
+    @classmethod
+    def _a_header_value(cls, value: SecretStr | None) -> SecretStr | None:
+        # It travels as an HTTP/2 header: a stray newline or space (a key pasted from a file)
+        # would otherwise fail every call with an error far from its cause.
+        if value is not None and not re.fullmatch(r"[\x21-\x7e]+", value.get_secret_value()):
+            raise ValueError("must be printable ASCII without spaces or line breaks")
+        return value
 
     @field_validator("operator_token", "auth_secret")
     @classmethod
@@ -202,6 +251,46 @@ class Settings(BaseSettings):
             if not re.fullmatch(r"https?://[^/\s]+", origin):
                 raise ValueError(f"{origin!r} is not an origin like http://localhost:8080")
         return value
+
+    @model_validator(mode="after")
+    def _temporal_tls_consistent(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            given, missing = ("CERT", "KEY") if self.temporal_tls_key is None else ("KEY", "CERT")
+            raise ValueError(
+                f"CLOUDMART_TEMPORAL_TLS_{given} is set without CLOUDMART_TEMPORAL_TLS_{missing}:"
+                " a client certificate needs its private key, and the key its certificate"
+            )
+        if self.temporal_tls is False:
+            if self._temporal_tls_implied:
+                raise ValueError(
+                    "CLOUDMART_TEMPORAL_TLS is false but CLOUDMART_TEMPORAL_TLS_CA, _CERT, _KEY "
+                    "or _SERVER_NAME is set: unset them, or turn TLS on"
+                )
+            if self.temporal_api_key is not None:
+                raise ValueError(
+                    "CLOUDMART_TEMPORAL_API_KEY is set but CLOUDMART_TEMPORAL_TLS is false: "
+                    "the key would cross the network in clear; turn TLS on"
+                )
+        return self
+
+    @property
+    def _temporal_tls_implied(self) -> bool:
+        return any(
+            setting is not None
+            for setting in (
+                self.temporal_tls_ca,
+                self.temporal_tls_cert,
+                self.temporal_tls_key,
+                self.temporal_tls_server_name,
+            )
+        )
+
+    @property
+    def temporal_tls_on(self) -> bool:
+        """Whether clients connect to Temporal over TLS: as set, else implied by the others."""
+        if self.temporal_tls is not None:
+            return self.temporal_tls
+        return self._temporal_tls_implied or self.temporal_api_key is not None
 
     @model_validator(mode="after")
     def _default_database_files(self) -> Settings:
@@ -252,6 +341,20 @@ class Settings(BaseSettings):
             stuck_policy=self.stuck_policy,
             events_window=self.events_window,
         )
+
+
+def _pem_file(path: Path | None, marker: str, what: str) -> Path | None:
+    """``path`` if it can be read now and holds ``what``: a process refuses to start rather
+    than fail at its first connection. The error names the file, never its contents."""
+    if path is None:
+        return None
+    try:
+        content = path.read_bytes()
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror or err}") from None
+    if marker.encode() not in content:
+        raise ValueError(f"{path} is not {what} (no {marker!r} line)")
+    return path
 
 
 @cache

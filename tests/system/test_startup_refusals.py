@@ -1,7 +1,8 @@
 """Programs refuse to start, with a clear message and the exit status a script can act on, when
 their settings would break something: no payload keys (exit 1), a bad value (exit 2, a line per
-problem naming its variable), customer tokens required but no secret to check them, or customer
-tokens off on an address beyond loopback (exit 2)."""
+problem naming its variable: also TLS files for Temporal that it could not use), customer tokens
+required but no secret to check them, or customer tokens off on an address beyond loopback
+(exit 2)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from devstack.processes import API_READY, free_port
 from devstack.stack import settings_env
 from tests.support import TEST_PAYLOAD_KEYS, start_api
 from tests.system.test_deployment import environment
+from tests.tls import CertificateAuthority
 
 ROOT = Path(__file__).parents[2]
 
@@ -56,6 +58,44 @@ def test_a_program_started_with_a_bad_setting_says_which_and_exits_2(
     assert "Traceback" not in run.stderr
     assert "CLOUDMART_EVENTS_WINDOW: Input should be greater than 0 seconds" in run.stderr
     assert "CLOUDMART_COMPENSATION_STUCK_ATTEMPTS: Input should be a valid integer" in run.stderr
+    assert list(tmp_path.iterdir()) == []  # refused before it touched anything
+
+
+@pytest.mark.parametrize("program", ["worker", "api", "devstack"])
+@pytest.mark.parametrize("problem", ["cert-without-key", "unreadable-ca"])
+def test_a_program_refuses_temporal_tls_it_could_not_use_naming_the_setting(
+    program: str, problem: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    client = CertificateAuthority("refusals", tmp_path_factory.mktemp("pki")).issue(
+        "worker", server=False
+    )
+    api_key = "tmprl-never-printed-0123456789"
+    tls = {
+        "cert-without-key": {"CLOUDMART_TEMPORAL_TLS_CERT": str(client.cert)},
+        "unreadable-ca": {"CLOUDMART_TEMPORAL_TLS_CA": str(client.cert.with_name("nowhere.pem"))},
+    }[problem]
+    env = {
+        **os.environ,
+        "CLOUDMART_DATA_DIR": str(tmp_path),
+        "CLOUDMART_TEMPORAL_API_KEY": api_key,
+        **tls,
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", program],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stderr
+    said = {
+        "cert-without-key": "CLOUDMART_TEMPORAL_TLS_CERT is set without CLOUDMART_TEMPORAL_TLS_KEY",
+        "unreadable-ca": "CLOUDMART_TEMPORAL_TLS_CA: Value error, cannot read ",
+    }[problem]
+    assert said in run.stderr
+    assert "Traceback" not in run.stderr
+    assert api_key not in run.stdout + run.stderr
     assert list(tmp_path.iterdir()) == []  # refused before it touched anything
 
 
