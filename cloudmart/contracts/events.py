@@ -28,7 +28,12 @@ ShipmentCancelled (1)             outcome, lines ([]), amount_cents (0)
 OrderCompleted (1)                total_cents
 OrderFailed (1)                   type, message
 OrderCancelled (1)                reason
+ProductRated (1)                  sku, customer_id, stars, comment (a product's stream)
 ================================  =========================================================
+
+Every type but ``ProductRated`` belongs to an order's stream; ``ProductRated`` belongs to its
+product's (``product-<sku>``, cloudmart/contracts/ratings.py), and a customer's later rating of
+the product supersedes their earlier one.
 
 Compensation events carry the compensation's ``outcome`` (UNDONE, NOTHING_TO_UNDO,
 ALREADY_UNDONE): only an UNDONE release gives stock back, only an UNDONE refund returns money.
@@ -66,6 +71,7 @@ class EventType(StrEnum):
     ORDER_COMPLETED = "OrderCompleted"
     ORDER_FAILED = "OrderFailed"
     ORDER_CANCELLED = "OrderCancelled"
+    PRODUCT_RATED = "ProductRated"
 
 
 CURRENT_VERSION: dict[str, int] = {event_type: 1 for event_type in EventType}

@@ -51,6 +51,8 @@ AddressLine = Annotated[str, *_printable(200)]
 City = Annotated[str, *_printable(100)]
 PostalCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{1,11}$")]
 Reason = Annotated[str, *_printable(500)]
+Comment = Annotated[str, *_printable(500)]
+"""A customer's short remark (a product rating's): the same checks as every free text."""
 
 CustomerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")]
 """Letters, digits and ``_ . : @ -``: safe to embed in a Temporal visibility query."""

@@ -71,6 +71,23 @@ class ProductSearch(ReadModelTable, table=True):
     sold: int = 0
     stock_on_hand: int = 0
     """received - reserved - sold, kept in step so that filters can use it."""
+    rating_count: int = 0
+    """Customers who rated it: each counts once, with their latest rating."""
+    rating_total: int = 0
+    """The sum of those customers' stars."""
+    rating_average: float | None = Field(default=None, index=True)
+    """rating_total / rating_count, kept in step so that a filter and a sort can use it; None
+    while nobody has rated the product."""
+
+
+class ProductRatingRow(ReadModelTable, table=True):
+    """Each customer's current rating of each product: what a later rating supersedes."""
+
+    __tablename__ = "product_ratings"
+
+    sku: str = Field(primary_key=True, max_length=64)
+    customer_id: str = Field(primary_key=True, max_length=64)
+    stars: int
 
 
 class Checkpoint(ReadModelTable, table=True):

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, delete, select
 from sqlmodel import Session, col
 
 from cloudmart.contracts.events import EventType, StoredEvent
+from cloudmart.contracts.ratings import ProductRated
 from cloudmart.contracts.steps import CatalogEntry, Undo
 from services.database import get_for_update, read_only, transaction
 from services.event_store.aggregate import STATUS_AFTER
@@ -24,12 +25,14 @@ from services.readmodel.models import (
     Checkpoint,
     FailureCount,
     OrderSummary,
+    ProductRatingRow,
     ProductSales,
     ProductSearch,
 )
+from services.readmodel.ratings import Tally
 
 NAME = "projections"
-PROJECTION_TABLES = (OrderSummary, ProductSales, FailureCount, ProductSearch)
+PROJECTION_TABLES = (OrderSummary, ProductSales, FailureCount, ProductSearch, ProductRatingRow)
 Catalog = Callable[[], list[CatalogEntry]]
 POSITION = select(col(Checkpoint.position)).where(col(Checkpoint.name) == NAME)
 
@@ -156,8 +159,25 @@ def _sales(session: Session, sku: str) -> ProductSales:
     return row
 
 
+def _rate(session: Session, rated: ProductRated, catalog: Catalog) -> None:
+    """The customer's rating supersedes their earlier one of the product, if any."""
+    product = _product(session, rated.sku, catalog)
+    current = session.get(ProductRatingRow, (rated.sku, rated.customer_id))
+    previous = current.stars if current is not None else None
+    if current is None:
+        current = ProductRatingRow(sku=rated.sku, customer_id=rated.customer_id, stars=rated.stars)
+        session.add(current)
+    current.stars = rated.stars
+    tally = Tally(product.rating_count, product.rating_total).rate(rated.stars, previous)
+    product.rating_count, product.rating_total = tally.count, tally.total
+    product.rating_average = tally.average
+
+
 def _apply(session: Session, event: StoredEvent, catalog: Catalog) -> None:
     data = event.data
+    if event.event_type == EventType.PRODUCT_RATED:  # a product's stream, not an order's
+        _rate(session, ProductRated.model_validate(data), catalog)
+        return
     summary = session.get(OrderSummary, event.aggregate_id)
     match event.event_type:
         case EventType.ORDER_PLACED:

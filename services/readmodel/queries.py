@@ -65,6 +65,16 @@ class ProductSort(StrEnum):
     PRICE_DESC = "-price"
     STOCK = "stock"
     STOCK_DESC = "-stock"
+    RATING = "rating"
+    """Highest average first; ties by more ratings, then by sku; unrated products last."""
+
+
+class ProductListing(ProductView):
+    """A product as the search answers it: the catalog, live stock, and customers' ratings."""
+
+    rating_average: float | None
+    """None while nobody has rated it."""
+    rating_count: int
 
 
 class ProjectionStatus(BaseModel):
@@ -145,8 +155,9 @@ class ReadModel:
         min_price: int | None = None,
         max_price: int | None = None,
         in_stock: bool | None = None,
+        min_rating: float | None = None,
         sort: ProductSort = ProductSort.NAME,
-    ) -> list[ProductView]:
+    ) -> list[ProductListing]:
         statement = select(ProductSearch)
         if q:
             # autoescape: a "%" or "_" in the search is that character, not a wildcard.
@@ -166,23 +177,35 @@ class ReadModel:
         if in_stock is not None:
             on_hand = col(ProductSearch.stock_on_hand)
             statement = statement.where(on_hand > 0 if in_stock else on_hand <= 0)
+        if min_rating is not None:
+            # An unrated product (average NULL) matches no minimum, not even 0: it has no rating.
+            statement = statement.where(col(ProductSearch.rating_average) >= min_rating)
+        average = col(ProductSearch.rating_average)
         order = {
-            ProductSort.NAME: col(ProductSearch.name),
-            ProductSort.PRICE: col(ProductSearch.price_cents),
-            ProductSort.PRICE_DESC: col(ProductSearch.price_cents).desc(),
-            ProductSort.STOCK: col(ProductSearch.stock_on_hand),
-            ProductSort.STOCK_DESC: col(ProductSearch.stock_on_hand).desc(),
+            ProductSort.NAME: (col(ProductSearch.name),),
+            ProductSort.PRICE: (col(ProductSearch.price_cents),),
+            ProductSort.PRICE_DESC: (col(ProductSearch.price_cents).desc(),),
+            ProductSort.STOCK: (col(ProductSearch.stock_on_hand),),
+            ProductSort.STOCK_DESC: (col(ProductSearch.stock_on_hand).desc(),),
+            # NULLS LAST spelled out: PostgreSQL puts NULLs first in a descending order, SQLite
+            # last; either way an unrated product comes after every rated one.
+            ProductSort.RATING: (
+                average.desc().nulls_last(),
+                col(ProductSearch.rating_count).desc(),
+            ),
         }[sort]
-        statement = statement.order_by(order, ProductSearch.sku)
+        statement = statement.order_by(*order, ProductSearch.sku)
         with Session(self.engine) as session:
             return [
-                ProductView(
+                ProductListing(
                     sku=p.sku,
                     name=p.name,
                     category=p.category,
                     price_cents=p.price_cents,
                     stock_on_hand=p.stock_on_hand,
                     reserved=p.reserved,
+                    rating_average=p.rating_average,
+                    rating_count=p.rating_count,
                 )
                 for p in session.scalars(statement)
             ]
