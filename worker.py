@@ -45,7 +45,13 @@ from activities.shipping import ShippingActivities
 from cloudmart.contracts.routing import TaskQueues
 from cloudmart.process import exit_now
 from cloudmart.settings import SERVICES, Settings, get_settings
-from cloudmart.temporal import PayloadKeysMissing, connect, data_converter, is_unreachable
+from cloudmart.temporal import (
+    PayloadKeysMissing,
+    connect,
+    data_converter,
+    is_unreachable,
+    unreachable_hint,
+)
 from services.factory import Services, open_services, prepare
 from workflows.order_saga import OrderSaga
 
@@ -280,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         if is_unreachable(err):
             print(
                 f"worker: cannot reach Temporal at {settings.temporal_address} "
-                f"(is the dev server running? `make up` starts it): {err}",
+                f"({unreachable_hint(settings)}): {err}",
                 file=sys.stderr,
             )
         else:

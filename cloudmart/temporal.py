@@ -4,6 +4,8 @@ JSON, encrypted by the payload codec, failure messages and stack traces included
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from typing import Literal
 
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -15,7 +17,7 @@ from temporalio.converter import (
     DefaultFailureConverterWithEncodedAttributes,
     PayloadConverter,
 )
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from cloudmart.codec import (
     EncryptionCodec,
@@ -91,13 +93,34 @@ def data_converter(settings: Settings) -> DataConverter:
     return encrypted_converter(keys)
 
 
+def tls_config(settings: Settings) -> TLSConfig | Literal[False]:
+    """The TLS of the connection to Temporal's frontend, read from the files the settings name
+    (checked when the settings were read). Never None: left to itself, the SDK would decide."""
+    if not settings.temporal_tls_on:
+        return False
+    return TLSConfig(
+        server_root_ca_cert=_read(settings.temporal_tls_ca),  # None: the system's roots
+        client_cert=_read(settings.temporal_tls_cert),
+        client_private_key=_read(settings.temporal_tls_key),
+        domain=settings.temporal_tls_server_name,
+    )
+
+
+def _read(path: Path | None) -> bytes | None:
+    return None if path is None else path.read_bytes()
+
+
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:
-    """Connect to Temporal. ``lazy`` defers the connection to the first call (the API uses it
-    so that it starts, and answers 503, while Temporal is down)."""
+    """Connect to Temporal, over TLS and with the API key as the settings say. ``lazy`` defers
+    the connection to the first call (the API uses it so that it starts, and answers 503,
+    while Temporal is down)."""
+    api_key = settings.temporal_api_key
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        tls=tls_config(settings),
+        api_key=None if api_key is None else api_key.get_secret_value(),
         lazy=lazy,
     )
 
@@ -114,6 +137,23 @@ def is_unreachable(err: BaseException) -> bool:
     if isinstance(err, RPCError):
         return err.status in UNREACHABLE
     return isinstance(err, RuntimeError) and str(err).startswith("Failed client connect")
+
+
+def unreachable_hint(settings: Settings) -> str:
+    """What to check when Temporal cannot be reached. A TLS handshake the frontend refuses (no
+    client certificate, or one it does not trust), or a client in clear at a frontend that
+    requires TLS, reaches the SDK as a dropped connection (``transport error``, a reset or a
+    broken pipe), the same error as a server that is down: so the hint names the settings."""
+    if settings.temporal_tls_on:
+        return (
+            "is it running? over TLS, check CLOUDMART_TEMPORAL_TLS_CERT and _KEY (a frontend "
+            "requiring mutual TLS refuses a client without a certificate it trusts), and that "
+            "CLOUDMART_TEMPORAL_TLS_CA and _SERVER_NAME match the frontend's certificate"
+        )
+    return (
+        "is the dev server running? `make up` starts it; a frontend that requires TLS "
+        "needs CLOUDMART_TEMPORAL_TLS_* set"
+    )
 
 
 async def register_search_attributes(client: Client) -> None:
