@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -11,10 +12,11 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from pydantic import AwareDatetime
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller, CallerDep, Operator
-from api.deps import ReadDep, SagasDep, State
+from api.deps import AppState, ReadDep, SagasDep, State
 from api.errors import (
     AUTH_RESPONSES,
     ERROR_RESPONSES,
@@ -22,21 +24,26 @@ from api.errors import (
     ClientGone,
     Forbidden,
     OrderNotFound,
+    Unavailable,
     UnprocessableField,
 )
 from api.sagas import Sagas
-from cloudmart.contracts.events import Event, EventType
+from cloudmart.contracts.events import Event, EventType, StoredEvent
 from cloudmart.contracts.orders import (
     CancelOrder,
     OrderAccepted,
     OrderState,
     OrderStatus,
+    OrderView,
     PaymentReviewDecision,
     PlaceOrder,
     ResolveCompensation,
     UpdateAccepted,
 )
 from cloudmart.contracts.text import CustomerId
+from cloudmart.temporal import is_unreachable
+from services.event_store.aggregate import replay
+from services.event_store.as_of import AsOf, OrderAsOf, order_as_of
 from services.readmodel.queries import InvalidCursor, OrderListing
 
 log = logging.getLogger("cloudmart.api")
@@ -154,6 +161,38 @@ async def order_events(
     """The order's event timeline from the event store, oldest first. The saga stores its
     events in batches (before it waits for a person, when a step fails or runs past the events
     window, and at its end: docs/events-and-cqrs.md), so a running order may answer ``[]``."""
+    events = await _stored_events(state, sagas, caller, order_id)
+    return [Event.model_validate(e.model_dump(include=set(Event.model_fields))) for e in events]
+
+
+AsOfQuery = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="An ISO 8601 time with a time zone (events that occurred at or before it; "
+        "send a '+' as %2B), or an event sequence number from 0 (events numbered up to it). "
+        "Absent: every stored event.",
+    ),
+]
+
+
+@router.get("/{order_id}/state", response_model=OrderAsOf)
+async def order_state_as_of(
+    order_id: UUID, state: State, sagas: SagasDep, caller: CallerDep, as_of: AsOfQuery = None
+) -> OrderAsOf:
+    """The order as it stood at ``as_of``: the fold of its events in the event store up to
+    then (upcast to their current versions), never the live saga's answer. ``state`` is null
+    when nothing had been stored by then: before the order was placed, or while its saga has
+    not stored its first events. Access as for ``/events``: another customer's order is 404."""
+    point = _as_of(as_of)  # a bad value is the client's error whatever the order
+    events = await _stored_events(state, sagas, caller, order_id)
+    return order_as_of(str(order_id), events, point)
+
+
+async def _stored_events(
+    state: AppState, sagas: Sagas, caller: Caller, order_id: UUID
+) -> list[StoredEvent]:
+    """The order's stored events, once the caller may see them (404 as for an unknown order)."""
     # Both lookups, every time, side by side: another customer's order and an unknown one must
     # cost the same, or how long the 404 takes tells which it is (asking the saga only when
     # nothing was stored made an unknown order's 404 about 2 ms slower).
@@ -170,7 +209,34 @@ async def order_events(
         owner = saga  # not stored yet: the saga says whose it is
     if not caller.sees(owner):  # another's order is as unknown as none
         raise OrderNotFound(str(order_id))
-    return [Event.model_validate(e.model_dump(include=set(Event.model_fields))) for e in events]
+    return events
+
+
+SEQUENCE = re.compile(r"[0-9]+")
+"""ASCII digits only: ``int()`` would also take "+5", " 5", "5_0" and other scripts' digits."""
+
+
+def _as_of(value: str | None) -> AsOf:
+    """``as_of`` as a sequence number or an aware time in UTC; a 422 naming it otherwise."""
+    if value is None:
+        return None
+    if SEQUENCE.fullmatch(value):
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UnprocessableField(
+            ("query", "as_of"),
+            "not an event sequence number (an integer from 0) nor an ISO 8601 time with a "
+            "time zone, such as 2026-01-31T12:00:00Z (send a '+' as %2B)",
+            "as_of_parsing",
+        ) from None
+    if moment.tzinfo is None:
+        # A time with no zone names a different instant in every zone: refused, not guessed.
+        raise UnprocessableField(
+            ("query", "as_of"), "a time needs its time zone (Z or +hh:mm)", "timezone_aware"
+        )
+    return _utc(moment, "as_of")
 
 
 async def _owner_or_error(sagas: Sagas, order_id: UUID) -> str | Exception | None:
@@ -181,9 +247,14 @@ async def _owner_or_error(sagas: Sagas, order_id: UUID) -> str | Exception | Non
         return err
 
 
-@router.get("/{order_id}", response_model=OrderState)
+@router.get("/{order_id}", response_model=OrderView)
 async def get_order(
-    order_id: UUID, sagas: SagasDep, caller: CallerDep, request: Request, wait: Wait = 0
+    order_id: UUID,
+    sagas: SagasDep,
+    state: State,
+    caller: CallerDep,
+    request: Request,
+    wait: Wait = 0,
 ) -> OrderState:
     """The saga's live state: status, every step and compensation, total, failure.
 
@@ -193,11 +264,55 @@ async def get_order(
     as without ``wait``. It waits for the end, not for a review hold: an order awaiting payment
     review answers its current state after ``wait``. An order that has already ended answers
     at once, and an unknown one is a 404 at once. ``wait=0`` (the default): the live state at
-    once."""
-    await _check_owner(sagas, caller, str(order_id))
-    if not wait:
-        return await sagas.state(str(order_id))
-    return await _unless_client_leaves(request, sagas.final_state(str(order_id), wait))
+    once.
+
+    When the saga cannot be asked (Temporal or its workers unreachable), the answer is the
+    fold of the order's stored events, with ``source`` ``event_store`` and the sequence it
+    reflects; with nothing stored for the order, the 503 as before."""
+    try:
+        await _check_owner(sagas, caller, str(order_id))
+        if not wait:
+            return await sagas.state(str(order_id))
+        return await _unless_client_leaves(request, sagas.final_state(str(order_id), wait))
+    except Exception as err:
+        if not (isinstance(err, Unavailable) or is_unreachable(err)):
+            raise
+        folded = await _folded(state, caller, str(order_id))
+        if folded is None:
+            raise
+        log.info("order %s read from the event store: %s", order_id, err)
+        return folded
+
+
+async def _folded(state: AppState, caller: Caller, order_id: str) -> OrderView | None:
+    """The order's state folded from its stored events, for when the saga cannot say; None
+    when nothing is stored, the order is not the caller's, or the store cannot be read either.
+
+    None answers the saga's own error (a 503), so another customer's order reads exactly like
+    an unknown one: one lookup in the store, then the same 503."""
+    try:
+        events = await run_in_threadpool(state.events.stream, order_id)
+    except SQLAlchemyError as err:
+        log.warning("order %s: the event store cannot be read either: %s", order_id, err)
+        return None
+    if not events or not caller.sees(_placed_by(events[0])):
+        return None
+    order = replay(order_id, events)
+    assert order.updated_at is not None  # at least one event was folded
+    return OrderView(
+        order_id=order_id,
+        customer_id=order.customer_id,
+        status=order.status,
+        items=order.items,
+        total_cents=order.total_cents,
+        tracking_number=order.tracking_number,
+        failure=order.failure,
+        cancel_reason=order.cancel_reason,
+        created_at=order.placed_at or order.updated_at,
+        updated_at=order.updated_at,
+        source="event_store",
+        as_of_sequence=order.version,
+    )
 
 
 @router.post("/{order_id}/cancel", status_code=status.HTTP_202_ACCEPTED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -176,6 +176,22 @@ class OrderState(BaseModel):
     stuck: StuckCompensation | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class OrderView(OrderState):
+    """The answer of ``GET /orders/{id}``: the saga's state, marked with where it came from.
+
+    A subclass, not new fields on ``OrderState``: that is also the saga's query and result, and
+    where an answer came from is the API's business, not the workflow's. Clients that read only
+    ``OrderState``'s fields see the same answer as before."""
+
+    source: Literal["saga", "event_store"] = "saga"
+    """``event_store`` when the saga could not be asked (Temporal or its workers unreachable)
+    and the answer is the fold of the order's stored events instead: then ``steps`` and
+    ``compensations`` are empty and ``stuck`` is null (only the saga knows them), and the state
+    is as of the saga's last append (docs/events-and-cqrs.md)."""
+    as_of_sequence: int | None = None
+    """With ``source`` ``event_store``: the sequence number of the last stored event folded."""
 
 
 class CancelOrder(_Request):
