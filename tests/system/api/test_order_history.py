@@ -4,17 +4,24 @@ be asked (Temporal down)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from cloudmart.contracts.events import CURRENT_VERSION, Event, EventType, event_id
+from cloudmart.contracts.saga import CUSTOMER_ID, workflow_id
 from cloudmart.settings import Settings
 from devstack.processes import free_port
 from devstack.stack import DevStack
+from services.database import create_db_engine
+from services.event_store.store import EventStore
 from tests.support import api_process, operator_headers
 from tests.system.api.test_api import UNKNOWN, order_body, place, wait_for
 from tests.system.api.test_auth import bearer, customer_token
@@ -196,3 +203,48 @@ def test_while_temporal_is_down_another_customers_order_is_503_like_an_unknown_o
     assert (theirs.status_code, unknown.status_code) == (503, 503)
     assert theirs.json() == unknown.json()
     assert set(theirs.headers) == set(unknown.headers)
+
+
+async def test_while_no_worker_answers_an_order_is_read_from_the_fold_of_its_events(
+    api: httpx.Client, dev_stack: DevStack
+) -> None:
+    """Temporal is up, but no worker polls the saga's queue (here, never; in life, every worker
+    down): the query cannot be answered, the stored events can."""
+    client = await Client.connect(dev_stack.settings.temporal_address)
+    order_id, customer = str(uuid.uuid4()), f"c-{uuid.uuid4().hex[:10]}"
+    handle = await client.start_workflow(
+        "NeverRuns",
+        id=workflow_id(order_id),
+        task_queue="nobody-polls-this",
+        search_attributes=TypedSearchAttributes([SearchAttributePair(CUSTOMER_ID, customer)]),
+    )
+    engine = create_db_engine(dev_stack.settings.db_url("event_store"), pool_size=1)
+    try:
+        placed = {"customer_id": customer, "items": [{"sku": "MOUSE-ERGO-01", "quantity": 1}]}
+        EventStore(engine).append(
+            [
+                Event(
+                    event_id=event_id(order_id, 1),
+                    aggregate_id=order_id,
+                    sequence=1,
+                    event_type=EventType.ORDER_PLACED,
+                    data={**placed, "country": "DE"},
+                    version=CURRENT_VERSION[EventType.ORDER_PLACED],
+                    occurred_at=datetime.now(UTC),
+                    user_id=customer,
+                )
+            ]
+        )
+        # The module's client is synchronous: off the event loop.
+        response = await asyncio.to_thread(api.get, f"/orders/{order_id}")
+        assert response.status_code == 200, response.text
+        folded = response.json()
+        assert (folded["source"], folded["as_of_sequence"], folded["status"]) == (
+            "event_store",
+            1,
+            "PENDING",
+        )
+        assert (folded["customer_id"], folded["items"]) == (customer, placed["items"])
+    finally:
+        engine.dispose()
+        await handle.terminate()
