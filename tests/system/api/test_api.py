@@ -388,6 +388,8 @@ def test_products_show_the_catalog_with_stock(api: httpx.Client) -> None:
         "price_cents",
         "stock_on_hand",
         "reserved",
+        "rating_average",
+        "rating_count",
     }
     assert sum(p["stock_on_hand"] + p["reserved"] <= 1 for p in products) == 1
 
