@@ -108,7 +108,8 @@ async def place_order(
     state = await _unless_client_leaves(request, _state_after(sagas, accepted.order_id, wait))
     if state is None:
         return accepted
-    return OrderAccepted(order_id=accepted.order_id, status=state.status, state=state)
+    view = OrderView.model_validate(state.model_dump())  # as GET /orders/{id} shows it
+    return OrderAccepted(order_id=accepted.order_id, status=state.status, state=view)
 
 
 async def _state_after(sagas: Sagas, order_id: str, wait: float) -> OrderState | None:

@@ -225,10 +225,10 @@ class OrderAccepted(BaseModel):
 
     order_id: str
     status: OrderStatus
-    state: OrderState | None = None
-    """With ``POST /orders?wait=``: the saga's state when the answer was given, its final one
-    if it ended within the wait (``status`` is then its status too). Absent without ``wait``,
-    or if no worker could say."""
+    state: OrderView | None = None
+    """With ``POST /orders?wait=``: the saga's state (as ``GET /orders/{id}`` shows it) when the
+    answer was given, its final one if it ended within the wait (``status`` is then its status
+    too). Absent without ``wait``, or if no worker could say."""
 
 
 def saga_input(
