@@ -21,6 +21,8 @@ from cloudmart.contracts.steps import (
     Compensate,
     CompensationResult,
     CreateShipment,
+    CustomerChecked,
+    EnsureCustomer,
     FraudAssessment,
     Reservation,
     ReserveInventory,
@@ -39,6 +41,10 @@ class ActivitySpec(Generic[ArgT, ResultT]):
     arg_type: type[ArgT]
     result_type: type[ResultT]
 
+
+ENSURE_CUSTOMER = ActivitySpec("customers.ensure", "customers", EnsureCustomer, CustomerChecked)
+CANCEL_USER = ActivitySpec("customers.cancel_user", "customers", Compensate, CompensationResult)
+"""Closes the account the order's guest checkout opened, unless it has placed another order."""
 
 RESERVE_INVENTORY = ActivitySpec("inventory.reserve", "inventory", ReserveInventory, Reservation)
 RELEASE_INVENTORY = ActivitySpec("inventory.release", "inventory", Compensate, CompensationResult)
@@ -60,6 +66,8 @@ straight back to that worker: eager dispatch)."""
 
 ALL_ACTIVITIES: tuple[ActivitySpec[BaseModel, BaseModel], ...] = (
     APPEND_EVENTS,
+    ENSURE_CUSTOMER,
+    CANCEL_USER,
     RESERVE_INVENTORY,
     RELEASE_INVENTORY,
     COMMIT_INVENTORY,

@@ -29,11 +29,19 @@ OrderCompleted (1)                total_cents
 OrderFailed (1)                   type, message
 OrderCancelled (1)                reason
 ProductRated (1)                  sku, customer_id, stars, comment (a product's stream)
+CustomerChecked (1)               customer_id, registered, created (the saga's first step)
+UserCreated (1)                   customer_id, guest, order_id, personal (a customer's stream)
+ProfileUpdated (1)                customer_id, fields, personal
+AccountClosed (1)                 customer_id, reason
+UserCancelled (1)                 customer_id, order_id, reason (Cancel User)
+CustomerErased (1)                customer_id (its key destroyed)
 ================================  =========================================================
 
-Every type but ``ProductRated`` belongs to an order's stream; ``ProductRated`` belongs to its
-product's (``product-<sku>``, cloudmart/contracts/ratings.py), and a customer's later rating of
-the product supersedes their earlier one.
+``ProductRated`` belongs to its product's stream (``product-<sku>``,
+cloudmart/contracts/ratings.py), and a customer's later rating of the product supersedes their
+earlier one. ``UserCreated`` to ``CustomerErased`` belong to the customer's stream
+(``customer-<id>``, cloudmart/contracts/customers.py); ``personal`` is the customer's
+``Profile``, encrypted with their own key. Every other type belongs to an order's stream.
 
 Compensation events carry the compensation's ``outcome`` (UNDONE, NOTHING_TO_UNDO,
 ALREADY_UNDONE): only an UNDONE release gives stock back, only an UNDONE refund returns money.
@@ -72,6 +80,12 @@ class EventType(StrEnum):
     ORDER_FAILED = "OrderFailed"
     ORDER_CANCELLED = "OrderCancelled"
     PRODUCT_RATED = "ProductRated"
+    CUSTOMER_CHECKED = "CustomerChecked"
+    USER_CREATED = "UserCreated"
+    PROFILE_UPDATED = "ProfileUpdated"
+    ACCOUNT_CLOSED = "AccountClosed"
+    USER_CANCELLED = "UserCancelled"
+    CUSTOMER_ERASED = "CustomerErased"
 
 
 CURRENT_VERSION: dict[str, int] = {event_type: 1 for event_type in EventType}

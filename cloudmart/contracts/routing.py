@@ -15,6 +15,8 @@ class TaskQueues(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     orders: str
+    customers: str | None = None
+    """None in the inputs of sagas started before the customers step (they never call it)."""
     inventory: str
     payment: str
     shipping: str
@@ -23,10 +25,14 @@ class TaskQueues(BaseModel):
     def with_prefix(cls, prefix: str) -> TaskQueues:
         return cls(
             orders=f"{prefix}-orders",
+            customers=f"{prefix}-customers",
             inventory=f"{prefix}-inventory",
             payment=f"{prefix}-payment",
             shipping=f"{prefix}-shipping",
         )
 
     def for_service(self, service: str) -> str:
-        return getattr(self, service)
+        queue = getattr(self, service)
+        if queue is None:
+            raise ValueError(f"no task queue for {service} in this saga's input")
+        return queue

@@ -6,6 +6,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from cloudmart.contracts.customers import Guest
 from cloudmart.contracts.orders import OrderItem, ShippingAddress
 
 
@@ -42,6 +43,28 @@ class CompensationResult(_Message):
     """Inventory: the lines whose stock was given back."""
     amount_cents: int = 0
     """Payment: the amount refunded."""
+
+
+# customers
+
+
+class EnsureCustomer(_Message):
+    """The saga's first step: the order's customer may order. A registered customer's account
+    must be open; a guest's (``guest`` set) is opened now, keyed by the order id."""
+
+    order_id: str
+    customer_id: str
+    guest: Guest | None = None
+
+
+class CustomerChecked(_Message):
+    order_id: str
+    customer_id: str
+    registered: bool
+    """False for a customer id that was never registered (orders from before the customers
+    service): such orders go on as they always did (docs/customers.md)."""
+    created: bool = False
+    """True when this order's step opened the (guest) account."""
 
 
 # inventory
