@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, model_validator
 
-from cloudmart.contracts.orders import ShippingAddress
+from cloudmart.contracts.addresses import ShippingAddress
 from cloudmart.contracts.text import PersonName
 
 CUSTOMER_STREAM_PREFIX = "customer-"

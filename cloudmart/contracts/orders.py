@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
-
-from cloudmart.contracts.routing import TaskQueues
-from cloudmart.contracts.text import (
-    AddressLine,
-    City,
-    CountryCode,
-    CustomerId,
-    PaymentToken,
-    PersonName,
-    PostalCode,
-    Reason,
-    Sku,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
 )
+
+from cloudmart.contracts.addresses import ShippingAddress
+from cloudmart.contracts.customers import Guest
+from cloudmart.contracts.routing import TaskQueues
+from cloudmart.contracts.text import CustomerId, PaymentToken, Reason, Sku
 
 MAX_ORDER_LINES = 50
 MAX_LINE_QUANTITY = 1000
@@ -36,22 +37,36 @@ class OrderItem(_Request):
     quantity: int = Field(strict=True, ge=1, le=MAX_LINE_QUANTITY)
 
 
-class ShippingAddress(_Request):
-    name: PersonName
-    line1: AddressLine
-    line2: AddressLine | None = None
-    city: City
-    postal_code: PostalCode
-    country: CountryCode
-
-
 class PlaceOrder(_Request):
-    """The body of ``POST /orders``."""
+    """The body of ``POST /orders``: for a customer or for a guest, exactly one of the two.
 
-    customer_id: CustomerId
+    ``customer_id`` names a registered customer, or one of the ids orders carried before
+    customers registered (those go on as they always did). ``guest`` is a guest checkout: the
+    saga's first step opens an account for the name and e-mail, and closes it again (Cancel User)
+    if the order does not go through. A guest's customer id is not the client's to choose: it is
+    derived from the order id (``guest_customer_id``), so a retried request that names the same
+    order (the same ``Idempotency-Key``) names the same account."""
+
+    customer_id: CustomerId | None = None
+    guest: Guest | None = Field(default=None, validate_default=True)
     items: list[OrderItem] = Field(min_length=1, max_length=MAX_ORDER_LINES)
     payment_token: PaymentToken
     shipping_address: ShippingAddress
+
+    @field_validator("guest")
+    @classmethod
+    def _customer_or_guest(cls, guest: Guest | None, info: ValidationInfo) -> Guest | None:
+        if "customer_id" not in info.data:
+            return guest  # customer_id itself was refused: that error says enough
+        if guest is None and info.data["customer_id"] is None:
+            raise ValueError(
+                "send customer_id (a customer's order) or guest (name and email, a guest checkout)"
+            )
+        if guest is not None and info.data["customer_id"] is not None:
+            raise ValueError(
+                "send customer_id or guest, not both: a guest's customer id is given to it"
+            )
+        return guest
 
     @field_validator("items")
     @classmethod
@@ -90,6 +105,10 @@ class OrderSagaInput(BaseModel):
 
     order_id: str
     customer_id: str
+    """The order's customer; a guest's, derived from the order id (``guest_customer_id``)."""
+    guest: Guest | None = None
+    """A guest checkout: the account the saga's first step opens. None in sagas started before
+    the customers step, as in every order that names its customer."""
     items: list[OrderItem]
     payment_token: str
     shipping_address: ShippingAddress
@@ -100,6 +119,12 @@ class OrderSagaInput(BaseModel):
     """How long a step may run while the saga's recorded events wait to be stored
     (workflows/event_log.py): how stale the event store, and the read side built from it, may
     be about a running saga."""
+
+    @model_validator(mode="after")
+    def _guest_needs_customers(self) -> OrderSagaInput:
+        if self.guest is not None and self.task_queues.customers is None:
+            raise ValueError("a guest checkout needs the customers service's task queue")
+        return self
 
 
 class OrderStatus(StrEnum):
@@ -195,13 +220,13 @@ class OrderView(OrderState):
 
 
 class CancelOrder(_Request):
-    """The body of ``POST /orders/{id}/cancel`` and the argument of the saga's ``cancel`` update."""
+    """The body of ``POST /orders/{id}/cancel``."""
 
     reason: Reason = "cancelled by customer"
 
 
 class PaymentReviewDecision(_Request):
-    """The body of ``POST /orders/{id}/payment-review`` and the saga's ``review_payment`` update."""
+    """The body of ``POST /orders/{id}/payment-review``."""
 
     approved: bool = Field(strict=True)
 
@@ -213,6 +238,33 @@ class ResolveCompensation(_Request):
     step: Annotated[str, StringConstraints(pattern=r"^[a-z]{1,30}\.[a-z_]{1,30}$")]
     """The stuck compensation, e.g. ``payment.refund`` (as the order's state names it)."""
     note: Reason
+
+
+Actor = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")]
+"""Who acted, as the order's events record it (their ``user_id``): an operator's name."""
+
+
+class CancelUpdate(CancelOrder):
+    """The argument of the saga's ``cancel`` update: the body, and who asked.
+
+    ``by`` (in the update arguments below too) is the API's to fill from the caller's token,
+    never from the request body, whose models stay as they are; None records the customer
+    here, ``operator`` in the other two. Updates recorded before it existed carry none and
+    still decode."""
+
+    by: Actor | None = None
+
+
+class ReviewPaymentUpdate(PaymentReviewDecision):
+    """The argument of the saga's ``review_payment`` update: the decision, and who made it."""
+
+    by: Actor | None = None
+
+
+class ResolveCompensationUpdate(ResolveCompensation):
+    """The argument of the saga's ``resolve_compensation`` update: the resolution, and by whom."""
+
+    by: Actor | None = None
 
 
 class UpdateAccepted(BaseModel):
@@ -229,6 +281,20 @@ class OrderAccepted(BaseModel):
     """With ``POST /orders?wait=``: the saga's state (as ``GET /orders/{id}`` shows it) when the
     answer was given, its final one if it ended within the wait (``status`` is then its status
     too). Absent without ``wait``, or if no worker could say."""
+    customer_id: str | None = None
+    """The order's customer: for a guest checkout, the account's id the API gave it."""
+    customer_token: str | None = None
+    """For a guest checkout while the API requires tokens (CLOUDMART_REQUIRE_AUTH): the new
+    customer's bearer token, to follow and cancel the order with (and for its next orders)."""
+
+
+GUEST_NAMESPACE = uuid.UUID("8c1f4b2e-5d3a-4e7f-9b61-0a2d7c5e3f94")
+
+
+def guest_customer_id(order_id: str) -> str:
+    """The customer id of the guest who places ``order_id``: the same for every retry of the
+    same order, never one a client chose."""
+    return f"guest-{uuid.uuid5(GUEST_NAMESPACE, order_id)}"
 
 
 def saga_input(
@@ -242,7 +308,8 @@ def saga_input(
 ) -> OrderSagaInput:
     return OrderSagaInput(
         order_id=order_id,
-        customer_id=order.customer_id,
+        customer_id=order.customer_id or guest_customer_id(order_id),
+        guest=order.guest,
         items=order.items,
         payment_token=order.payment_token,
         shipping_address=order.shipping_address,
