@@ -30,6 +30,8 @@ OrderFailed (1)                   type, message
 OrderCancelled (1)                reason
 ProductRated (1)                  sku, customer_id, stars, comment (a product's stream)
 CustomerChecked (1)               customer_id, registered, created (the saga's first step)
+CustomerCheckFailed (1)           type, message (e.g. AccountClosed)
+GuestAccountCancelled (1)         outcome, detail, customer_id, lines ([]), amount_cents (0)
 UserCreated (1)                   customer_id, guest, order_id, personal (a customer's stream)
 ProfileUpdated (1)                customer_id, fields, personal
 AccountClosed (1)                 customer_id, reason
@@ -45,6 +47,9 @@ earlier one. ``UserCreated`` to ``CustomerErased`` belong to the customer's stre
 
 Compensation events carry the compensation's ``outcome`` (UNDONE, NOTHING_TO_UNDO,
 ALREADY_UNDONE): only an UNDONE release gives stock back, only an UNDONE refund returns money.
+``GuestAccountCancelled`` is Cancel User in the order's stream (the customer's stream has its
+own ``UserCancelled``); its ``detail`` says why an account was kept (it has placed another
+order since). No order event carries a customer's name or e-mail.
 """
 
 from __future__ import annotations
@@ -81,6 +86,9 @@ class EventType(StrEnum):
     ORDER_CANCELLED = "OrderCancelled"
     PRODUCT_RATED = "ProductRated"
     CUSTOMER_CHECKED = "CustomerChecked"
+    CUSTOMER_CHECK_FAILED = "CustomerCheckFailed"
+    GUEST_ACCOUNT_CANCELLED = "GuestAccountCancelled"
+    """Cancel User, as the order's stream records it; the customer's own records UserCancelled."""
     USER_CREATED = "UserCreated"
     PROFILE_UPDATED = "ProfileUpdated"
     ACCOUNT_CLOSED = "AccountClosed"

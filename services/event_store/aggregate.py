@@ -43,6 +43,7 @@ STATUS_AFTER: dict[str, OrderStatus] = {
     EventType.INVENTORY_RELEASED: OrderStatus.COMPENSATING,
     EventType.PAYMENT_REFUNDED: OrderStatus.COMPENSATING,
     EventType.SHIPMENT_CANCELLED: OrderStatus.COMPENSATING,
+    EventType.GUEST_ACCOUNT_CANCELLED: OrderStatus.COMPENSATING,
     EventType.ORDER_COMPLETED: OrderStatus.COMPLETED,
     EventType.ORDER_FAILED: OrderStatus.FAILED,
     EventType.ORDER_CANCELLED: OrderStatus.CANCELLED,
