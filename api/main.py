@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import activity_tracking
 from api.auth import check_auth_settings, document_optional_auth
 from api.deps import AppState
 from api.errors import install_error_handlers
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app, settings.temporal_address)
+    activity_tracking.install(app, settings)  # innermost: records each final answer
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(LastResort)
     # Outermost: even an error answer to the Web UI carries the CORS headers it needs to read it.

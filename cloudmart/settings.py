@@ -38,9 +38,10 @@ from cloudmart.contracts.routing import TaskQueues
 
 SERVICES = ("inventory", "payment", "shipping")
 """The services the saga's steps call, each on its own task queue."""
-DATABASES = ("event_store", *SERVICES, "payment_provider", "readmodel", "loyalty")
+DATABASES = ("event_store", *SERVICES, "payment_provider", "readmodel", "loyalty", "activity")
 """Every database: the order event store (the orchestrator's), one per service, the simulated
-payment provider's own, the read side's projections, and the loyalty service's."""
+payment provider's own, the read side's projections, the loyalty service's, and the customers'
+activity (the API's)."""
 
 MIN_SECRET_LENGTH = 32
 """Operator token and auth secret: long enough that guessing is hopeless, and for the auth
@@ -105,6 +106,8 @@ class Settings(BaseSettings):
     """SQLAlchemy URLs; empty means a SQLite file ``<data_dir>/<name>.db``."""
     payment_provider_db_url: str = ""
     """The simulated payment provider's ledger (another company's system in real life)."""
+    activity_db_url: str = ""
+    """Customers' activity, which the API records (docs/activity.md)."""
 
     payment_review_timeout: Duration = Field(default=timedelta(hours=24), gt=timedelta(0))
     """How long a payment held for fraud review waits for a decision (seconds or ISO 8601)."""
@@ -172,6 +175,13 @@ class Settings(BaseSettings):
     customer_token_max_lifetime: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
     """The longest a customer token may live (``exp`` - ``iat``); a longer one is refused."""
 
+    activity_tracking: bool = True
+    """Record customers' actions (searches, views, orders, ratings...) as the API answers them
+    (docs/activity.md); off, nothing is recorded and the timeline stays as it was."""
+    activity_journal_dir: Path | None = None
+    """Where the API appends each action before it answers, until it is in the activity
+    database; unset, ``<data_dir>/activity-journal``. Must outlive the API process."""
+
     @field_validator(
         "operator_token",
         "auth_secret",
@@ -181,6 +191,7 @@ class Settings(BaseSettings):
         "temporal_tls_key",
         "temporal_tls_server_name",
         "temporal_api_key",
+        "activity_journal_dir",
         mode="before",
     )
     @classmethod
@@ -303,6 +314,10 @@ class Settings(BaseSettings):
 
     def db_url(self, service: str) -> str:
         return getattr(self, f"{service}_db_url")
+
+    @property
+    def activity_journal(self) -> Path:
+        return self.activity_journal_dir or self.data_dir / "activity-journal"
 
     @property
     def stuck_policy(self) -> StuckPolicy:

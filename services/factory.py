@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from cloudmart.settings import Settings
+from services.activity.store import ActivityStore
 from services.database import create_db_engine
 from services.event_store.store import EventStore
 from services.inventory import InventoryService
@@ -28,6 +29,7 @@ SERVICE_NAMES: dict[type, str] = {
     ShippingService: "shipping",
     Projector: "readmodel",
     LoyaltyService: "loyalty",
+    ActivityStore: "activity",
 }
 """Each kind of service, and the database (and migration history) it owns."""
 
@@ -80,6 +82,11 @@ def build_loyalty(settings: Settings) -> LoyaltyService:
         build_event_store(settings, pool_size=SUBSCRIBER_POOL),
         snapshot_every=settings.snapshot_every,
     )
+
+
+def build_activity(settings: Settings) -> ActivityStore:
+    """The API's: it records customers' actions (not a worker's role)."""
+    return ActivityStore(_engine(settings, "activity", SUBSCRIBER_POOL))
 
 
 def prepare(service: Service, settings: Settings) -> None:

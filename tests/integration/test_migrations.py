@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, inspect, text
 
 from cloudmart.settings import Settings
+from services.activity.models import ActivityTable
 from services.database import create_db_engine
 from services.event_store.models import EventStoreTable
 from services.inventory.models import InventoryTable
@@ -27,6 +28,7 @@ METADATA: dict[str, MetaData] = {
     "inventory": InventoryTable.metadata,
     "payment": PaymentTable.metadata,
     "shipping": ShippingTable.metadata,
+    "activity": ActivityTable.metadata,
 }
 
 

@@ -1,0 +1,1 @@
+"""Activity: what each customer did, recorded by the API as it answers, with its own database."""
