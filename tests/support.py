@@ -14,6 +14,7 @@ from datetime import timedelta
 import httpx
 
 from cloudmart.codec import parse_payload_keys
+from cloudmart.contracts.customers import Guest
 from cloudmart.contracts.orders import (
     OrderItem,
     OrderSagaInput,
@@ -64,9 +65,12 @@ def place_order(
     token: str = "tok_ok",
     country: str = "DE",
     customer_id: str = "c-42",
+    guest: Guest | None = None,
 ) -> PlaceOrder:
+    """Customer ``customer_id``'s order, or with ``guest`` a guest checkout."""
     return PlaceOrder(
-        customer_id=customer_id,
+        customer_id=None if guest else customer_id,
+        guest=guest,
         items=[OrderItem(sku=sku, quantity=quantity) for sku, quantity in items],
         payment_token=token,
         shipping_address=address(country),
@@ -80,10 +84,11 @@ def new_saga_input(
     token: str = "tok_ok",
     country: str = "DE",
     review_timeout: timedelta = timedelta(hours=24),
+    guest: Guest | None = None,
 ) -> OrderSagaInput:
     return saga_input(
         str(uuid.uuid4()),
-        place_order(items, token=token, country=country),
+        place_order(items, token=token, country=country, guest=guest),
         payment_review_timeout=review_timeout,
         task_queues=settings.task_queues,
     )

@@ -1,18 +1,21 @@
-"""OrderSaga: an order across inventory, payment and shipping, each step undone in reverse.
+"""OrderSaga: an order across customers, inventory, payment and shipping, each step undone in
+reverse.
 
-| step                         | service   | compensation             |
-|------------------------------|-----------|--------------------------|
-| reserve the stock            | inventory | release it               |
-| screen for fraud             | payment   | (reads only)             |
-| charge the payment           | payment   | refund it (void a hold)  |
-| create the shipment          | shipping  | cancel it                |
+| step                         | service   | compensation                  |
+|------------------------------|-----------|-------------------------------|
+| create/check the customer    | customers | cancel the user (a guest's)   |
+| reserve the stock            | inventory | release it                    |
+| screen for fraud             | payment   | (reads only)                  |
+| charge the payment           | payment   | refund it (void a hold)       |
+| create the shipment          | shipping  | cancel it                     |
 | commit the stock as sold     | inventory | (past the point of no return) |
 
 ``_place_order`` is that table. ``run`` holds what the platform asks of any saga: compensate
 when a step fails or the order is cancelled, wait for the handlers, store the order's events,
 end the execution as Temporal should show it. The mechanics live beside this module: running a
 step (step_runner.py), retrying (retry_policies.py), the compensation stack (compensations.py),
-stuck compensations (stuck_compensations.py) and the order's events (event_log.py).
+stuck compensations (stuck_compensations.py), the order's events (event_log.py) and what people
+decide meanwhile (decisions.py).
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ with workflow.unsafe.imports_passed_through():
     from cloudmart.contracts.events import EventType
     from cloudmart.contracts.failures import PaymentReviewTimedOut
     from cloudmart.contracts.orders import (
-        CancelOrder,
+        CancelUpdate,
         OrderSagaInput,
         OrderState,
         OrderStatus,
-        PaymentReviewDecision,
-        ResolveCompensation,
+        ResolveCompensationUpdate,
+        ReviewPaymentUpdate,
         StepStatus,
         UpdateAccepted,
     )
@@ -45,14 +48,16 @@ with workflow.unsafe.imports_passed_through():
         CommitInventory,
         Compensate,
         CreateShipment,
+        EnsureCustomer,
         ReserveInventory,
         ResolvePaymentReview,
     )
 
 from workflows.cancellation import ForwardSteps, cancel_requested_in_temporal, uninterruptible
 from workflows.compensations import Compensation, CompensationStack
+from workflows.decisions import Decisions
 from workflows.event_log import EventLog
-from workflows.order_state import OPERATOR, SYSTEM, OrderProgress, duration, refuse
+from workflows.order_state import OPERATOR, SYSTEM, OrderProgress, duration
 from workflows.retry_policies import undo_retry
 from workflows.step_runner import StepRunner, describe, failure_of
 from workflows.stuck_compensations import StuckCompensations
@@ -60,8 +65,13 @@ from workflows.stuck_compensations import StuckCompensations
 FRAUD_SCREEN = "fraud-check"
 """The fraud screen came after the saga was released: sagas that had passed that point on the
 code before it replay (and finish) without it. The worked example of docs/versioning.md."""
+CUSTOMER_STEP = "customer-step"
+"""The customers step came after 1.0: sagas started on the code before it (every one of them is
+past that point) replay and finish without it, as do sagas whose input names no customers
+queue (started by an API from before it)."""
 
 UNDO_EVENTS = {
+    act.CANCEL_USER.name: EventType.GUEST_ACCOUNT_CANCELLED,
     act.RELEASE_INVENTORY.name: EventType.INVENTORY_RELEASED,
     act.REFUND_PAYMENT.name: EventType.PAYMENT_REFUNDED,
     act.CANCEL_SHIPMENT.name: EventType.SHIPMENT_CANCELLED,
@@ -84,10 +94,7 @@ class OrderSaga:
             self._steps, order.stuck_policy, self._progress, self._events
         )
         self._forward = ForwardSteps()
-        self._shipment_created = False
-        self._review: PaymentReviewDecision | None = None
-        self._review_applied = False  # until then, the decision wins over a cancel
-        self._cancelled_by = SYSTEM
+        self._decisions = Decisions(self._state, self._forward)
 
     @workflow.run
     async def run(self, order: OrderSagaInput) -> OrderState:
@@ -101,7 +108,9 @@ class OrderSaga:
         )
         undo = CompensationStack()
         try:
-            await self._forward.run(self._place_order(order, undo), self._cancel_from_temporal)
+            await self._forward.run(
+                self._place_order(order, undo), self._decisions.cancel_from_temporal
+            )
             outcome = OrderStatus.COMPLETED
         except SAGA_ABORTS as abort:
             outcome = await uninterruptible(self._compensate(undo, abort))
@@ -125,6 +134,9 @@ class OrderSaga:
     async def _place_order(self, order: OrderSagaInput, undo: CompensationStack) -> None:
         """The saga. Each compensation is pushed before its step runs: a step can take effect
         even when its answer is lost (a timeout, a crash, a cancel)."""
+        if order.task_queues.customers is not None and workflow.patched(CUSTOMER_STEP):
+            await self._customer(order, undo)
+
         undo.push(act.RELEASE_INVENTORY)
         reservation = await self._steps.step(
             OrderStatus.RESERVING_INVENTORY,
@@ -191,7 +203,7 @@ class OrderSaga:
             failed=EventType.SHIPMENT_FAILED,
         )
         self._state.tracking_number = shipment.tracking_number
-        self._shipment_created = True  # the point of no return: cancels are refused from here
+        self._decisions.shipment_created = True  # the point of no return
         self._events.record(
             EventType.SHIPMENT_CREATED,
             by=SYSTEM,
@@ -211,6 +223,29 @@ class OrderSaga:
             lines=[line.model_dump() for line in sold.lines],
         )
 
+    async def _customer(self, order: OrderSagaInput, undo: CompensationStack) -> None:
+        """The lecture's User Service. A guest's account is opened now, and Cancel User closes
+        it again if the order does not go through; a named customer's account must be open
+        (the step only reads it and links the order: nothing to undo)."""
+        if order.guest is not None:
+            undo.push(act.CANCEL_USER)
+        checked = await self._steps.step(
+            None,
+            act.ENSURE_CUSTOMER,
+            EnsureCustomer(
+                order_id=order.order_id, customer_id=order.customer_id, guest=order.guest
+            ),
+            summary="open a guest account" if order.guest else "check the customer's account",
+            failed=EventType.CUSTOMER_CHECK_FAILED,
+        )
+        self._events.record(
+            EventType.CUSTOMER_CHECKED,
+            by=SYSTEM,
+            customer_id=checked.customer_id,
+            registered=checked.registered,
+            created=checked.created,
+        )
+
     async def _payment_review(self, order: OrderSagaInput) -> ChargeResult:
         """A held payment waits for an operator's decision, then is captured or voided."""
         self._progress.set_status(OrderStatus.AWAITING_PAYMENT_REVIEW)
@@ -218,7 +253,7 @@ class OrderSaga:
         record = self._progress.begin(self._state.steps, "payment.review")
         try:
             await workflow.wait_condition(
-                lambda: self._review is not None,
+                lambda: self._decisions.review is not None,
                 timeout=order.payment_review_timeout,
                 timeout_summary="payment review deadline",
             )
@@ -231,10 +266,11 @@ class OrderSaga:
         except asyncio.CancelledError:
             self._progress.end(record, StepStatus.CANCELLED)
             raise
-        assert self._review is not None
-        approved = self._review.approved
+        review = self._decisions.review
+        assert review is not None
+        approved = review.approved
         self._progress.end(record, StepStatus.COMPLETED, "approved" if approved else "rejected")
-        self._events.record(EventType.PAYMENT_REVIEWED, by=OPERATOR, approved=approved)
+        self._events.record(EventType.PAYMENT_REVIEWED, by=review.by or OPERATOR, approved=approved)
         try:
             return await self._steps.step(
                 OrderStatus.CHARGING_PAYMENT,
@@ -244,7 +280,7 @@ class OrderSaga:
                 failed=EventType.PAYMENT_DECLINED,
             )
         finally:
-            self._review_applied = True
+            self._decisions.review_applied = True
 
     async def _compensate(self, undo: CompensationStack, abort: BaseException) -> OrderStatus:
         """Undo what was done, in reverse; the outcome is CANCELLED or FAILED."""
@@ -274,20 +310,30 @@ class OrderSaga:
             )
         except ActivityError as err:
             outcome = await self._stuck.until_unstuck(compensation, request, err)
-        if isinstance(outcome, ResolveCompensation):
+        if isinstance(outcome, ResolveCompensationUpdate):
             self._progress.end(record, StepStatus.RESOLVED, outcome.note)
             self._events.record(
-                EventType.COMPENSATION_RESOLVED, by=OPERATOR, step=outcome.step, note=outcome.note
+                EventType.COMPENSATION_RESOLVED,
+                by=outcome.by or OPERATOR,
+                step=outcome.step,
+                note=outcome.note,
             )
             return
         detail = f"{outcome.outcome}: {outcome.detail}" if outcome.detail else str(outcome.outcome)
         self._progress.end(record, StepStatus.COMPLETED, detail)
+        # Cancel User's says which account, and why one was kept (another order of its own).
+        account = (
+            {"customer_id": self._order.customer_id, "detail": outcome.detail}
+            if compensation.name == act.CANCEL_USER.name
+            else {}
+        )
         self._events.record(
             UNDO_EVENTS[compensation.name],
             by=SYSTEM,
             outcome=outcome.outcome,
             lines=[line.model_dump() for line in outcome.lines],
             amount_cents=outcome.amount_cents,
+            **account,
         )
 
     # --- what callers may ask of the saga ---------------------------------------------------
@@ -297,36 +343,22 @@ class OrderSaga:
         return self._state
 
     @workflow.update
-    def cancel(self, request: CancelOrder) -> UpdateAccepted:
-        self._cancel(request.reason, by=self._order.customer_id)
+    def cancel(self, request: CancelUpdate) -> UpdateAccepted:
+        self._decisions.cancel(request.reason, by=request.by or self._order.customer_id)
         return self._accepted()
 
     @cancel.validator
-    def _validate_cancel(self, request: CancelOrder) -> None:
-        if self._state.cancel_reason is not None and (
-            self._state.status is OrderStatus.CANCELLED or not self._state.status.is_terminal
-        ):
-            return  # being or already cancelled: accepted again, idempotently
-        refusal = self._cancel_refusal()
-        if refusal is not None:
-            refuse(refusal, "CancelRefused")
+    def _validate_cancel(self, request: CancelUpdate) -> None:
+        self._decisions.check_cancel()
 
     @workflow.update
-    def review_payment(self, decision: PaymentReviewDecision) -> UpdateAccepted:
-        self._review = decision
+    def review_payment(self, decision: ReviewPaymentUpdate) -> UpdateAccepted:
+        self._decisions.review = decision
         return self._accepted()
 
     @review_payment.validator
-    def _validate_review(self, decision: PaymentReviewDecision) -> None:
-        status = self._state.status
-        if status.is_terminal:
-            refuse(f"order is already {status}", "NotAwaitingReview")
-        if self._review is not None:  # the first decision accepted is the one applied
-            refuse(f"the payment review was already {self._verdict()}", "AlreadyReviewed")
-        if self._state.cancel_reason is not None:
-            refuse("order was cancelled before the decision", "NotAwaitingReview")
-        if status is not OrderStatus.AWAITING_PAYMENT_REVIEW:
-            refuse(f"order is {status}, not awaiting a payment review", "NotAwaitingReview")
+    def _validate_review(self, decision: ReviewPaymentUpdate) -> None:
+        self._decisions.check_review()
 
     @workflow.update
     def retry_compensation(self) -> UpdateAccepted:
@@ -339,43 +371,14 @@ class OrderSaga:
         self._stuck.check_stuck()
 
     @workflow.update
-    async def resolve_compensation(self, resolution: ResolveCompensation) -> UpdateAccepted:
+    async def resolve_compensation(self, resolution: ResolveCompensationUpdate) -> UpdateAccepted:
         """Operator: the stuck compensation was done by hand; record it and go on."""
         await self._stuck.resolve(resolution)
         return self._accepted()
 
     @resolve_compensation.validator
-    def _validate_resolution(self, resolution: ResolveCompensation) -> None:
+    def _validate_resolution(self, resolution: ResolveCompensationUpdate) -> None:
         self._stuck.check_resolution(resolution)
-
-    def _cancel_refusal(self) -> str | None:
-        status = self._state.status
-        if status.is_terminal:
-            return f"order is already {status}"
-        if status in (OrderStatus.COMPENSATING, OrderStatus.COMPENSATION_STUCK):
-            return "order failed and is being compensated"
-        if self._shipment_created:
-            return f"shipment {self._state.tracking_number} is already created; too late to cancel"
-        if self._review is not None and not self._review_applied:
-            return f"the payment review was just {self._verdict()}; that decision is being applied"
-        return None
-
-    def _verdict(self) -> str:
-        return "approved" if self._review is not None and self._review.approved else "rejected"
-
-    def _cancel(self, reason: str, by: str) -> None:
-        if self._state.cancel_reason is not None:
-            return  # cancelled already: the first reason stands
-        self._state.cancel_reason = reason
-        self._cancelled_by = by
-        self._forward.cancel()
-
-    def _cancel_from_temporal(self) -> None:
-        refusal = self._cancel_refusal()
-        if refusal is None:
-            self._cancel("cancel requested through Temporal", by=OPERATOR)
-        else:
-            workflow.logger.warning("Cancel request ignored: %s", refusal)
 
     def _accepted(self) -> UpdateAccepted:
         return UpdateAccepted(order_id=self._order.order_id, status=self._state.status)
@@ -387,4 +390,8 @@ class OrderSaga:
         elif state.failure is not None:
             record(EventType.ORDER_FAILED, by=SYSTEM, **state.failure.model_dump())
         else:
-            record(EventType.ORDER_CANCELLED, by=self._cancelled_by, reason=state.cancel_reason)
+            record(
+                EventType.ORDER_CANCELLED,
+                by=self._decisions.cancelled_by,
+                reason=state.cancel_reason,
+            )

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from cloudmart.contracts.events import EventType
     from cloudmart.contracts.orders import (
         OrderStatus,
-        ResolveCompensation,
+        ResolveCompensationUpdate,
         StuckCompensation,
         StuckPolicy,
     )
@@ -46,7 +46,7 @@ class StuckCompensations:
         self._progress = progress
         self._events = events
         self.retry_now = False
-        self.resolution: ResolveCompensation | None = None
+        self.resolution: ResolveCompensationUpdate | None = None
         """An operator's resolution by hand, until it is applied (or refused)."""
         self.resolved = False
         """Whether the last resolution was applied."""
@@ -58,14 +58,14 @@ class StuckCompensations:
             refuse(f"order is {state.status}, no compensation is stuck", "NotStuck")
         return state.stuck
 
-    def check_resolution(self, resolution: ResolveCompensation) -> None:
+    def check_resolution(self, resolution: ResolveCompensationUpdate) -> None:
         stuck = self.check_stuck()
         if resolution.step != stuck.step:
             refuse(f"the stuck compensation is {stuck.step}, not {resolution.step}", "NotStuck")
         if self.resolution is not None:
             refuse(f"{stuck.step} is already being resolved", "NotStuck")
 
-    async def resolve(self, resolution: ResolveCompensation) -> None:
+    async def resolve(self, resolution: ResolveCompensationUpdate) -> None:
         """Apply an operator's resolution by hand, unless the compensation succeeds first."""
         self.resolution, self.resolved = resolution, False
         await workflow.wait_condition(lambda: self.resolution is None)
@@ -78,7 +78,7 @@ class StuckCompensations:
 
     async def until_unstuck(
         self, compensation: Compensation, request: Compensate, failure: ActivityError
-    ) -> CompensationResult | ResolveCompensation:
+    ) -> CompensationResult | ResolveCompensationUpdate:
         """Report the compensation stuck with ``failure``; its result once it succeeds, or the
         operator's resolution."""
         state = self._progress.state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,7 +20,7 @@ from cloudmart.settings import Settings
 from services.factory import Services
 from tests.support import Gate
 from worker import running_workers
-from workflows.order_saga import FRAUD_SCREEN, OrderSaga
+from workflows.order_saga import CUSTOMER_STEP, FRAUD_SCREEN, OrderSaga
 
 
 async def start(client: Client, saga: OrderSagaInput) -> WorkflowHandle[OrderSaga, OrderState]:
@@ -50,11 +51,31 @@ async def one_worker(
         yield workers
 
 
-def before_the_screen(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Today's code without the fraud screen's patch: the saga as released before the screen
-    (docs/versioning.md), command for command."""
+def without_patches(monkeypatch: pytest.MonkeyPatch, *patches: str) -> None:
+    """Today's code with ``patches`` not taken: the old branch of each, command for command."""
     taken: Callable[[str], bool] = workflow.patched
-    monkeypatch.setattr(workflow, "patched", lambda patch: patch != FRAUD_SCREEN and taken(patch))
+    monkeypatch.setattr(workflow, "patched", lambda patch: patch not in patches and taken(patch))
+
+
+def before_the_customer_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Today's code without the customers step's patch: the saga as released in 1.0."""
+    without_patches(monkeypatch, CUSTOMER_STEP)
+
+
+def before_the_screen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Today's code without the fraud screen's patch, nor the customers step's that came after
+    it: the saga as released before the screen (docs/versioning.md), command for command."""
+    without_patches(monkeypatch, FRAUD_SCREEN, CUSTOMER_STEP)
+
+
+async def patches_taken(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The patches the saga's history records as taken, in order (one marker each)."""
+    taken: list[str] = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            data = event.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
+            taken.append(json.loads(data)["id"])
+    return taken
 
 
 def hold(monkeypatch: pytest.MonkeyPatch, service: object, method: str) -> Gate:

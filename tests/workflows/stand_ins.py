@@ -15,7 +15,8 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from cloudmart.contracts.events import Appended, AppendEvents
+from cloudmart.contracts.customers import Guest
+from cloudmart.contracts.events import Appended, AppendEvents, Event
 from cloudmart.contracts.orders import OrderSagaInput, saga_input
 from cloudmart.contracts.routing import TaskQueues
 from cloudmart.contracts.steps import (
@@ -27,6 +28,8 @@ from cloudmart.contracts.steps import (
     Compensate,
     CompensationResult,
     CreateShipment,
+    CustomerChecked,
+    EnsureCustomer,
     FraudAssessment,
     Reservation,
     ReservedLine,
@@ -40,20 +43,27 @@ from workflows.order_saga import OrderSaga
 
 
 class Services:
-    """Stand-ins for inventory, payment, shipping and the event store: each call is written down
-    by name; ``fail`` names the activity that refuses for good, ``hold`` the one that waits at
-    its start (``held`` is set) until ``release`` is set."""
+    """Stand-ins for customers, inventory, payment, shipping and the event store: each call is
+    written down by name; ``fail`` names the activity that refuses for good (with an error of
+    type ``fail_type``), ``hold`` the one that waits at its start (``held`` is set) until
+    ``release`` is set."""
 
     def __init__(
-        self, fail: str | None = None, hold: str | None = None, review: bool = False
+        self,
+        fail: str | None = None,
+        hold: str | None = None,
+        review: bool = False,
+        fail_type: str = "Refused",
     ) -> None:
         self.calls: list[str] = []
         self.fail = fail
+        self.fail_type = fail_type
         self.hold = hold
         self.review = review  # the charge is held for a payment review
         self.held = asyncio.Event()
         self.release = asyncio.Event()
         self.events: list[str] = []
+        self.appended: list[Event] = []
 
     async def called(self, name: str) -> None:
         if name == self.hold:
@@ -64,9 +74,20 @@ class Services:
                     await asyncio.wait_for(self.release.wait(), 0.05)
         self.calls.append(name)
         if name == self.fail:
-            raise ApplicationError(f"{name} refused", type="Refused", non_retryable=True)
+            raise ApplicationError(f"{name} refused", type=self.fail_type, non_retryable=True)
 
     def activities(self) -> dict[str, list[object]]:
+        @activity.defn(name="customers.ensure")
+        async def ensure(request: EnsureCustomer) -> CustomerChecked:
+            await self.called("customers.ensure")
+            guest = request.guest is not None
+            return CustomerChecked(
+                order_id=request.order_id,
+                customer_id=request.customer_id,
+                registered=True,
+                created=guest,
+            )
+
         @activity.defn(name="inventory.reserve")
         async def reserve(request: ReserveInventory) -> Reservation:
             await self.called("inventory.reserve")
@@ -128,9 +149,11 @@ class Services:
         @activity.defn(name="event_store.append")
         async def append(request: AppendEvents) -> Appended:
             self.events += [event.event_type for event in request.events]
+            self.appended += request.events
             return Appended(appended=len(request.events))
 
         return {
+            "customers": [ensure, undo("customers.cancel_user")],
             "inventory": [reserve, commit, undo("inventory.release")],
             "payment": [check_fraud, charge, resolve_review, undo("payment.refund")],
             "shipping": [ship, undo("shipping.cancel")],
@@ -154,10 +177,11 @@ def worker(client: Client, services: Services, queues: TaskQueues, service: str)
 
 @asynccontextmanager
 async def running(
-    client: Client, services: Services, *, saga: bool = True
+    client: Client, services: Services, *, saga: bool = True, guest: bool = False
 ) -> AsyncIterator[OrderSagaInput]:
     """The stand-ins, each on its queue, and the saga's worker unless ``saga`` is False (then
-    the test runs it with ``worker(..., "orders")``); yields an order to start."""
+    the test runs it with ``worker(..., "orders")``); yields an order to start: customer
+    c-42's, or with ``guest`` a guest checkout's."""
     queues = TaskQueues.with_prefix(f"logic-{uuid.uuid4().hex[:8]}")
     async with AsyncExitStack() as stack:
         for service in services.activities():
@@ -165,13 +189,16 @@ async def running(
                 await stack.enter_async_context(worker(client, services, queues, service))
         yield saga_input(
             str(uuid.uuid4()),
-            place_order((("SKU-A", 2),)),
+            place_order((("SKU-A", 2),), guest=GUEST if guest else None),
             payment_review_timeout=timedelta(hours=24),
             task_queues=queues,
         )
 
 
+GUEST = Guest(name="Grace Hopper", email="grace@example.com")
+
 FORWARD = [
+    "customers.ensure",
     "inventory.reserve",
     "payment.check_fraud",
     "payment.charge 2000",

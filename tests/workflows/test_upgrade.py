@@ -1,15 +1,17 @@
 """Upgrading sagas in flight, the worked example of docs/versioning.md: the fraud screen added to
-the released saga behind ``workflow.patched("fraud-check")``.
+the released saga behind ``workflow.patched("fraud-check")``; and the customers step added to 1.0
+behind ``workflow.patched("customer-step")``.
 
-The saga before the screen is today's code with that patch not taken: exactly what
+The saga before a patch is today's code with that patch not taken: exactly what
 ``if workflow.patched(...)`` makes the old branch, command for command. The upgrade is the switch
 from that code to today's, under a worker that keeps no saga in memory: each of its workflow
 tasks replays the saga's whole history first, as a freshly deployed worker does. (The recorded
-histories of the saga before the screen are replayed by test_replay.py.)
+histories of the sagas before each patch are replayed by test_replay.py.)
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -22,15 +24,18 @@ from cloudmart.contracts.orders import OrderState, OrderStatus, PaymentReviewDec
 from cloudmart.settings import Settings
 from services.factory import Services
 from tests.support import assert_reconciled, new_saga_input
+from tests.workflows import stand_ins
 from tests.workflows.saga_helpers import (
+    before_the_customer_step,
     before_the_screen,
     outcome,
     outline,
+    patches_taken,
     start,
     wait_for_status,
 )
 from worker import running_workers
-from workflows.order_saga import OrderSaga
+from workflows.order_saga import CUSTOMER_STEP, FRAUD_SCREEN, OrderSaga
 
 Workers = Callable[..., AbstractAsyncContextManager[list[Worker]]]
 
@@ -118,3 +123,52 @@ async def test_a_saga_still_reserving_before_the_screen_is_screened_after_the_up
     assert await patch_markers(handle) == 1  # the screen's patch, recorded where it was taken
     assert services.payment is not None and services.payment.totals().charges_by_status == {}
     assert_reconciled(services, [state])
+
+
+# --- the customers step: 1.0 -> today ---------------------------------------------------------
+# The services are stand-ins (tests/workflows/stand_ins.py; its saga worker keeps no saga in
+# memory either): what is upgraded is the workflow, and the stand-ins record every call.
+
+
+async def test_a_1_0_saga_held_for_review_finishes_without_the_customers_step(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = stand_ins.Services(review=True)
+    async with stand_ins.running(client, services, guest=True) as order:
+        with monkeypatch.context() as old_code:
+            before_the_customer_step(old_code)
+            held = await start(client, order)
+            await wait_for_status(held, OrderStatus.AWAITING_PAYMENT_REVIEW)
+        assert await patches_taken(held) == [FRAUD_SCREEN]
+
+        # Today's code replays 1.0's history (no customers step at its start), then goes on.
+        await held.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=True))
+        state = await outcome(held)
+        assert state.status is OrderStatus.COMPLETED
+        assert "customers.ensure" not in services.calls
+        assert "CustomerChecked" not in services.events
+        assert await patches_taken(held) == [FRAUD_SCREEN]
+
+        # A saga started on today's code runs the step first.
+        services.review, services.calls = False, []
+        new = await start(client, order.model_copy(update={"order_id": str(uuid.uuid4())}))
+        assert (await outcome(new)).status is OrderStatus.COMPLETED
+    assert services.calls == stand_ins.FORWARD
+    assert await patches_taken(new) == [CUSTOMER_STEP, FRAUD_SCREEN]
+
+
+async def test_a_1_0_saga_that_fails_after_the_upgrade_cancels_no_user(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1.0 never pushed Cancel User, so its compensations on today's code do not include it."""
+    services = stand_ins.Services(review=True)
+    async with stand_ins.running(client, services, guest=True) as order:
+        with monkeypatch.context() as old_code:
+            before_the_customer_step(old_code)
+            held = await start(client, order)
+            await wait_for_status(held, OrderStatus.AWAITING_PAYMENT_REVIEW)
+        await held.execute_update(OrderSaga.review_payment, PaymentReviewDecision(approved=False))
+        state = await outcome(held)
+    assert state.status is OrderStatus.FAILED
+    assert [c.name for c in state.compensations] == ["payment.refund", "inventory.release"]
+    assert "customers.cancel_user" not in services.calls
