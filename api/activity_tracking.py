@@ -218,7 +218,9 @@ async def _viewed(x: Exchange) -> list[Action]:
 
 async def _placed(x: Exchange) -> list[Action]:
     order, answer = x.json(x.request_body), x.json(x.answer)
-    customer, order_id = order.get("customer_id"), answer.get("order_id")
+    # The answer's customer first: a guest checkout's account id is the API's to give.
+    customer = answer.get("customer_id") or order.get("customer_id")
+    order_id = answer.get("order_id")
     if not isinstance(customer, str) or not isinstance(order_id, str):
         return []
     items = [
@@ -227,7 +229,7 @@ async def _placed(x: Exchange) -> list[Action]:
         if isinstance(item, dict)
     ]
     # One order, one action: a retry with the same Idempotency-Key answers the same order id.
-    return [
+    actions = [
         Action(
             customer,
             ActivityType.ORDER_PLACED,
@@ -236,6 +238,9 @@ async def _placed(x: Exchange) -> list[Action]:
             natural_key=order_id,
         )
     ]
+    if answer.get("customer_token"):  # a guest's token (never the token itself)
+        actions.append(Action(customer, ActivityType.TOKEN_ISSUED, natural_key=order_id))
+    return actions
 
 
 async def _cancelled(x: Exchange) -> list[Action]:

@@ -82,9 +82,8 @@ class ActivityStore:
                         "key": action.key,
                     }
                 )
-            # One row per event id even within a batch: the insert takes the first of each.
-            unique = list({row["event_id"]: row for row in reversed(rows)}.values())[::-1]
-            return insert_if_absent(session, ActivityRow, unique)
+            # Skips an event id stored before, or earlier in this batch (a retry's twin).
+            return insert_if_absent(session, ActivityRow, rows)
 
     def _owners(self, session: Session, actions: list[Recorded]) -> dict[str, str]:
         """The customer of each order an anonymous action names, from its ``order_placed``
