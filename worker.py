@@ -38,6 +38,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.customers import CustomersActivities
 from activities.event_store import EventStoreActivities
 from activities.inventory import InventoryActivities
 from activities.payment import PaymentActivities
@@ -96,6 +97,7 @@ async def running_workers(
     if orchestrator:
         write_workflow_bytecode()
     service_activities = {
+        "customers": (queues.customers, services.customers, CustomersActivities),
         "inventory": (queues.inventory, services.inventory, InventoryActivities),
         "payment": (queues.payment, services.payment, PaymentActivities),
         "shipping": (queues.shipping, services.shipping, ShippingActivities),

@@ -36,7 +36,7 @@ from cloudmart.contracts.orders import (
 )
 from cloudmart.contracts.routing import TaskQueues
 
-SERVICES = ("inventory", "payment", "shipping")
+SERVICES = ("customers", "inventory", "payment", "shipping")
 """The services the saga's steps call, each on its own task queue."""
 DATABASES = ("event_store", *SERVICES, "payment_provider", "readmodel", "loyalty", "activity")
 """Every database: the order event store (the orchestrator's), one per service, the simulated
@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     """The read side: projections built from the order events."""
     loyalty_db_url: str = ""
     """SQLAlchemy URLs; empty means a SQLite file ``<data_dir>/<name>.db``."""
+    customers_db_url: str = ""
+    """Customers' keys, e-mail claims and orders (their events are in the event store)."""
     payment_provider_db_url: str = ""
     """The simulated payment provider's ledger (another company's system in real life)."""
     activity_db_url: str = ""

@@ -9,6 +9,8 @@ from sqlalchemy import Engine
 
 from cloudmart.settings import Settings
 from services.activity.store import ActivityStore
+from services.customers import CustomersService
+from services.customers.sealing import ProfileSealing
 from services.database import create_db_engine
 from services.event_store.store import EventStore
 from services.inventory import InventoryService
@@ -20,10 +22,17 @@ from services.readmodel.projector import Projector
 from services.shipping import ShippingService
 
 Service = (
-    EventStore | InventoryService | PaymentService | ShippingService | Projector | LoyaltyService
+    EventStore
+    | CustomersService
+    | InventoryService
+    | PaymentService
+    | ShippingService
+    | Projector
+    | LoyaltyService
 )
 SERVICE_NAMES: dict[type, str] = {
     EventStore: "event_store",
+    CustomersService: "customers",
     InventoryService: "inventory",
     PaymentService: "payment",
     ShippingService: "shipping",
@@ -45,6 +54,19 @@ def _engine(settings: Settings, database: str, pool_size: int | None) -> Engine:
 
 def build_event_store(settings: Settings, *, pool_size: int | None = None) -> EventStore:
     return EventStore(_engine(settings, "event_store", pool_size))
+
+
+def build_customers(settings: Settings, *, pool_size: int | None = None) -> CustomersService:
+    """Its own database, and the event store, where it appends the customers' events."""
+    return CustomersService(
+        _engine(settings, "customers", pool_size), build_event_store(settings, pool_size=pool_size)
+    )
+
+
+def build_profile_reader(settings: Settings) -> ProfileSealing:
+    """Opens customers' sealed profiles (``open(customer_id, sealed)``, None once erased) with
+    the keys in the customers database: for the read side, which never writes there."""
+    return ProfileSealing(_engine(settings, "customers", SUBSCRIBER_POOL))
 
 
 def build_inventory(settings: Settings, *, pool_size: int | None = None) -> InventoryService:
@@ -93,6 +115,9 @@ def prepare(service: Service, settings: Settings) -> None:
     """Migrate the service's database to head; seed the demo catalog into inventory (both
     idempotent). The simulated provider, a stand-in for an outside system, makes its own table."""
     upgrade(SERVICE_NAMES[type(service)], service.engine)
+    if isinstance(service, CustomersService):
+        upgrade("event_store", service.store.engine)  # where its events go
+        service.flush_pending()  # what a crash left between a commit and its append
     if isinstance(service, InventoryService) and settings.seed_demo_catalog:
         service.seed(DEMO_CATALOG)
     if isinstance(service, PaymentService) and isinstance(service.provider, SimulatedProvider):
@@ -104,6 +129,7 @@ class Services:
     """The services one process hosts; a split deployment hosts one of them per process."""
 
     event_store: EventStore | None = None
+    customers: CustomersService | None = None
     inventory: InventoryService | None = None
     payment: PaymentService | None = None
     shipping: ShippingService | None = None
@@ -113,6 +139,7 @@ class Services:
     def hosted(self) -> list[Service]:
         hosted = (
             self.event_store,
+            self.customers,
             self.inventory,
             self.payment,
             self.shipping,
@@ -126,13 +153,14 @@ class Services:
             service.engine.dispose()
         if self.payment and isinstance(self.payment.provider, SimulatedProvider):
             self.payment.provider.engine.dispose()
-        for subscriber in (self.projector, self.loyalty):
+        for subscriber in (self.customers, self.projector, self.loyalty):
             if subscriber is not None:
                 subscriber.store.engine.dispose()
 
 
 BUILDERS = {
     "event_store": build_event_store,
+    "customers": build_customers,
     "inventory": build_inventory,
     "payment": build_payment,
     "shipping": build_shipping,

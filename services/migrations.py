@@ -25,7 +25,16 @@ from cloudmart.settings import get_settings
 from services.database import create_db_engine
 
 HERE = Path(__file__).parent
-MIGRATED = ("event_store", "inventory", "payment", "shipping", "readmodel", "loyalty", "activity")
+MIGRATED = (
+    "event_store",
+    "customers",
+    "inventory",
+    "payment",
+    "shipping",
+    "readmodel",
+    "loyalty",
+    "activity",
+)
 """The databases with a migration history (the simulated provider, an outside system, has none)."""
 
 

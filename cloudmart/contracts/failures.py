@@ -44,6 +44,15 @@ class Undeliverable(BusinessFailure):
     pass
 
 
+class AccountClosed(BusinessFailure):
+    """The order's customer has closed their account (or it was a guest's, cancelled): a closed
+    account places no orders."""
+
+
+class EmailTaken(BusinessFailure):
+    """A guest checkout (or a registration) with an e-mail another account already uses."""
+
+
 class AlreadyCompensated(BusinessFailure):
     """A forward step arrived after its compensation had run for the same order (a late retry).
 
@@ -64,6 +73,8 @@ BUSINESS_FAILURES: tuple[type[BusinessFailure], ...] = (
     PaymentReviewRejected,
     PaymentReviewTimedOut,
     Undeliverable,
+    AccountClosed,
+    EmailTaken,
     AlreadyCompensated,
     InvalidTransition,
 )

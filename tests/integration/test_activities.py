@@ -9,6 +9,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.customers import CustomersActivities
 from activities.event_store import EventStoreActivities
 from activities.inventory import InventoryActivities
 from activities.payment import PaymentActivities
@@ -39,6 +40,12 @@ def run() -> typing.Callable[..., typing.Any]:
 def orders(services: Services) -> EventStoreActivities:
     assert services.event_store is not None
     return EventStoreActivities(services.event_store)
+
+
+@pytest.fixture
+def customers(services: Services) -> CustomersActivities:
+    assert services.customers is not None
+    return CustomersActivities(services.customers)
 
 
 @pytest.fixture
@@ -74,12 +81,13 @@ UNDO = Compensate(order_id=ORDER, reason="test")
 
 def test_every_named_activity_is_implemented_with_its_contract_types(
     orders: EventStoreActivities,
+    customers: CustomersActivities,
     inventory: InventoryActivities,
     payment: PaymentActivities,
     shipping: ShippingActivities,
 ) -> None:
     implemented = {}
-    for fn in [*orders.all(), *inventory.all(), *payment.all(), *shipping.all()]:
+    for fn in [*orders.all(), *customers.all(), *inventory.all(), *payment.all(), *shipping.all()]:
         definition = activity._Definition.must_from_callable(fn)  # type: ignore[arg-type]
         implemented[definition.name] = (definition.arg_types, definition.ret_type)
     assert implemented == {

@@ -12,6 +12,7 @@ from sqlalchemy import MetaData, inspect, text
 
 from cloudmart.settings import Settings
 from services.activity.models import ActivityTable
+from services.customers.models import CustomersTable
 from services.database import create_db_engine
 from services.event_store.models import EventStoreTable
 from services.inventory.models import InventoryTable
@@ -23,6 +24,7 @@ from services.shipping.models import ShippingTable
 
 METADATA: dict[str, MetaData] = {
     "event_store": EventStoreTable.metadata,
+    "customers": CustomersTable.metadata,
     "readmodel": ReadModelTable.metadata,
     "loyalty": LoyaltyTable.metadata,
     "inventory": InventoryTable.metadata,
