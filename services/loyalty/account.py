@@ -16,6 +16,13 @@ POINTS_REVOKED = "PointsRevoked"
 CURRENT_VERSION = {POINTS_AWARDED: 2, POINTS_REVOKED: 1}
 STATE_VERSION = 2
 """The shape of ``Account`` as snapshots store it (1 kept the whole history: no longer read)."""
+CENTS_PER_POINT = 100
+
+
+def points_for(total_cents: int | None) -> int:
+    """The rule: a completed order earns a point per whole currency unit of its total. Loyalty
+    awards them; the read side's UserView counts them with this same function."""
+    return (total_cents or 0) // CENTS_PER_POINT
 
 
 class HistoryEntry(BaseModel):

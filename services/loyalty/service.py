@@ -30,13 +30,13 @@ from services.loyalty.account import (
     AccountEventData,
     Statement,
     fold,
+    points_for,
     upcast,
 )
 from services.loyalty.models import AccountEvent, AccountSnapshot, KnownOrder, Subscription
 
 SUBSCRIPTION = "order-events"
 HISTORY_SHOWN = 100
-CENTS_PER_POINT = 100
 NAMESPACE = uuid.UUID("9c0f3a55-1a0e-4a5e-bd1c-5d8b2e7f4c10")
 POSITION = select(col(Subscription.position)).where(col(Subscription.name) == SUBSCRIPTION)
 
@@ -85,7 +85,7 @@ class LoyaltyService:
                     KnownOrder(order_id=event.aggregate_id, customer_id=event.data["customer_id"])
                 )
             case EventType.ORDER_COMPLETED if known is not None and not known.points_awarded:
-                points = (event.data["total_cents"] or 0) // CENTS_PER_POINT
+                points = points_for(event.data["total_cents"])
                 if points:
                     known.points_awarded = points
                     self._append(
