@@ -3,9 +3,9 @@ rebuilt from the order events (``make rebuild-projections``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Index
+from sqlalchemy import JSON, BigInteger, Index
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -101,3 +101,96 @@ class Checkpoint(ReadModelTable, table=True):
     lag_ms: float | None = None
     """From the last event's arrival in the store to its projection."""
     updated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+# --- customers: UserView and UserStatistics (services/readmodel/customers.py) -----------------
+
+
+class UserView(ReadModelTable, table=True):
+    """One row per customer, denormalised for ``GET /customers/{id}/view``: a registered
+    customer from ``UserCreated``, or one known only from their orders (``registered`` false)."""
+
+    __tablename__ = "user_view"
+
+    customer_id: str = Field(primary_key=True, max_length=64)
+    registered: bool = False
+    """Whether a ``UserCreated`` was seen; false for customer ids that only placed orders."""
+    guest: bool = False
+    status: str | None = Field(default=None, max_length=16)
+    """The account's CustomerStatus; None while never registered."""
+    name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    """Name and e-mail as opened from the events' sealed ``personal``: personal data, blanked
+    when the customer is erased (or never filled when it cannot be opened)."""
+    erased: bool = False
+    """Erased (``CustomerErased``), or its profile could not be opened: its key is gone."""
+    orders: int = 0
+    orders_by_status: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
+    """Orders per current status (only statuses with at least one)."""
+    completed_orders: int = 0
+    lifetime_spend_cents: int = Field(default=0, sa_type=BigInteger)
+    """The completed orders' totals."""
+    loyalty_points: int = 0
+    """As loyalty counts them (services/loyalty/account.py's rule), from the same events."""
+    last_order_id: str | None = Field(default=None, max_length=64)
+    last_order_status: str | None = Field(default=None, max_length=32)
+    last_order_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    """When the customer's latest order was placed."""
+    favourite_categories: list[str] = Field(default_factory=list, sa_type=JSON)
+    """Up to three, by units bought, most first (ties by name)."""
+    first_seen_at: datetime = Field(sa_type=UtcDateTime)
+    """The customer's first event: UserCreated or their first order, whichever came first."""
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class UserOrder(ReadModelTable, table=True):
+    """What the customer projections remember of each order between its events."""
+
+    __tablename__ = "user_orders"
+
+    order_id: str = Field(primary_key=True, max_length=64)
+    customer_id: str = Field(max_length=64)
+    status: str = Field(max_length=32)
+    placed_at: datetime = Field(sa_type=UtcDateTime)
+    points_awarded: int = 0
+    points_revoked: int = 0
+
+
+class UserCategory(ReadModelTable, table=True):
+    """Units each customer bought per category: the favourite categories are its top three."""
+
+    __tablename__ = "user_categories"
+
+    customer_id: str = Field(primary_key=True, max_length=64)
+    category: str = Field(primary_key=True, max_length=64)
+    units: int = 0
+
+
+class CustomerStats(ReadModelTable, table=True):
+    """UserStatistics' running totals: one row (``scope`` "all"), kept by the projector."""
+
+    __tablename__ = "customer_stats"
+
+    scope: str = Field(primary_key=True, max_length=16)
+    customers: int = 0
+    registered: int = 0
+    buyers: int = 0
+    """Customers with at least one completed order."""
+    repeat_buyers: int = 0
+    """Customers with at least two completed orders."""
+    completed_orders: int = 0
+    completed_cents: int = Field(default=0, sa_type=BigInteger)
+    latest_day: date | None = None
+    """The day (UTC) of the latest customer or order event seen: "today" for the statistics,
+    so that they depend on the events alone (a rebuild gives the same) and not on the clock."""
+
+
+class CustomerDay(ReadModelTable, table=True):
+    """UserStatistics per day (UTC): new customers, and customers whose latest order is that
+    day (summed over a window, the active customers, without a scan of the customers)."""
+
+    __tablename__ = "customer_days"
+
+    day: date = Field(primary_key=True)
+    new_customers: int = 0
+    last_ordered: int = 0

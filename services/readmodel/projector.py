@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, event, select
 from sqlmodel import Session, col
 
 from cloudmart.contracts.events import EventType, StoredEvent
@@ -21,28 +21,61 @@ from cloudmart.contracts.steps import CatalogEntry, Undo
 from services.database import get_for_update, read_only, transaction
 from services.event_store.aggregate import STATUS_AFTER
 from services.event_store.store import EventStore
+from services.readmodel.customers import (
+    CUSTOMER_EVENTS,
+    ProfileReader,
+    apply_customer_event,
+    apply_order_event,
+)
 from services.readmodel.models import (
     Checkpoint,
+    CustomerDay,
+    CustomerStats,
     FailureCount,
     OrderSummary,
     ProductRatingRow,
     ProductSales,
     ProductSearch,
+    UserCategory,
+    UserOrder,
+    UserView,
 )
 from services.readmodel.ratings import Tally
 
 NAME = "projections"
-PROJECTION_TABLES = (OrderSummary, ProductSales, FailureCount, ProductSearch, ProductRatingRow)
+PROJECTION_TABLES = (
+    OrderSummary,
+    ProductSales,
+    FailureCount,
+    ProductSearch,
+    ProductRatingRow,
+    UserView,
+    UserOrder,
+    UserCategory,
+    CustomerStats,
+    CustomerDay,
+)
 Catalog = Callable[[], list[CatalogEntry]]
 POSITION = select(col(Checkpoint.position)).where(col(Checkpoint.name) == NAME)
 
 
 class Projector:
-    def __init__(self, store: EventStore, engine: Engine, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        engine: Engine,
+        catalog: Catalog,
+        profiles: ProfileReader | None = None,
+    ) -> None:
         self.store = store
         self.engine = engine
         self._catalog = catalog
+        self.profiles = profiles
+        """Opens customers' sealed profiles for the UserView; None shows no profiles at all."""
         self._reads = read_only(engine)
+        if engine.dialect.name == "sqlite":
+            # An erased customer's blanked profile is overwritten, not left in a free page.
+            event.listen(engine, "connect", _secure_delete)
 
     def run_once(self, limit: int = 500) -> int:
         """Project the next batch of events; returns how many there were."""
@@ -52,7 +85,10 @@ class Projector:
             return 0
         with transaction(self.engine) as session:
             checkpoint = _locked_checkpoint(session)
-            return self._project(session, checkpoint, limit, live=True)
+            projected, erased = self._project(session, checkpoint, limit, live=True)
+        if erased:
+            self.forget_freed_pages()
+        return projected
 
     def position(self) -> int:
         """The last event projected (0 before the first)."""
@@ -79,17 +115,36 @@ class Projector:
             checkpoint.position, checkpoint.lag_ms = 0, None
             _sync_catalog(session, self._catalog)
             total = 0
-            while projected := self._project(session, checkpoint, batch, live=False):
+            while projected := self._project(session, checkpoint, batch, live=False)[0]:
                 total += projected
                 session.flush()
                 session.expunge_all()  # keep memory flat over a long history
                 checkpoint = _locked_checkpoint(session)
-            return total
+        self.forget_freed_pages()  # the old tables' rows, profiles among them
+        return total
 
-    def _project(self, session: Session, checkpoint: Checkpoint, limit: int, *, live: bool) -> int:
+    def forget_freed_pages(self) -> None:
+        """SQLite: move the write-ahead log, which still holds pages as they were before a
+        profile was blanked, into the database file and empty it. (PostgreSQL keeps an updated
+        row's old version until VACUUM reclaims it: docs/events-and-cqrs.md.)"""
+        if self.engine.dialect.name != "sqlite":
+            return
+        connection = self.engine.raw_connection()  # no BEGIN: a checkpoint runs outside one
+        try:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.close()
+        finally:
+            connection.close()
+
+    def _project(
+        self, session: Session, checkpoint: Checkpoint, limit: int, *, live: bool
+    ) -> tuple[int, bool]:
+        """Apply the next ``limit`` events; returns how many, and whether a customer among them
+        was erased."""
         events = self.store.read_after(checkpoint.position, limit)
-        for event in events:
-            _apply(session, event, self._catalog)
+        for stored in events:
+            _apply(session, stored, self._catalog, self.profiles)
         if events:
             now = datetime.now(UTC)
             checkpoint.position = events[-1].position
@@ -97,12 +152,18 @@ class Projector:
             # The lag is the live path's: a rebuild's old events say nothing about it.
             lag = (now - events[-1].recorded_at).total_seconds() * 1000
             checkpoint.lag_ms = lag if live else None
-        return len(events)
+        return len(events), any(e.event_type == EventType.CUSTOMER_ERASED for e in events)
 
     def sync_catalog(self) -> None:
         """Bring in products the catalog has and the search does not (and their static facts)."""
         with transaction(self.engine) as session:
             _sync_catalog(session, self._catalog)
+
+
+def _secure_delete(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()
 
 
 def _locked_checkpoint(session: Session) -> Checkpoint:
@@ -173,11 +234,23 @@ def _rate(session: Session, rated: ProductRated, catalog: Catalog) -> None:
     product.rating_average = tally.average
 
 
-def _apply(session: Session, event: StoredEvent, catalog: Catalog) -> None:
-    data = event.data
-    if event.event_type == EventType.PRODUCT_RATED:  # a product's stream, not an order's
-        _rate(session, ProductRated.model_validate(data), catalog)
+def _apply(
+    session: Session, event: StoredEvent, catalog: Catalog, profiles: ProfileReader | None
+) -> None:
+    if event.event_type in CUSTOMER_EVENTS:  # a customer's stream
+        apply_customer_event(session, event, profiles)
         return
+    if event.event_type == EventType.PRODUCT_RATED:  # a product's stream, not an order's
+        _rate(session, ProductRated.model_validate(event.data), catalog)
+        return
+    _apply_to_orders(session, event, catalog)
+    apply_order_event(session, event, lambda sku: _product(session, sku, catalog).category)
+
+
+def _apply_to_orders(session: Session, event: StoredEvent, catalog: Catalog) -> None:
+    """The order summaries, sales, failures and stock; event types it does not know (another
+    stream's, or a newer saga's) change nothing but the order's ``updated_at``."""
+    data = event.data
     summary = session.get(OrderSummary, event.aggregate_id)
     match event.event_type:
         case EventType.ORDER_PLACED:

@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel
 from sqlalchemy import Engine, and_, func, or_, select
 from sqlmodel import Session, col
 
+from cloudmart.contracts.customers import CustomerStatus
 from cloudmart.contracts.orders import OrderStatus
 from cloudmart.contracts.steps import ProductView
 from services.database import read_only
+from services.readmodel.customer_stats import (
+    ACTIVE_WINDOW_DAYS,
+    active_window,
+    average_order_value,
+    repeat_purchase_rate,
+)
+from services.readmodel.customers import STATS
 from services.readmodel.models import (
     Checkpoint,
+    CustomerDay,
+    CustomerStats,
     FailureCount,
     OrderSummary,
     ProductSales,
     ProductSearch,
+    UserView,
 )
 from services.readmodel.projector import NAME
 
@@ -81,6 +92,79 @@ class ProjectionStatus(BaseModel):
     position: int
     lag_ms: float | None
     updated_at: datetime | None
+
+
+class ProfileShown(BaseModel):
+    name: str
+    email: str
+
+
+class LastOrder(BaseModel):
+    order_id: str
+    status: OrderStatus
+    placed_at: datetime
+
+
+class CustomerView(BaseModel):
+    """``GET /customers/{id}/view``: the UserView projection's row."""
+
+    customer_id: str
+    registered: bool
+    """False for a customer id known only from its orders (never registered)."""
+    guest: bool
+    """Registered by a guest checkout."""
+    status: CustomerStatus | None
+    """The account's status; null while never registered."""
+    profile: ProfileShown | None
+    """Null when never registered, erased, or profiles are not shown by this deployment."""
+    erased: bool
+    """The customer's personal data is erased (their key destroyed)."""
+    orders: int
+    orders_by_status: dict[str, int]
+    """Orders per current status; statuses with none are left out."""
+    completed_orders: int
+    lifetime_spend_cents: int
+    """The completed orders' totals."""
+    loyalty_points: int
+    """Loyalty's rule over the same events (a point per whole currency unit of a completed
+    order, taken back by a refund); GET /customers/{id}/loyalty is loyalty's own account."""
+    last_order: LastOrder | None
+    favourite_categories: list[str]
+    """Up to three, by units bought, most first."""
+    first_seen_at: datetime
+    updated_at: datetime
+
+
+class NewCustomers(BaseModel):
+    day: date
+    customers: int
+
+
+class CustomerStatistics(BaseModel):
+    """``GET /stats/customers``: the UserStatistics projection. "Today" is the data's latest
+    day (``as_of``), not the clock's: the figures depend on the events alone."""
+
+    as_of: date | None
+    """The UTC day of the latest customer or order event; null before any."""
+    customers: int
+    """Every customer known: registered, or only from their orders."""
+    registered: int
+    new_customers: list[NewCustomers]
+    """Customers first seen each day (UTC), oldest first, for the days ending on ``as_of``
+    (days with none included, as 0)."""
+    active_window_days: int
+    active_customers: int
+    """Customers who placed an order within the ``active_window_days`` days ending on
+    ``as_of``."""
+    buyers: int
+    """Customers with at least one completed order."""
+    repeat_buyers: int
+    """Customers with at least two completed orders."""
+    repeat_purchase_rate: float | None
+    """repeat_buyers / buyers; null while there are no buyers."""
+    completed_orders: int
+    average_order_value_cents: int | None
+    """The completed orders' mean total, to the nearest cent; null while there are none."""
 
 
 class InvalidCursor(ValueError):
@@ -209,6 +293,73 @@ class ReadModel:
                 )
                 for p in session.scalars(statement)
             ]
+
+    def customer(self, customer_id: str) -> CustomerView | None:
+        """The customer's UserView row; None for a customer no event has named."""
+        with Session(self.engine) as session:
+            row = session.get(UserView, customer_id)
+        if row is None:
+            return None
+        profile = None
+        if row.name is not None and row.email is not None:
+            profile = ProfileShown(name=row.name, email=row.email)
+        last = None
+        if row.last_order_id is not None:
+            last = LastOrder(
+                order_id=row.last_order_id,
+                status=OrderStatus(row.last_order_status),
+                placed_at=row.last_order_at,
+            )
+        return CustomerView(
+            **row.model_dump(
+                exclude={"name", "email", "last_order_id", "last_order_status", "last_order_at"}
+            ),
+            profile=profile,
+            last_order=last,
+        )
+
+    def customer_stats(self, days: int = ACTIVE_WINDOW_DAYS) -> CustomerStatistics:
+        """The running totals, and at most ``days`` + 30 rows of per-day counts: no scan of
+        the customers, however many there are."""
+        with Session(self.engine) as session:
+            stats = session.get(CustomerStats, STATS) or CustomerStats(scope=STATS)
+            latest = stats.latest_day
+            new, active = [], 0
+            if latest is not None:
+                first = latest - timedelta(days=days - 1)
+                counted = {
+                    day: n
+                    for day, n in session.execute(
+                        select(CustomerDay.day, CustomerDay.new_customers).where(
+                            col(CustomerDay.day).between(first, latest)
+                        )
+                    )
+                }
+                new = [
+                    NewCustomers(day=day, customers=counted.get(day, 0))
+                    for day in (first + timedelta(days=n) for n in range(days))
+                ]
+                since, until = active_window(latest)
+                active = session.scalar(
+                    select(func.coalesce(func.sum(CustomerDay.last_ordered), 0)).where(
+                        col(CustomerDay.day).between(since, until)
+                    )
+                )
+        return CustomerStatistics(
+            as_of=latest,
+            customers=stats.customers,
+            registered=stats.registered,
+            new_customers=new,
+            active_window_days=ACTIVE_WINDOW_DAYS,
+            active_customers=active or 0,
+            buyers=stats.buyers,
+            repeat_buyers=stats.repeat_buyers,
+            repeat_purchase_rate=repeat_purchase_rate(stats.buyers, stats.repeat_buyers),
+            completed_orders=stats.completed_orders,
+            average_order_value_cents=average_order_value(
+                stats.completed_cents, stats.completed_orders
+            ),
+        )
 
     def status(self) -> ProjectionStatus:
         with Session(self.engine) as session:

@@ -6,6 +6,7 @@ import asyncio
 import re
 import subprocess
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,12 +20,8 @@ from cloudmart.settings import Settings
 from devstack.stack import settings_env, throwaway_settings
 from services.factory import Services
 from services.readmodel import projector as projector_module
-from services.readmodel.models import (
-    FailureCount,
-    OrderSummary,
-    ProductSales,
-    ProductSearch,
-)
+from services.readmodel.models import OrderSummary, ProductSearch
+from services.readmodel.projector import PROJECTION_TABLES
 from services.readmodel.queries import InvalidCursor, ProductSort, ReadModel
 from tests.support import INITIAL_STOCK, Gate, new_saga_input, stock
 from tests.workflows.saga_helpers import outcome, start
@@ -58,7 +55,7 @@ def tables(services: Services) -> dict[str, list[dict]]:
                     select(table).order_by(*table.__table__.primary_key.columns)
                 )
             ]
-            for table in (OrderSummary, ProductSales, FailureCount, ProductSearch)
+            for table in PROJECTION_TABLES  # the customers' views among them
         }
 
 
@@ -97,6 +94,14 @@ async def test_projections_agree_with_the_sagas_and_the_services(
         "Undeliverable": 1,
         "UnknownSku": 1,
     }
+    # The customer's UserView: every order of theirs, as the sagas ended them.
+    view = read.customer(states[0].customer_id)
+    assert view is not None and not view.registered  # named by orders alone
+    assert view.orders_by_status == Counter(str(s.status) for s in states)
+    done = [s for s in states if s.status is OrderStatus.COMPLETED]
+    assert view.lifetime_spend_cents == sum(s.total_cents or 0 for s in done)
+    assert view.last_order is not None and view.last_order.order_id == states[-1].order_id
+    assert view.favourite_categories == ["rare", "widgets"]  # 4 units each: by name
     status = read.status()
     assert status.position == workers.event_store.head()  # type: ignore[union-attr]
     assert status.lag_ms is not None and status.lag_ms >= 0
