@@ -42,7 +42,15 @@ from devstack.processes import (
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "::", "::1", "")
 """API addresses that the browser on this machine reaches as ``localhost``."""
 
-WORKER_ROLES = ("orchestrator", "inventory", "payment", "shipping", "projector", "loyalty")
+WORKER_ROLES = (
+    "orchestrator",
+    "customers",
+    "inventory",
+    "payment",
+    "shipping",
+    "projector",
+    "loyalty",
+)
 
 RETENTION = "720h"
 """Closed sagas stay visible (and their Idempotency-Keys binding) for 30 days, not the dev

@@ -14,5 +14,6 @@ CREATE DATABASE payment_provider OWNER cloudmart;
 CREATE DATABASE event_store OWNER cloudmart;
 CREATE DATABASE readmodel OWNER cloudmart;
 CREATE DATABASE loyalty OWNER cloudmart;
+CREATE DATABASE customers OWNER cloudmart;
 CREATE DATABASE activity OWNER cloudmart;
 SQL

@@ -26,6 +26,7 @@ SERVICES_IN_COMPOSE: dict[str, dict[str, Any]] = COMPOSE["services"]
 WORKERS = {f"worker-{role}": role for role in WORKER_ROLES}
 READS = {
     "orchestrator": {"event_store"},
+    "customers": {"customers", "event_store"},
     "inventory": {"inventory"},
     "payment": {"payment", "payment_provider"},
     "shipping": {"shipping"},
