@@ -8,7 +8,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-read bench-idle chaos load rebuild-projections token clean install
+.PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-read bench-idle chaos load rebuild-projections token audit-verify clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m devstack
@@ -21,11 +21,16 @@ up-split: $(INSTALLED)
 rebuild-projections: $(INSTALLED)
 	$(BIN)/python -m services.readmodel.rebuild
 
-# A customer's bearer token, signed with the API's secret (CLOUDMART_AUTH_SECRET, or the one
-# `make up` keeps in the data directory): make token CUSTOMER=c-42
+# A customer's bearer token, or a named operator's, signed with the API's secret
+# (CLOUDMART_AUTH_SECRET, or the one `make up` keeps in the data directory):
+# make token CUSTOMER=c-42, or make token OPERATOR=alice
 token: $(INSTALLED)
-	@test -n "$(CUSTOMER)" || { echo "usage: make token CUSTOMER=<customer id>" >&2; exit 2; }
-	@$(BIN)/python -m api.tokens '$(CUSTOMER)'
+	@test -n "$(CUSTOMER)$(OPERATOR)" || { echo "usage: make token CUSTOMER=<customer id> | OPERATOR=<name>" >&2; exit 2; }
+	@$(BIN)/python -m api.tokens $(if $(CUSTOMER),'$(CUSTOMER)') $(if $(OPERATOR),--operator '$(OPERATOR)')
+
+# Walk the audit log's hash chain: exit 0 with the count, 1 naming the first broken entry.
+audit-verify: $(INSTALLED)
+	$(BIN)/python -m services.audit.verify
 
 # Three pytest processes on two cores: most of a test's time is spent waiting on a server, a
 # worker or a timer, so a third process still gains over two (docs/testing.md). Work stealing

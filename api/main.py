@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import Scope
 
 from api import activity_tracking
+from api.audit_trail import AuditTrail
 from api.auth import check_auth_settings, document_optional_auth
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit, LastResort
-from api.routes import codec, customers, health, orders, products, projections
+from api.routes import audit, codec, customers, health, orders, products, projections
 from api.sagas import Sagas
 from cloudmart.settings import SERVICES, Settings, get_settings
 from cloudmart.temporal import connect
+from services.audit.log import AuditLog
 from services.database import create_db_engine
 from services.event_store.store import EventStore
 from services.inventory import InventoryService
 from services.loyalty.service import LoyaltyService
 from services.readmodel.projector import Projector
 from services.readmodel.queries import ReadModel
+
+log = logging.getLogger("cloudmart.api")
 
 API_DATABASES = ("event_store", *SERVICES, "readmodel", "loyalty")
 """The databases the API reads (and checks in /healthz); the provider's is another company's."""
@@ -52,9 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             databases=databases,
         )
+        app.state.audit = AuditLog(create_db_engine(settings.db_url("audit"), pool_size=4))
+        await _prepare_audit_log(app.state.audit)
         yield
         for engine in databases.values():
             engine.dispose()
+        app.state.audit.engine.dispose()
 
     app = FastAPI(
         title="CloudMart Sagas",
@@ -66,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     activity_tracking.install(app, settings)  # innermost: records each final answer
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(LastResort)
+    # Outside LastResort: even an unexpected error's 500 is recorded, with whoever caused it.
+    app.add_middleware(AuditTrail, audit=_audit_log)
     # Outermost: even an error answer to the Web UI carries the CORS headers it needs to read it.
     app.add_middleware(codec.CodecCORS, origins=settings.codec_origins)
     routers = [
@@ -73,6 +86,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ]
     for router in routers:
         app.include_router(router)
+    app.include_router(audit.router)  # operator only: never an optional token
     if not settings.require_auth:
         document_optional_auth(app, routers)
     return app
+
+
+def _audit_log(scope: Scope) -> AuditLog | None:
+    return getattr(scope["app"].state, "audit", None)
+
+
+async def _prepare_audit_log(audit_log: AuditLog) -> None:
+    """Migrate the audit database now, so the first request does not wait for it; if it is
+    down, the API starts anyway and the first append tries again (and logs what it missed)."""
+    try:
+        await asyncio.to_thread(audit_log.ensure_schema)
+    except SQLAlchemyError as err:
+        log.warning("the audit database is not ready; retrying at the first append: %s", err)

@@ -38,10 +38,18 @@ from cloudmart.contracts.routing import TaskQueues
 
 SERVICES = ("customers", "inventory", "payment", "shipping")
 """The services the saga's steps call, each on its own task queue."""
-DATABASES = ("event_store", *SERVICES, "payment_provider", "readmodel", "loyalty", "activity")
+DATABASES = (
+    "event_store",
+    *SERVICES,
+    "payment_provider",
+    "readmodel",
+    "loyalty",
+    "activity",
+    "audit",
+)
 """Every database: the order event store (the orchestrator's), one per service, the simulated
 payment provider's own, the read side's projections, the loyalty service's, and the customers'
-activity (the API's)."""
+activity (the API's), and the compliance audit log."""
 
 MIN_SECRET_LENGTH = 32
 """Operator token and auth secret: long enough that guessing is hopeless, and for the auth
@@ -110,6 +118,8 @@ class Settings(BaseSettings):
     """The simulated payment provider's ledger (another company's system in real life)."""
     activity_db_url: str = ""
     """Customers' activity, which the API records (docs/activity.md)."""
+    audit_db_url: str = ""
+    """The compliance audit log, which the API and operator commands append to (docs/audit.md)."""
 
     payment_review_timeout: Duration = Field(default=timedelta(hours=24), gt=timedelta(0))
     """How long a payment held for fraud review waits for a decision (seconds or ISO 8601)."""
@@ -176,6 +186,11 @@ class Settings(BaseSettings):
     sees and cancels every customer's orders; without it the API refuses to start so."""
     customer_token_max_lifetime: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
     """The longest a customer token may live (``exp`` - ``iat``); a longer one is refused."""
+    operator_token_max_lifetime: Duration = Field(default=timedelta(hours=12), gt=timedelta(0))
+    """The longest a named operator's token may live (``python -m api.tokens --operator``)."""
+    operator: str | None = None
+    """Who runs an operator command (``make rebuild-projections``), as the audit log records
+    it; unset, the OS user's name."""
 
     activity_tracking: bool = True
     """Record customers' actions (searches, views, orders, ratings...) as the API answers them

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from cloudmart.settings import Settings
 from services.activity.store import ActivityStore
+from services.audit.log import AuditLog
 from services.customers import CustomersService
 from services.customers.sealing import ProfileSealing
 from services.database import create_db_engine
@@ -39,6 +40,7 @@ SERVICE_NAMES: dict[type, str] = {
     Projector: "readmodel",
     LoyaltyService: "loyalty",
     ActivityStore: "activity",
+    AuditLog: "audit",
 }
 """Each kind of service, and the database (and migration history) it owns."""
 
@@ -109,6 +111,11 @@ def build_loyalty(settings: Settings) -> LoyaltyService:
 def build_activity(settings: Settings) -> ActivityStore:
     """The API's: it records customers' actions (not a worker's role)."""
     return ActivityStore(_engine(settings, "activity", SUBSCRIBER_POOL))
+
+
+def build_audit(settings: Settings) -> AuditLog:
+    """The compliance audit log: written by the API and operator commands, not a worker."""
+    return AuditLog(_engine(settings, "audit", SUBSCRIBER_POOL))
 
 
 def prepare(service: Service, settings: Settings) -> None:

@@ -34,6 +34,7 @@ MIGRATED = (
     "readmodel",
     "loyalty",
     "activity",
+    "audit",
 )
 """The databases with a migration history (the simulated provider, an outside system, has none)."""
 

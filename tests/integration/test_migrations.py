@@ -13,6 +13,7 @@ from sqlalchemy import MetaData, inspect, text
 from cloudmart.settings import Settings
 from services.activity.models import ActivityTable
 from services.customers.models import CustomersTable
+from services.audit.models import AuditTable
 from services.database import create_db_engine
 from services.event_store.models import EventStoreTable
 from services.inventory.models import InventoryTable
@@ -30,6 +31,7 @@ METADATA: dict[str, MetaData] = {
     "inventory": InventoryTable.metadata,
     "payment": PaymentTable.metadata,
     "shipping": ShippingTable.metadata,
+    "audit": AuditTable.metadata,
     "activity": ActivityTable.metadata,
 }
 
