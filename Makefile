@@ -8,7 +8,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-read bench-idle chaos load rebuild-projections token audit-verify clean install
+.PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-activity bench-read bench-idle chaos load rebuild-projections token audit-verify clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m devstack
@@ -80,6 +80,11 @@ bench-install: $(BENCH_INSTALLED)
 # What the API adds to placing an order, layer by layer, paired and one at a time (~2 minutes).
 bench-api: $(INSTALLED)
 	$(BIN)/python -m bench.api_overhead $(BENCH_ARGS)
+
+# What recording a customer's activity adds to a request (tracking on vs off, paired), and the
+# durable writes it could use (~1 minute).
+bench-activity: $(INSTALLED)
+	$(BIN)/python -m bench.activity_overhead $(BENCH_ARGS)
 
 # 300 orders at concurrency 20 while workers, Temporal and a database fail; every invariant
 # checked at the end (exit 1 on a violation). E.g. CHAOS_ARGS="--split" or "--postgres".
