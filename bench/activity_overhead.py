@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 
 from api.tokens import mint
-from bench.results import add_results_option, publish
+from bench.results import RESULTS, add_results_option, include, publish
 from bench.stats import Run, table
 from cloudmart.process import exit_now
 from cloudmart.settings import Settings
@@ -44,6 +44,7 @@ from services.activity.models import ActivityType
 from services.factory import build_activity, build_inventory, build_projector, prepare
 
 WARM_UP = 20
+ACTIVITY_DOC = Path(__file__).parents[1] / "docs" / "activity.md"
 
 
 def seed(settings: Settings) -> None:
@@ -198,7 +199,10 @@ def main() -> None:
         written = writes(settings, args.writes)
     text = report(paths, written)
     print(text)
-    print(f"written: {publish('activity', text, args.results)}")
+    path = publish("activity", text, args.results)
+    if args.results.resolve() == RESULTS.resolve():  # docs/activity.md shows the figure too
+        include(ACTIVITY_DOC, "results/activity.md", path.read_text())
+    print(f"written: {path}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,15 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from api.activity_tracking import (
+    _cancelled,
+    _placed,
+    _rated,
+    _registered,
+    _searched,
+    _viewed,
+    tracked,
+)
 from services.activity.actions import (
     Recorded,
     activity_event_id,
@@ -198,3 +207,32 @@ def test_the_limit_keeps_the_best() -> None:
 
 def test_times() -> None:
     assert [times(n) for n in (1, 2, 3)] == ["once", "twice", "3 times"]
+
+
+# --- which answers record what --------------------------------------------------------------
+
+
+def test_each_tracked_route_is_recognised_and_nothing_else() -> None:
+    order = "3f2b8c1e-7d4a-4e8b-9a61-3c0d2e9f7b44"
+    expected = {
+        ("GET", "/products"): _searched,
+        ("GET", "/products/SKU-A"): _viewed,
+        ("POST", "/orders"): _placed,
+        ("POST", f"/orders/{order}/cancel"): _cancelled,
+        ("POST", "/products/SKU-A/ratings"): _rated,
+        ("POST", "/customers"): _registered,
+    }
+    for (method, path), actions in expected.items():
+        found = tracked(method, path)
+        assert found is not None and found[0].actions is actions, (method, path)
+    found = tracked("GET", "/products/SKU-A")
+    assert found is not None and found[1]["sku"] == "SKU-A"
+    for method, path in (
+        ("GET", "/orders"),
+        ("POST", "/products"),
+        ("GET", "/products/SKU-A/ratings"),
+        ("POST", "/orders/not-an-order/cancel"),
+        ("POST", f"/orders/{order}/payment-review"),
+        ("GET", "/customers/c-1/activity"),
+    ):
+        assert tracked(method, path) is None, (method, path)
