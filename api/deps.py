@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from api.sagas import Sagas
 from cloudmart.settings import Settings
+from services.customers import CustomersService
 from services.event_store.store import EventStore
 from services.loyalty.service import LoyaltyService
 from services.readmodel.projector import Projector
@@ -29,6 +30,8 @@ class AppState:
     read: ReadModel
     events: EventStore
     loyalty: LoyaltyService
+    customers: CustomersService
+    """The customers' command side: registrations, profiles, closing and erasing."""
     projector: Projector
     """For operator-requested rebuilds only; the worker's projector follows the events."""
     databases: dict[str, Engine]

@@ -22,6 +22,7 @@ from api.sagas import Sagas
 from cloudmart.settings import SERVICES, Settings, get_settings
 from cloudmart.temporal import connect
 from services.audit.log import AuditLog
+from services.customers import CustomersService
 from services.database import create_db_engine
 from services.event_store.store import EventStore
 from services.inventory import InventoryService
@@ -53,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             read=ReadModel(databases["readmodel"]),
             events=EventStore(databases["event_store"]),
             loyalty=LoyaltyService(databases["loyalty"], EventStore(databases["event_store"])),
+            customers=CustomersService(
+                databases["customers"], EventStore(databases["event_store"])
+            ),
             projector=Projector(
                 EventStore(databases["event_store"]),
                 databases["readmodel"],

@@ -58,6 +58,7 @@ def state(config: Settings) -> AppState:
         read=Unreachable("read"),  # type: ignore[arg-type]
         events=Unreachable("events"),  # type: ignore[arg-type]
         loyalty=Unreachable("loyalty"),  # type: ignore[arg-type]
+        customers=Unreachable("customers"),  # type: ignore[arg-type]
         projector=Unreachable("projector"),  # type: ignore[arg-type]
         databases={},
     )
