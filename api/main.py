@@ -17,12 +17,22 @@ from api.auth import check_auth_settings, document_optional_auth
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit, LastResort
-from api.routes import audit, codec, customers, health, orders, products, projections
+from api.routes import (
+    audit,
+    codec,
+    customer_views,
+    customers,
+    health,
+    orders,
+    products,
+    projections,
+)
 from api.sagas import Sagas
 from cloudmart.settings import SERVICES, Settings, get_settings
 from cloudmart.temporal import connect
 from services.audit.log import AuditLog
 from services.customers import CustomersService
+from services.customers.sealing import ProfileSealing
 from services.database import create_db_engine
 from services.event_store.store import EventStore
 from services.inventory import InventoryService
@@ -61,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 EventStore(databases["event_store"]),
                 databases["readmodel"],
                 InventoryService(databases["inventory"]).catalog,
+                # A rebuild opens the profiles as the worker's projector does.
+                profiles=ProfileSealing(databases["customers"]),
             ),
             databases=databases,
         )
@@ -86,7 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: even an error answer to the Web UI carries the CORS headers it needs to read it.
     app.add_middleware(codec.CodecCORS, origins=settings.codec_origins)
     routers = [
-        module.router for module in (orders, products, customers, projections, health, codec)
+        module.router
+        for module in (orders, products, customers, customer_views, projections, health, codec)
     ]
     for router in routers:
         app.include_router(router)

@@ -92,11 +92,13 @@ def build_shipping(settings: Settings, *, pool_size: int | None = None) -> Shipp
 
 
 def build_projector(settings: Settings) -> Projector:
-    """Reads the order events and inventory's catalog; writes only the read side's database."""
+    """Reads the events, inventory's catalog and (to open profiles) the customers' keys; writes
+    only the read side's database."""
     return Projector(
         build_event_store(settings, pool_size=SUBSCRIBER_POOL),
         _engine(settings, "readmodel", SUBSCRIBER_POOL),
         build_inventory(settings, pool_size=SUBSCRIBER_POOL).catalog,
+        profiles=build_profile_reader(settings),  # the UserView's profiles
     )
 
 
@@ -163,6 +165,8 @@ class Services:
         for subscriber in (self.customers, self.projector, self.loyalty):
             if subscriber is not None:
                 subscriber.store.engine.dispose()
+        if self.projector and isinstance(self.projector.profiles, ProfileSealing):
+            self.projector.profiles.engine.dispose()
 
 
 BUILDERS = {
