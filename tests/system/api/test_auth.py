@@ -358,4 +358,5 @@ def test_the_schema_says_which_token_each_route_needs(
         "POST /orders/{order_id}/compensation/resolve",
         "POST /codec/decode",  # the operator's, or a codec session's (api/routes/codec.py)
         "POST /codec/session",  # the operator token buys the session
+        "GET /audit",
     }
