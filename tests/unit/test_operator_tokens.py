@@ -321,3 +321,23 @@ def test_a_callers_name_and_kind() -> None:
     alice = Caller(customer_id=None, operator=True, name="alice")
     assert (alice.name, alice.kind) == ("alice", "operator")
     assert alice.sees("c-42") and not customer.sees("c-43")
+
+
+def test_the_cli_says_how_to_mint_an_operators_token(capsys: pytest.CaptureFixture[str]) -> None:
+    from api.tokens import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[:2] == [
+        "usage: python -m api.tokens [-h] [--ttl TTL] customer_id",
+        "       python -m api.tokens [-h] [--ttl TTL] --operator NAME",
+    ]
+    assert "Or a named operator's, with --operator." in lines
+    assert (
+        "--operator NAME an operator's token naming NAME, for operator actions, recorded under "
+        "that name in the audit log (default --ttl: 28800, or "
+        "CLOUDMART_OPERATOR_TOKEN_MAX_LIFETIME if that is shorter)"
+    ) in " ".join(out.split())
