@@ -165,7 +165,7 @@ def test_a_walk_stops_at_the_first_break() -> None:
 @pytest.mark.parametrize(
     ("value", "cell"),
     [
-        ("=HYPERLINK(\"http://evil\")", "'=HYPERLINK(\"http://evil\")"),
+        ('=HYPERLINK("http://evil")', '\'=HYPERLINK("http://evil")'),
         ("+1+1", "'+1+1"),
         ("-2", "'-2"),
         ("@SUM(A1)", "'@SUM(A1)"),
