@@ -25,6 +25,7 @@ from cloudmart.contracts.ratings import (
     RatingOutcome,
     product_stream,
 )
+from cloudmart.contracts.text import Sku
 from services.database import read_only, utcnow
 from services.event_store.models import EventRow
 from services.event_store.store import ConcurrencyConflict, EventStore, OutOfOrder
@@ -72,6 +73,18 @@ def search_products(
         min_rating=min_rating,
         sort=sort,
     )
+
+
+@router.get("/products/{sku}", response_model=ProductListing)
+def product(
+    read: ReadDep, sku: Annotated[Sku, Path(description="the product's sku")]
+) -> ProductListing:
+    """One product with its live stock and rating, as ``GET /products`` lists it (a customer's
+    view of it is recorded in their activity, docs/activity.md); 404 for an unknown sku."""
+    found = read.product(sku)
+    if found is None:
+        raise ProductNotFound(sku)
+    return found
 
 
 @router.get("/stats", response_model=SalesStats, tags=["stats"], responses=AUTH_RESPONSES)

@@ -280,19 +280,13 @@ class ReadModel:
         }[sort]
         statement = statement.order_by(*order, ProductSearch.sku)
         with Session(self.engine) as session:
-            return [
-                ProductListing(
-                    sku=p.sku,
-                    name=p.name,
-                    category=p.category,
-                    price_cents=p.price_cents,
-                    stock_on_hand=p.stock_on_hand,
-                    reserved=p.reserved,
-                    rating_average=p.rating_average,
-                    rating_count=p.rating_count,
-                )
-                for p in session.scalars(statement)
-            ]
+            return [_listing(p) for p in session.scalars(statement)]
+
+    def product(self, sku: str) -> ProductListing | None:
+        """One product as the search lists it; None for a sku the catalog does not have."""
+        with Session(self.engine) as session:
+            row = session.get(ProductSearch, sku)
+            return None if row is None else _listing(row)
 
     def customer(self, customer_id: str) -> CustomerView | None:
         """The customer's UserView row; None for a customer no event has named."""
@@ -369,6 +363,19 @@ class ReadModel:
         return ProjectionStatus(
             position=checkpoint.position, lag_ms=checkpoint.lag_ms, updated_at=checkpoint.updated_at
         )
+
+
+def _listing(p: ProductSearch) -> ProductListing:
+    return ProductListing(
+        sku=p.sku,
+        name=p.name,
+        category=p.category,
+        price_cents=p.price_cents,
+        stock_on_hand=p.stock_on_hand,
+        reserved=p.reserved,
+        rating_average=p.rating_average,
+        rating_count=p.rating_count,
+    )
 
 
 def _encode(created_at: datetime, order_id: str) -> str:

@@ -120,3 +120,21 @@ async def test_with_tracking_off_nothing_is_recorded(
         assert found.status_code == 200
         assert await timeline(http, "cy") == []
     assert not journal_dir.exists()
+
+
+async def test_a_customers_view_of_a_product_is_recorded_and_an_unknown_sku_is_a_404(
+    settings: Settings, services: Services
+) -> None:
+    assert services.projector is not None
+    services.projector.sync_catalog()
+    async with api(api_settings(settings)) as http:
+        shown = await http.get("/products/SKU-A", headers=as_customer("ann"))
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["sku"] == "SKU-A"
+        missing = await http.get("/products/NO-SUCH-SKU", headers=as_customer("ann"))
+        assert missing.status_code == 404
+        assert missing.json()["detail"] == "product NO-SUCH-SKU not found"
+        bad = await http.get("/products/%20bad", headers=as_customer("ann"))
+        assert bad.status_code == 422
+        (viewed,) = await timeline(http, "ann")
+        assert (viewed["type"], viewed["subject"]) == ("product_viewed", "SKU-A")
