@@ -226,8 +226,8 @@ class DevStack:
     persist: bool = True
     """Keep Temporal's state in ``<data_dir>/temporal.db`` (False: in memory, for tests)."""
     split: bool = False
-    """One worker process per role (orchestrator, inventory, payment, shipping, projector,
-    loyalty), as production runs them, instead of one process hosting them all."""
+    """One worker process per role (orchestrator, customers, inventory, payment, shipping,
+    projector, loyalty), as production runs them, instead of one process hosting them all."""
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     _temporal_log: IO[str] | None = None
     _backoffs: dict[str, Backoff] = field(default_factory=dict)

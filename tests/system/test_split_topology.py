@@ -18,7 +18,7 @@ from services.inventory.catalog import DEMO_CATALOG
 from services.reconcile import reconcile
 from tests.system.api.test_api import TERMINAL, order_body
 
-STORED_BEFORE_PAYMENT = ("OrderPlaced", "InventoryReserved")
+STORED_BEFORE_PAYMENT = ("OrderPlaced", "CustomerChecked", "InventoryReserved")
 
 
 def waiting_for(api: httpx.Client, order_id: str) -> tuple[str, tuple[str, ...]]:
@@ -35,6 +35,7 @@ def test_sagas_wait_for_a_killed_payment_worker_and_finish_once_it_is_back(tmp_p
         assert sorted(stack.processes) == [
             "api",
             "temporal",
+            "worker-customers",
             "worker-inventory",
             "worker-loyalty",
             "worker-orchestrator",

@@ -18,11 +18,15 @@ from tests.support import worker_process
     [
         (
             "saga",
-            "inventory, orchestrator, payment, shipping",
-            "orders, inventory, payment, shipping",
+            "customers, inventory, orchestrator, payment, shipping",
+            "orders, customers, inventory, payment, shipping",
         ),
         ("subscribers", "loyalty, projector", "no task queue"),
-        ("all", "inventory, loyalty, orchestrator, payment, projector, shipping", "orders, "),
+        (
+            "all",
+            "customers, inventory, loyalty, orchestrator, payment, projector, shipping",
+            "orders, ",
+        ),
     ],
 )
 def test_a_group_runs_its_roles_and_no_others(
