@@ -56,6 +56,7 @@ PROJECTION_TABLES = (
     CustomerDay,
 )
 Catalog = Callable[[], list[CatalogEntry]]
+HELD = "projector-held-rows"
 POSITION = select(col(Checkpoint.position)).where(col(Checkpoint.name) == NAME)
 
 
@@ -84,6 +85,7 @@ class Projector:
             # second, busy or idle).
             return 0
         with transaction(self.engine) as session:
+            _hold_rows(session)
             checkpoint = _locked_checkpoint(session)
             projected, erased = self._project(session, checkpoint, limit, live=True)
         if erased:
@@ -109,6 +111,7 @@ class Projector:
         the rebuilt position.
         """
         with transaction(self.engine) as session:
+            _hold_rows(session)
             checkpoint = _locked_checkpoint(session)
             for table in PROJECTION_TABLES:
                 session.execute(delete(table))
@@ -119,6 +122,7 @@ class Projector:
                 total += projected
                 session.flush()
                 session.expunge_all()  # keep memory flat over a long history
+                session.info[HELD].clear()
                 checkpoint = _locked_checkpoint(session)
         self.forget_freed_pages()  # the old tables' rows, profiles among them
         return total
@@ -158,6 +162,17 @@ class Projector:
         """Bring in products the catalog has and the search does not (and their static facts)."""
         with transaction(self.engine) as session:
             _sync_catalog(session, self._catalog)
+
+
+def _hold_rows(session: Session) -> None:
+    """Keep every row the transaction loads or adds until it ends. The session's identity map
+    holds a clean row weakly: once flushed, a row nothing else refers to is dropped, and the
+    next event's ``session.get`` of it was a SELECT (and an autoflush) again, several per
+    event. A batch touches a few hundred rows at most; a rebuild lets go at each batch."""
+    held: list[object] = []
+    session.info[HELD] = held
+    event.listen(session, "loaded_as_persistent", lambda _session, row: held.append(row))
+    event.listen(session, "pending_to_persistent", lambda _session, row: held.append(row))
 
 
 def _secure_delete(dbapi_connection: Any, _record: Any) -> None:
