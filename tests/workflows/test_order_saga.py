@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
+from cloudmart.contracts.customers import CustomerStatus, Guest, RegisterCustomer
 from cloudmart.contracts.orders import CancelOrder, OrderStatus, PaymentReviewDecision
 from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS, workflow_id
 from cloudmart.settings import Settings
@@ -47,6 +49,7 @@ async def test_happy_path_reserves_charges_ships_and_commits(
     assert state.failure is None
     assert state.tracking_number and state.tracking_number.startswith("CM")
     assert outline(state.steps) == [
+        ("customers.ensure", ALL_DONE),
         ("inventory.reserve", ALL_DONE),
         ("payment.check_fraud", ALL_DONE),
         ("payment.charge", ALL_DONE),
@@ -114,6 +117,7 @@ async def test_an_order_the_fraud_screen_refuses_is_never_charged(
     assert state.failure is not None and state.failure.type == "FraudSuspected"
     assert "card reported stolen" in state.failure.message
     assert outline(state.steps) == [
+        ("customers.ensure", ALL_DONE),
         ("inventory.reserve", ALL_DONE),
         ("payment.check_fraud", "FAILED"),
     ]
@@ -185,6 +189,49 @@ async def test_a_compensation_that_fails_twice_is_retried_to_the_end(
     assert len(refund_calls) == 3
     assert await activity_attempts(handle, "payment.refund") == [1, 2]  # as the charge above
     assert_books_balance(services, [])
+
+
+# --- the customers step -------------------------------------------------------------------------
+
+
+async def test_a_guest_order_that_fails_cancels_the_account_it_opened(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    guest = Guest(name="Grace Hopper", email=f"grace-{uuid.uuid4().hex[:8]}@example.com")
+    saga = new_saga_input(settings, token="tok_decline", guest=guest)
+    state = await outcome(await start(client, saga))
+
+    assert state.status is OrderStatus.FAILED
+    assert outline(state.steps)[0] == ("customers.ensure", ALL_DONE)
+    assert outline(state.compensations) == [
+        ("payment.refund", ALL_DONE),
+        ("inventory.release", ALL_DONE),
+        ("customers.cancel_user", ALL_DONE),  # pushed first, so undone last
+    ]
+    assert state.compensations[2].detail == f"UNDONE: cancelled account {saga.customer_id}"
+    assert workers.customers is not None and workers.event_store is not None
+    assert workers.customers.customer(saga.customer_id).status is CustomerStatus.CANCELLED
+    timeline = [e.event_type for e in workers.event_store.stream(saga.order_id)]
+    assert timeline[:2] == ["OrderPlaced", "CustomerChecked"]
+    assert timeline[-2:] == ["GuestAccountCancelled", "OrderFailed"]
+    assert_books_balance(workers, [])
+
+
+async def test_a_closed_account_places_no_order(
+    client: Client, settings: Settings, workers: Services
+) -> None:
+    assert workers.customers is not None
+    email = f"ada-{uuid.uuid4().hex[:8]}@example.com"
+    customer = workers.customers.register(RegisterCustomer(name="Ada Lovelace", email=email))
+    workers.customers.close(customer.customer_id, "moved away", by=customer.customer_id)
+    saga = new_saga_input(settings).model_copy(update={"customer_id": customer.customer_id})
+    state = await outcome(await start(client, saga))
+
+    assert state.status is OrderStatus.FAILED
+    assert state.failure is not None and state.failure.type == "AccountClosed"
+    assert outline(state.steps) == [("customers.ensure", "FAILED")]
+    assert state.compensations == []  # nothing was done, so nothing to undo
+    assert stock(workers) == {sku: (n, 0) for sku, n in INITIAL_STOCK.items()}
 
 
 # --- payment review ---------------------------------------------------------------------------
