@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+from pydantic import BaseModel
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -36,12 +37,15 @@ from api.errors import (
 )
 from cloudmart.contracts.orders import (
     CancelOrder,
+    CancelUpdate,
     OrderAccepted,
     OrderState,
     OrderStatus,
     PaymentReviewDecision,
     PlaceOrder,
     ResolveCompensation,
+    ResolveCompensationUpdate,
+    ReviewPaymentUpdate,
     UpdateAccepted,
 )
 from cloudmart.contracts.saga import (
@@ -57,7 +61,9 @@ log = logging.getLogger("cloudmart.api")
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("4f1d8e0c-6b8e-4d55-9c43-6f0d2c6f9a11")
 """Order ids for idempotent requests are uuid5(this, "<customer id> <key>"): a customer's key
-names one saga, and the same key from another customer another one."""
+names one saga, and the same key from another customer another one. A guest checkout's key is
+scoped by the guest's e-mail instead ("guest <email> <key>"), its customer id being derived from
+the order id."""
 
 REQUEST_HASH = "request_sha256"
 """Memo field holding the hash of the body that started the saga, to detect a reused key."""
@@ -80,12 +86,15 @@ class Sagas:
         request_hash = body_hash(order)
         if idempotency_key is None:
             order_id = str(uuid.uuid4())
+        elif order.customer_id is None:
+            assert order.guest is not None  # PlaceOrder: one or the other
+            order_id = idempotent_order_id(f"guest {order.guest.email}", idempotency_key)
         else:
             placed = await self._placed_with_unscoped_key(order, idempotency_key, request_hash)
             if placed is not None:
                 return placed
             order_id = idempotent_order_id(order.customer_id, idempotency_key)
-        saga = self._settings.saga_input(order_id, order)
+        saga = self._settings.saga_input(order_id, order)  # a guest's customer id, derived
         try:
             await self._client.start_workflow(
                 OrderSaga.run,
@@ -95,15 +104,17 @@ class Sagas:
                 # A workflow id is never reused: a repeated key can never start a second saga.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=start_search_attributes(order.customer_id),
+                search_attributes=start_search_attributes(saga.customer_id),
                 memo={REQUEST_HASH: request_hash},
-                static_summary=f"{order.customer_id}: {len(order.items)} line(s)",
+                static_summary=f"{saga.customer_id}: {len(order.items)} line(s)",
             )
         except WorkflowAlreadyStartedError:
             if idempotency_key is None:
                 raise
             return await self._replay(order_id, request_hash)
-        return OrderAccepted(order_id=order_id, status=OrderStatus.PENDING)
+        return OrderAccepted(
+            order_id=order_id, status=OrderStatus.PENDING, customer_id=saga.customer_id
+        )
 
     async def _placed_with_unscoped_key(
         self, order: PlaceOrder, key: str, request_hash: str
@@ -137,8 +148,12 @@ class Sagas:
                 "this Idempotency-Key was already used with a different request body",
                 "idempotency_conflict",
             )
-        status = description.typed_search_attributes.get(ORDER_STATUS)
-        return OrderAccepted(order_id=order_id, status=OrderStatus(status or "PENDING"))
+        attributes = description.typed_search_attributes
+        return OrderAccepted(
+            order_id=order_id,
+            status=OrderStatus(attributes.get(ORDER_STATUS) or "PENDING"),
+            customer_id=attributes.get(CUSTOMER_ID),
+        )
 
     async def state(self, order_id: str) -> OrderState:
         async with self._answers(order_id, "query"):
@@ -164,12 +179,15 @@ class Sagas:
         except (TimeoutError, WorkflowFailureError):
             return None
 
-    async def cancel(self, order_id: str, request: CancelOrder) -> UpdateAccepted:
+    async def cancel(
+        self, order_id: str, request: CancelOrder, by: str | None = None
+    ) -> UpdateAccepted:
+        """``by``: who cancels, as the order's events record it (None: its customer)."""
         try:
             async with self._answers(order_id, "update"):
                 return await self._handle(order_id).execute_update(
                     OrderSaga.cancel,
-                    request,
+                    _with_by(request, CancelUpdate, by),
                     # A stable id: a retry (say after a 503 whose update the saga still got)
                     # joins the first request's outcome instead of being judged again.
                     id="cancel",
@@ -181,12 +199,13 @@ class Sagas:
             raise
 
     async def review_payment(
-        self, order_id: str, decision: PaymentReviewDecision
+        self, order_id: str, decision: PaymentReviewDecision, by: str | None = None
     ) -> UpdateAccepted:
+        """``by``: the operator's name, as the order's events record it (None: ``operator``)."""
         async with self._answers(order_id, "update"):
             return await self._handle(order_id).execute_update(
                 OrderSaga.review_payment,
-                decision,
+                _with_by(decision, ReviewPaymentUpdate, by),
                 id=f"review-payment-{'approve' if decision.approved else 'reject'}",
                 rpc_timeout=WORKER_DEADLINE,
             )
@@ -208,12 +227,13 @@ class Sagas:
             )
 
     async def resolve_compensation(
-        self, order_id: str, resolution: ResolveCompensation
+        self, order_id: str, resolution: ResolveCompensation, by: str | None = None
     ) -> UpdateAccepted:
+        """``by``: the operator's name, as the order's events record it (None: ``operator``)."""
         async with self._answers(order_id, "update", RESOLVE_DEADLINE):
             return await self._handle(order_id).execute_update(
                 OrderSaga.resolve_compensation,
-                resolution,
+                _with_by(resolution, ResolveCompensationUpdate, by),
                 # One resolution per step: a retried request joins the first one's outcome.
                 id=f"resolve-{resolution.step}",
                 # Answered once the round in flight has ended: its attempt may take a step's
@@ -274,8 +294,18 @@ class Sagas:
 
 
 def body_hash(order: PlaceOrder) -> str:
-    """What the saga's memo keeps of the request that started it (``REQUEST_HASH``)."""
-    return hashlib.sha256(order.model_dump_json().encode()).hexdigest()
+    """What the saga's memo keeps of the request that started it (``REQUEST_HASH``). A
+    customer's order hashes without ``guest``, as it did before there were guests: a client
+    retrying across that upgrade sends the same body and must find the same hash."""
+    exclude = {"guest"} if order.guest is None else None
+    return hashlib.sha256(order.model_dump_json(exclude=exclude).encode()).hexdigest()
+
+
+def _with_by(body: BaseModel, update: type[BaseModel], by: str | None) -> BaseModel:
+    """An update's argument: the request's body, and who acted. Without a name, the body as it
+    is, byte for byte what workers from before ``by`` accept (their models refuse unknown
+    fields), so a name-less update works across a rolling deploy."""
+    return body if by is None else update(**body.model_dump(), by=by)
 
 
 def idempotent_order_id(customer_id: str, key: str) -> str:

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 from pydantic import AwareDatetime
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import Caller, CallerDep, Operator
+from api.auth import Caller, CallerDep, Credentials, Operator, get_caller
 from api.deps import AppState, ReadDep, SagasDep, State
 from api.errors import (
     AUTH_RESPONSES,
@@ -28,6 +28,7 @@ from api.errors import (
     UnprocessableField,
 )
 from api.sagas import Sagas
+from api.tokens import mint
 from cloudmart.contracts.events import Event, EventType, StoredEvent
 from cloudmart.contracts.orders import (
     CancelOrder,
@@ -39,8 +40,10 @@ from cloudmart.contracts.orders import (
     PlaceOrder,
     ResolveCompensation,
     UpdateAccepted,
+    guest_customer_id,
 )
 from cloudmart.contracts.text import CustomerId
+from cloudmart.settings import Settings
 from cloudmart.temporal import is_unreachable
 from services.event_store.aggregate import replay
 from services.event_store.as_of import AsOf, OrderAsOf, order_as_of
@@ -81,27 +84,54 @@ Wait = Annotated[
 ]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=OrderAccepted)
+async def _placing_caller(credentials: Credentials, state: State) -> Caller | None:
+    """Who places an order: as for every route, except that no token at all is None here
+    rather than a 401, since a guest checkout needs none (a customer's order still does)."""
+    if credentials is None and state.settings.require_auth:
+        return None
+    return await get_caller(credentials, state)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderAccepted,
+    # The token is optional here even while tokens are required: a guest checkout needs none.
+    openapi_extra={"security": [{}]},
+)
 async def place_order(
     order: PlaceOrder,
     response: Response,
     sagas: SagasDep,
-    caller: CallerDep,
+    app: State,
+    caller: Annotated[Caller | None, Depends(_placing_caller)],
     request: Request,
     idempotency_key: IdempotencyKey = None,
     wait: Wait = 0,
 ) -> OrderAccepted:
-    """Start the order's saga. Amounts come from the catalog, never from the request. With a
-    customer token, ``customer_id`` must be the token's customer (403 otherwise).
+    """Start the order's saga. Amounts come from the catalog, never from the request. The body
+    names ``customer_id`` or, for a guest checkout, ``guest`` (name and email), never both (422).
+    With a customer token, ``customer_id`` must be the token's customer (403 otherwise). A guest
+    checkout needs no token: its saga opens the guest's account first, under a customer id the
+    API derives from the order id (``customer_id`` in the answer), and while the API requires
+    tokens the answer carries that customer's token (``customer_token``), to follow or cancel
+    the order with.
 
     With ``wait`` (seconds, at most 60), the answer also waits for the saga to end, as
     ``GET /orders/{id}?wait=`` does, and carries its ``state``: the final one if it ended in
     time, else its current one (say, awaiting a payment review). The order is placed either
     way: a 202 whose ``state`` is absent when no worker could say. With an
     ``Idempotency-Key``, a retry waits on the order the key placed."""
-    if not caller.sees(order.customer_id):
-        raise Forbidden("customer_id: a customer token may place orders only for its customer")
+    if order.guest is None:
+        if caller is None:
+            caller = await get_caller(None, app)  # its 401: a customer's order needs a token
+        if not caller.sees(order.customer_id):
+            raise Forbidden("customer_id: a customer token may place orders only for its customer")
     accepted = await sagas.place(order, idempotency_key)
+    if order.guest is not None:
+        accepted = accepted.model_copy(
+            update={"customer_token": _guest_token(app.settings, accepted.order_id)}
+        )
     response.headers["Location"] = f"/orders/{accepted.order_id}"
     if not wait:
         return accepted
@@ -109,7 +139,15 @@ async def place_order(
     if state is None:
         return accepted
     view = OrderView.model_validate(state.model_dump())  # as GET /orders/{id} shows it
-    return OrderAccepted(order_id=accepted.order_id, status=state.status, state=view)
+    return accepted.model_copy(update={"status": state.status, "state": view})
+
+
+def _guest_token(settings: Settings, order_id: str) -> str | None:
+    """The guest's customer token, while the API requires tokens: the same customer for every
+    retry of the order (its id is derived from the order's), a fresh token each time."""
+    if not settings.require_auth or settings.auth_secret is None:
+        return None
+    return mint(guest_customer_id(order_id), settings.auth_secret.get_secret_value())
 
 
 async def _state_after(sagas: Sagas, order_id: str, wait: float) -> OrderState | None:

@@ -36,6 +36,7 @@ async def test_a_completed_order_has_its_whole_story(
     state = await outcome(await start(client, new_saga_input(settings)))
     assert timeline(workers, state.order_id) == [
         "OrderPlaced",
+        "CustomerChecked",
         "InventoryReserved",
         "FraudCheckPassed",
         "PaymentCharged",
@@ -44,10 +45,12 @@ async def test_a_completed_order_has_its_whole_story(
         "OrderCompleted",
     ]
     events = workers.event_store.stream(state.order_id)  # type: ignore[union-attr]
-    assert [e.sequence for e in events] == [1, 2, 3, 4, 5, 6, 7]
+    assert [e.sequence for e in events] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert events[0].user_id == "c-42" and events[1].user_id == "system"
     assert events[0].data["country"] == "DE"
-    assert events[1].data == {
+    # c-42 was never registered: its orders go on as before the customers service existed.
+    assert events[1].data == {"customer_id": "c-42", "registered": False, "created": False}
+    assert events[2].data == {
         "lines": [{"sku": "SKU-A", "quantity": 2, "unit_price_cents": 1000}],
         "total_cents": 2000,
     }
@@ -59,6 +62,7 @@ async def test_a_failed_order_records_its_failure_and_every_compensation(
     state = await outcome(await start(client, new_saga_input(settings, country="JP")))
     assert timeline(workers, state.order_id) == [
         "OrderPlaced",
+        "CustomerChecked",
         "InventoryReserved",
         "FraudCheckPassed",
         "PaymentCharged",
@@ -90,7 +94,7 @@ async def test_a_reviewed_and_a_cancelled_order(
     for handle in (approved, cancelled):
         await outcome(handle)
 
-    assert timeline(workers, approved.id.removeprefix("order-"))[3:6] == [
+    assert timeline(workers, approved.id.removeprefix("order-"))[4:7] == [
         "PaymentReviewRequested",
         "PaymentReviewed",
         "PaymentCharged",
@@ -226,6 +230,7 @@ async def test_a_retried_append_and_a_retried_step_store_each_event_once(
     assert await activity_attempts(handle, "event_store.append") == [2] + [1] * (len(calls) - 2)
     assert timeline(workers, state.order_id) == [
         "OrderPlaced",
+        "CustomerChecked",
         "InventoryReserved",
         "FraudCheckPassed",
         "PaymentCharged",

@@ -3,16 +3,26 @@ activities' names, each the one place the workflow and the workers agree on."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import timedelta
+
 import pytest
 from pydantic import ValidationError
 
+from api.sagas import body_hash
 from cloudmart.contracts.activities import ALL_ACTIVITIES
 from cloudmart.contracts.orders import (
     MAX_LINE_QUANTITY,
     MAX_ORDER_LINES,
     CancelOrder,
+    CancelUpdate,
+    PaymentReviewDecision,
     PlaceOrder,
     ResolveCompensation,
+    ResolveCompensationUpdate,
+    ReviewPaymentUpdate,
+    guest_customer_id,
+    saga_input,
 )
 from cloudmart.contracts.routing import TaskQueues
 from tests.support import place_order
@@ -117,3 +127,80 @@ def test_every_activity_has_one_name_and_a_service_with_a_queue() -> None:
         assert spec.service == service
         if service != "event_store":  # on the saga's own queue
             assert queues.for_service(service) == f"shop-{service}"
+
+
+# --- a customer's order or a guest checkout ---------------------------------------------------
+
+GUEST = {"name": "Grace Hopper", "email": "Grace@Example.com"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"customer_id": None}, "send customer_id (a customer's order) or guest"),
+        ({"guest": GUEST}, "send customer_id or guest, not both"),
+    ],
+    ids=["neither", "both"],
+)
+def test_an_order_names_a_customer_or_a_guest_exactly(changes: dict, message: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        PlaceOrder.model_validate(body(**changes))
+    [error] = refused.value.errors()
+    assert error["loc"] == ("guest",) and message in error["msg"]
+
+
+def test_a_guest_checkout_needs_no_customer_id_and_gets_one_from_the_order() -> None:
+    order = PlaceOrder.model_validate(body(customer_id=None, guest=GUEST))
+    assert order.guest is not None and order.guest.email == "grace@example.com"
+    queues = TaskQueues.with_prefix("t")
+    saga = saga_input("o-1", order, payment_review_timeout=timedelta(hours=1), task_queues=queues)
+    assert saga.guest == order.guest
+    # Derived from the order id: a retry of the same order names the same account, another
+    # order another one; and it is a customer id like any other.
+    assert saga.customer_id == guest_customer_id("o-1") != guest_customer_id("o-2")
+    assert PlaceOrder.model_validate(body(customer_id=saga.customer_id)).customer_id
+    named = saga_input(
+        "o-1", place_order(), payment_review_timeout=timedelta(hours=1), task_queues=queues
+    )
+    assert (named.customer_id, named.guest) == ("c-42", None)
+
+
+def test_a_bad_customer_id_is_the_only_error_not_also_a_missing_one() -> None:
+    with pytest.raises(ValidationError) as refused:
+        PlaceOrder.model_validate(body(customer_id="not an id"))
+    assert [error["loc"] for error in refused.value.errors()] == [("customer_id",)]
+
+
+def test_a_guests_email_is_checked() -> None:
+    with pytest.raises(ValidationError) as refused:
+        PlaceOrder.model_validate(body(customer_id=None, guest={**GUEST, "email": "nobody"}))
+    assert refused.value.errors()[0]["loc"] == ("guest", "email")
+
+
+def test_a_customers_order_hashes_as_before_guests_existed() -> None:
+    """An Idempotency-Key retried across the upgrade finds its saga's memo unchanged."""
+    before = (
+        '{"customer_id":"c-42","items":[{"sku":"SKU-A","quantity":2}],"payment_token":"tok_ok",'
+        '"shipping_address":{"name":"Ada Lovelace","line1":"Hauptstr. 1","line2":null,'
+        '"city":"Berlin","postal_code":"10115","country":"DE"}}'
+    )
+    assert body_hash(place_order()) == hashlib.sha256(before.encode()).hexdigest()
+    guest = PlaceOrder.model_validate(body(customer_id=None, guest=GUEST))
+    assert body_hash(guest) != body_hash(place_order())
+
+
+def test_the_updates_decode_what_was_sent_before_who_acted_was_recorded() -> None:
+    """Updates in recorded histories carry the bodies alone; the bodies never take ``by``
+    (the API fills it from the token)."""
+    assert CancelUpdate.model_validate({"reason": "changed my mind"}).by is None
+    assert ReviewPaymentUpdate.model_validate({"approved": True}).by is None
+    resolution = {"step": "payment.refund", "note": "refunded by hand"}
+    assert ResolveCompensationUpdate.model_validate(resolution).by is None
+    assert ReviewPaymentUpdate(approved=False, by="alice").by == "alice"
+    for model, data in (
+        (CancelOrder, {"reason": "x"}),
+        (PaymentReviewDecision, {"approved": True}),
+        (ResolveCompensation, resolution),
+    ):
+        with pytest.raises(ValidationError):
+            model.model_validate({**data, "by": "alice"})

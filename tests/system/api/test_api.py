@@ -107,6 +107,7 @@ def test_an_order_completes_and_its_stock_is_sold(api: httpx.Client) -> None:
     assert state["total_cents"] == 2 * before["price_cents"]
     assert state["failure"] is None
     assert [(s["name"], s["status"]) for s in state["steps"]] == [
+        ("customers.ensure", "COMPLETED"),
         ("inventory.reserve", "COMPLETED"),
         ("payment.check_fraud", "COMPLETED"),
         ("payment.charge", "COMPLETED"),
@@ -231,7 +232,13 @@ def test_an_idempotency_key_returns_the_same_order_and_starts_one_saga(api: http
     wait_for(api, first)
     replay = api.post("/orders", json=body, headers={"Idempotency-Key": key})
     assert replay.status_code == 202
-    assert replay.json() == {"order_id": first, "status": "COMPLETED", "state": None}
+    assert replay.json() == {
+        "order_id": first,
+        "status": "COMPLETED",
+        "state": None,
+        "customer_id": body["customer_id"],
+        "customer_token": None,  # a guest checkout's only
+    }
     listed = wait_until_listed(api, body["customer_id"], 1)
     assert [o["order_id"] for o in listed] == [first]
 
@@ -314,7 +321,13 @@ async def test_a_key_used_before_keys_were_per_customer_still_answers_its_order(
             api.post, "/orders", json=body, headers={"Idempotency-Key": key}
         )
         assert retry.status_code == 202, retry.text
-        assert retry.json() == {"order_id": earlier, "status": "PENDING", "state": None}
+        assert retry.json() == {
+            "order_id": earlier,
+            "status": "PENDING",
+            "state": None,
+            "customer_id": customer,
+            "customer_token": None,
+        }
         changed = {**body, "payment_token": "tok_decline"}
         conflict = await asyncio.to_thread(
             api.post, "/orders", json=changed, headers={"Idempotency-Key": key}
@@ -725,6 +738,7 @@ def test_an_orders_events_are_its_timeline(api: httpx.Client) -> None:
     assert all(set(e) == EVENT_FIELDS for e in events)
     assert [e["event_type"] for e in events] == [
         "OrderPlaced",
+        "CustomerChecked",
         "InventoryReserved",
         "FraudCheckPassed",
         "PaymentCharged",
@@ -735,7 +749,7 @@ def test_an_orders_events_are_its_timeline(api: httpx.Client) -> None:
         "InventoryReleased",
         "OrderFailed",
     ]
-    assert [e["sequence"] for e in events] == list(range(1, 11))
+    assert [e["sequence"] for e in events] == list(range(1, 12))
     assert {e["aggregate_id"] for e in events} == {order_id}
     assert events[0]["version"] == 2 and events[0]["data"]["country"] == "JP"
     unknown = api.get(f"/orders/{UNKNOWN}/events")
@@ -749,7 +763,13 @@ def test_a_just_placed_orders_events_are_its_story_so_far_never_a_404(
     """The saga batches its appends (up to a second): until the first batch is stored the
     timeline is empty, not unknown; then it grows, and it is whole once the order has ended."""
     order_id = place(api, order_body(token="tok_review"))
-    story = ["OrderPlaced", "InventoryReserved", "FraudCheckPassed", "PaymentReviewRequested"]
+    story = [
+        "OrderPlaced",
+        "CustomerChecked",
+        "InventoryReserved",
+        "FraudCheckPassed",
+        "PaymentReviewRequested",
+    ]
     seen: list[list[str]] = []
     deadline = time.monotonic() + 10
     while not seen or seen[-1] != story:
