@@ -104,3 +104,26 @@ def test_an_event_at_its_current_version_is_left_as_it_is() -> None:
 def test_a_version_with_no_upcaster_is_an_error_not_a_guess() -> None:
     with pytest.raises(ValueError, match="no upcaster for OrderPlaced version 0"):
         upcast(EventType.ORDER_PLACED, 0, {})
+
+
+def test_cancel_user_unsticks_the_order_as_the_other_compensations_do() -> None:
+    """The customers step changes no status; Cancel User, the last compensation, is one like
+    the others: once it ends, a stuck order is compensating again, until it has failed."""
+    guest = {"customer_id": "guest-1", "lines": [], "amount_cents": 0}
+    events = story(
+        (EventType.ORDER_PLACED, {**PLACED, "customer_id": "guest-1"}),
+        (
+            EventType.CUSTOMER_CHECKED,
+            {"customer_id": "guest-1", "registered": True, "created": True},
+        ),
+        (EventType.INVENTORY_RESERVATION_FAILED, {"type": "OutOfStock", "message": "none"}),
+        (EventType.COMPENSATION_STARTED, {"reason": "OutOfStock: none"}),
+        (EventType.INVENTORY_RELEASED, {**guest, "outcome": "NOTHING_TO_UNDO"}),
+        (EventType.COMPENSATION_STUCK, {"step": "customers.cancel_user", "error": "down"}),
+        (EventType.GUEST_ACCOUNT_CANCELLED, {**guest, "outcome": "UNDONE", "detail": ""}),
+        (EventType.ORDER_FAILED, {"type": "OutOfStock", "message": "none"}),
+    )
+    assert replay("o-1", events[:2]).status is OrderStatus.PENDING
+    assert replay("o-1", events[:6]).status is OrderStatus.COMPENSATION_STUCK
+    assert replay("o-1", events[:7]).status is OrderStatus.COMPENSATING
+    assert replay("o-1", events).status is OrderStatus.FAILED
