@@ -12,8 +12,8 @@ from sqlalchemy import MetaData, inspect, text
 
 from cloudmart.settings import Settings
 from services.activity.models import ActivityTable
-from services.customers.models import CustomersTable
 from services.audit.models import AuditTable
+from services.customers.models import CustomersTable
 from services.database import create_db_engine
 from services.event_store.models import EventStoreTable
 from services.inventory.models import InventoryTable
@@ -31,8 +31,8 @@ METADATA: dict[str, MetaData] = {
     "inventory": InventoryTable.metadata,
     "payment": PaymentTable.metadata,
     "shipping": ShippingTable.metadata,
-    "audit": AuditTable.metadata,
     "activity": ActivityTable.metadata,
+    "audit": AuditTable.metadata,
 }
 
 
