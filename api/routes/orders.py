@@ -28,7 +28,7 @@ from api.errors import (
     UnprocessableField,
 )
 from api.sagas import Sagas
-from api.tokens import mint
+from api.tokens import STATIC_OPERATOR, mint
 from cloudmart.contracts.events import Event, EventType, StoredEvent
 from cloudmart.contracts.orders import (
     CancelOrder,
@@ -363,16 +363,16 @@ async def cancel_order(
 ) -> UpdateAccepted:
     """Cancel until the shipment is created (409 with the reason after that)."""
     await _check_owner(sagas, caller, str(order_id))  # before the saga hears of it
-    return await sagas.cancel(str(order_id), request or CancelOrder())
+    return await sagas.cancel(str(order_id), request or CancelOrder(), by=_operator_name(caller))
 
 
 @router.post("/{order_id}/payment-review", status_code=status.HTTP_202_ACCEPTED)
 async def review_payment(
-    order_id: UUID, decision: PaymentReviewDecision, sagas: SagasDep, _: Operator
+    order_id: UUID, decision: PaymentReviewDecision, sagas: SagasDep, operator: Operator
 ) -> UpdateAccepted:
     """Approve or reject a payment held for fraud review (409 unless it is awaiting one).
     An operator action: the operator's bearer token only."""
-    return await sagas.review_payment(str(order_id), decision)
+    return await sagas.review_payment(str(order_id), decision, by=_operator_name(operator))
 
 
 @router.post("/{order_id}/compensation/retry", status_code=status.HTTP_202_ACCEPTED)
@@ -384,12 +384,21 @@ async def retry_compensation(order_id: UUID, sagas: SagasDep, _: Operator) -> Up
 
 @router.post("/{order_id}/compensation/resolve", status_code=status.HTTP_202_ACCEPTED)
 async def resolve_compensation(
-    order_id: UUID, resolution: ResolveCompensation, sagas: SagasDep, _: Operator
+    order_id: UUID, resolution: ResolveCompensation, sagas: SagasDep, operator: Operator
 ) -> UpdateAccepted:
     """Mark the stuck compensation as done by hand, with a note saying how; the saga records
     it (history and event store) and goes on with the rest. 409 unless ``step`` is the stuck
     one, or if it succeeded on its own meanwhile. An operator action."""
-    return await sagas.resolve_compensation(str(order_id), resolution)
+    return await sagas.resolve_compensation(str(order_id), resolution, by=_operator_name(operator))
+
+
+def _operator_name(caller: Caller) -> str | None:
+    """Who acted, for the order's events: a named operator's name. None for the static token's
+    operator and for customers (the saga records ``operator`` or the order's customer), which
+    sends the update's body as workers before named operators expect it."""
+    if caller.operator and caller.name != STATIC_OPERATOR:
+        return caller.name
+    return None
 
 
 async def _check_owner(sagas: Sagas, caller: Caller, order_id: str) -> None:

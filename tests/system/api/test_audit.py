@@ -9,11 +9,16 @@ import httpx
 
 from api.tokens import mint, mint_operator
 from cloudmart.settings import Settings
-from tests.system.api.test_api import UNKNOWN
+from tests.system.api.test_api import UNKNOWN, order_body, place, wait_for
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def named_operator(settings: Settings, name: str) -> dict[str, str]:
+    assert settings.auth_secret is not None
+    return bearer(mint_operator(name, settings.auth_secret.get_secret_value()))
 
 
 def test_a_named_operators_action_is_in_the_audit_log_under_its_name(
@@ -41,3 +46,41 @@ def test_a_named_operators_action_is_in_the_audit_log_under_its_name(
     customer = anonymous.get("/audit", headers=bearer(mint("c-42", secret)))
     assert customer.status_code == 403
     assert anonymous.get("/audit").status_code == 401
+
+
+def test_the_orders_events_name_the_operator_who_reviewed_and_who_cancelled(
+    anonymous: httpx.Client, auth_settings: Settings
+) -> None:
+    """The saga records who acted (the events' ``user_id``): a named operator's name, the
+    static token's ``operator``, and the customer for their own cancel."""
+    name = f"alice-{uuid.uuid4().hex[:8]}"
+    alice = named_operator(auth_settings, name)
+    reviewed = place_held(anonymous, alice)
+    review = anonymous.post(
+        f"/orders/{reviewed}/payment-review", json={"approved": False}, headers=alice
+    )
+    assert review.status_code == 202, review.text
+    cancelled = place_held(anonymous, alice)
+    cancel = anonymous.post(
+        f"/orders/{cancelled}/cancel", json={"reason": "fraud ring"}, headers=alice
+    )
+    assert cancel.status_code == 202, cancel.text
+
+    for order_id, event_type in ((reviewed, "PaymentReviewed"), (cancelled, "OrderCancelled")):
+        with as_caller(anonymous, alice) as client:
+            wait_for(client, order_id)
+        events = anonymous.get(f"/orders/{order_id}/events", headers=alice).json()
+        actors = {e["user_id"] for e in events if e["event_type"] == event_type}
+        assert actors == {name}, events
+
+
+def place_held(anonymous: httpx.Client, headers: dict[str, str]) -> str:
+    """An order whose payment waits for an operator's review."""
+    with as_caller(anonymous, headers) as client:
+        order_id = place(client, order_body(token="tok_review"))
+        wait_for(client, order_id, {"AWAITING_PAYMENT_REVIEW"})
+    return order_id
+
+
+def as_caller(anonymous: httpx.Client, headers: dict[str, str]) -> httpx.Client:
+    return httpx.Client(base_url=anonymous.base_url, timeout=15, headers=headers)
