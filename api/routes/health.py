@@ -38,13 +38,15 @@ class Health(BaseModel):
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 async def healthz(state: State, request: Request) -> JSONResponse:
-    """Temporal and each service database reachable: 200, or 503 naming what is not. What is
-    wrong (addresses, database errors) only with the operator's token: to anyone else, each
-    check is "ok" or "unavailable"."""
-    names = ["temporal", *(f"{service}_db" for service in state.databases)]
+    """Temporal, each service database and the audit log's reachable: 200, or 503 naming what
+    is not. What is wrong (addresses, database errors) only with the operator's token: to
+    anyone else, each check is "ok" or "unavailable"."""
+    # The audit log's too: while it is down, the operators' actions go unrecorded.
+    engines = {**state.databases, "audit": request.app.state.audit.engine}
+    names = ["temporal", *(f"{name}_db" for name in engines)]
     results = await asyncio.gather(
         _check_temporal(state),
-        *(_check_database(engine) for engine in state.databases.values()),
+        *(_check_database(engine) for engine in engines.values()),
     )
     checks = dict(zip(names, results, strict=True))
     projections = None

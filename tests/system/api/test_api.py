@@ -420,6 +420,8 @@ def test_health_reports_every_dependency(api: httpx.Client) -> None:
         "shipping_db": "ok",
         "readmodel_db": "ok",
         "loyalty_db": "ok",
+        "customers_db": "ok",
+        "audit_db": "ok",
     }
     assert set(body["projections"]) == {"position", "events_behind", "lag_ms"}
 

@@ -105,6 +105,8 @@ def test_health_tells_anyone_else_only_what_is_down(degraded_api, headers) -> No
             "shipping_db": "ok",
             "readmodel_db": "ok",
             "loyalty_db": "ok",
+            "customers_db": "ok",
+            "audit_db": "ok",
         },
         "projections": {"position": 0, "events_behind": 0, "lag_ms": None},
     }
