@@ -73,7 +73,24 @@ def _shown(entry: Entry) -> AuditEntry:
     )
 
 
-@router.get("", response_model=AuditPage)
+EXPORTS = {
+    200: {
+        "description": "The page: JSON (default), JSON Lines or CSV as ``format`` asks",
+        "content": {
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+        "headers": {
+            "X-Next-After": {
+                "description": "jsonl and csv: the page's next_after, absent on the last page",
+                "schema": {"type": "integer"},
+            }
+        },
+    }
+}
+
+
+@router.get("", response_model=AuditPage, responses=EXPORTS)
 async def read_audit_log(
     request: Request,
     _: Operator,
