@@ -16,4 +16,5 @@ CREATE DATABASE readmodel OWNER cloudmart;
 CREATE DATABASE loyalty OWNER cloudmart;
 CREATE DATABASE customers OWNER cloudmart;
 CREATE DATABASE activity OWNER cloudmart;
+CREATE DATABASE audit OWNER cloudmart;
 SQL
