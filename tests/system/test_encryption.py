@@ -108,8 +108,8 @@ async def test_a_saga_history_is_unreadable_without_the_keys_and_whole_with_them
     with pytest.raises(Exception, match="binary/encrypted"):
         await plain.get_workflow_handle(handle.id).result()
 
-    # What stays readable (docs/security.md): the search attributes, and the patch's id.
-    assert set(attributes) == PLAIN_SEARCH_ATTRIBUTES | {"patch:fraud-check"}
+    # What stays readable (docs/security.md): the search attributes, and the patches' ids.
+    assert set(attributes) == PLAIN_SEARCH_ATTRIBUTES | {"patch:customer-step", "patch:fraud-check"}
     assert not any(b"7500" in a.data for a in attributes.values())  # no amount in clear
 
     # Through the codec: every payload is the original again.

@@ -98,6 +98,9 @@ OPERATOR_ROUTES = [
     ("POST", f"/orders/{UNKNOWN}/compensation/retry", None),
     ("POST", f"/orders/{UNKNOWN}/compensation/resolve", {"step": "payment.refund", "note": "x"}),
     ("GET", "/stats", None),  # business-wide figures
+    ("GET", "/stats/customers", None),
+    ("POST", f"/customers/{UNKNOWN}/erase", None),
+    ("GET", "/audit", None),
 ]
 
 
@@ -359,4 +362,5 @@ def test_the_schema_says_which_token_each_route_needs(
         "POST /codec/decode",  # the operator's, or a codec session's (api/routes/codec.py)
         "POST /codec/session",  # the operator token buys the session
         "GET /audit",
+        "POST /customers/{customer_id}/erase",
     }
