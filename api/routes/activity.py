@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -13,6 +12,7 @@ from api.activity_tracking import ActivityTracking
 from api.auth import CallerDep
 from api.deps import State
 from api.errors import AUTH_RESPONSES, ERROR_RESPONSES, CustomerNotFound, UnprocessableField
+from api.query_params import utc_query
 from cloudmart.contracts.text import CustomerId
 from services.activity.models import ActivityType
 from services.activity.recommendations import Recommendation
@@ -51,7 +51,7 @@ async def customer_activity(
     only (404 for any other)."""
     if not caller.sees(customer_id):
         raise CustomerNotFound(customer_id)
-    since_utc, until_utc = _utc(since, "since"), _utc(until, "until")
+    since_utc, until_utc = utc_query(since, "since"), utc_query(until, "until")
     await tracking.flush()  # this process's own latest actions, before they are read
     try:
         return await run_in_threadpool(
@@ -90,14 +90,3 @@ async def customer_recommendations(
         read=state.read,
         limit=limit,
     )
-
-
-def _utc(value: datetime | None, field: str) -> datetime | None:
-    """In UTC, as the activity is stored; a time that does not fit (year 1 at +14:00) is the
-    client's error, not the database's."""
-    if value is None:
-        return None
-    try:
-        return value.astimezone(UTC)
-    except OverflowError as err:
-        raise UnprocessableField(("query", field), "out of range", "datetime_range") from err

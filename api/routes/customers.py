@@ -14,8 +14,7 @@ from fastapi import APIRouter, Body, Header, Path, status
 from api.auth import Caller, CallerDep, Operator
 from api.deps import State
 from api.errors import AUTH_RESPONSES, ERROR_RESPONSES, ApiError, CustomerNotFound, ErrorBody
-from api.routes.orders import AsOfQuery
-from api.routes.orders import _as_of as parse_as_of
+from api.query_params import AsOfQuery, parse_as_of
 from api.tokens import mint
 from cloudmart.contracts.customers import (
     CloseAccount,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Coroutine
-from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -27,6 +25,7 @@ from api.errors import (
     Unavailable,
     UnprocessableField,
 )
+from api.query_params import AsOfQuery, parse_as_of, utc_query
 from api.sagas import Sagas
 from api.tokens import STATIC_OPERATOR, mint
 from cloudmart.contracts.events import Event, EventType, StoredEvent
@@ -46,7 +45,7 @@ from cloudmart.contracts.text import CustomerId
 from cloudmart.settings import Settings
 from cloudmart.temporal import is_unreachable
 from services.event_store.aggregate import replay
-from services.event_store.as_of import AsOf, OrderAsOf, order_as_of
+from services.event_store.as_of import OrderAsOf, order_as_of
 from services.readmodel.queries import InvalidCursor, OrderListing
 
 log = logging.getLogger("cloudmart.api")
@@ -184,8 +183,8 @@ def list_orders(
         return read.orders(
             status=status_filter,
             customer_id=customer_id,
-            created_from=_utc(created_from, "created_from"),
-            created_to=_utc(created_to, "created_to"),
+            created_from=utc_query(created_from, "created_from"),
+            created_to=utc_query(created_to, "created_to"),
             limit=page_size,
             cursor=cursor,
         )
@@ -204,17 +203,6 @@ async def order_events(
     return [Event.model_validate(e.model_dump(include=set(Event.model_fields))) for e in events]
 
 
-AsOfQuery = Annotated[
-    str | None,
-    Query(
-        max_length=64,
-        description="An ISO 8601 time with a time zone (events that occurred at or before it; "
-        "send a '+' as %2B), or an event sequence number from 0 (events numbered up to it). "
-        "Absent: every stored event.",
-    ),
-]
-
-
 @router.get("/{order_id}/state", response_model=OrderAsOf)
 async def order_state_as_of(
     order_id: UUID, state: State, sagas: SagasDep, caller: CallerDep, as_of: AsOfQuery = None
@@ -223,7 +211,7 @@ async def order_state_as_of(
     then (upcast to their current versions), never the live saga's answer. ``state`` is null
     when nothing had been stored by then: before the order was placed, or while its saga has
     not stored its first events. Access as for ``/events``: another customer's order is 404."""
-    point = _as_of(as_of)  # a bad value is the client's error whatever the order
+    point = parse_as_of(as_of)  # a bad value is the client's error whatever the order
     events = await _stored_events(state, sagas, caller, order_id)
     return order_as_of(str(order_id), events, point)
 
@@ -249,33 +237,6 @@ async def _stored_events(
     if not caller.sees(owner):  # another's order is as unknown as none
         raise OrderNotFound(str(order_id))
     return events
-
-
-SEQUENCE = re.compile(r"[0-9]+")
-"""ASCII digits only: ``int()`` would also take "+5", " 5", "5_0" and other scripts' digits."""
-
-
-def _as_of(value: str | None) -> AsOf:
-    """``as_of`` as a sequence number or an aware time in UTC; a 422 naming it otherwise."""
-    if value is None:
-        return None
-    if SEQUENCE.fullmatch(value):
-        return int(value)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise UnprocessableField(
-            ("query", "as_of"),
-            "not an event sequence number (an integer from 0) nor an ISO 8601 time with a "
-            "time zone, such as 2026-01-31T12:00:00Z (send a '+' as %2B)",
-            "as_of_parsing",
-        ) from None
-    if moment.tzinfo is None:
-        # A time with no zone names a different instant in every zone: refused, not guessed.
-        raise UnprocessableField(
-            ("query", "as_of"), "a time needs its time zone (Z or +hh:mm)", "timezone_aware"
-        )
-    return _utc(moment, "as_of")
 
 
 async def _owner_or_error(sagas: Sagas, order_id: UUID) -> str | Exception | None:
@@ -439,14 +400,3 @@ def _placed_by(first: Event) -> str | None:
         return None
     customer = first.data.get("customer_id")
     return customer if isinstance(customer, str) else None
-
-
-def _utc(value: datetime | None, field: str) -> datetime | None:
-    """In UTC, as the projection stores times; a time that does not fit (year 1 at +14:00) is
-    the client's error, not the database's."""
-    if value is None:
-        return None
-    try:
-        return value.astimezone(UTC)
-    except OverflowError as err:
-        raise UnprocessableField(("query", field), "out of range", "datetime_range") from err
