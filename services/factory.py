@@ -21,6 +21,7 @@ from services.migrations import upgrade
 from services.payment import PaymentProvider, PaymentService, SimulatedProvider
 from services.readmodel.projector import Projector
 from services.shipping import ShippingService
+from services.shipping.erasure import AddressEraser
 
 Service = (
     EventStore
@@ -30,6 +31,7 @@ Service = (
     | ShippingService
     | Projector
     | LoyaltyService
+    | AddressEraser
 )
 SERVICE_NAMES: dict[type, str] = {
     EventStore: "event_store",
@@ -39,13 +41,15 @@ SERVICE_NAMES: dict[type, str] = {
     ShippingService: "shipping",
     Projector: "readmodel",
     LoyaltyService: "loyalty",
+    AddressEraser: "shipping",
     ActivityStore: "activity",
     AuditLog: "audit",
 }
 """Each kind of service, and the database (and migration history) it owns."""
 
 SUBSCRIBER_POOL = 2
-"""Subscribers (projector, loyalty) work one batch at a time: a small pool is plenty."""
+"""Subscribers (projector, loyalty, shipping's eraser) work one batch at a time: a small pool
+is plenty."""
 
 
 def _engine(settings: Settings, database: str, pool_size: int | None) -> Engine:
@@ -110,6 +114,15 @@ def build_loyalty(settings: Settings) -> LoyaltyService:
     )
 
 
+def build_shipping_eraser(settings: Settings) -> AddressEraser:
+    """Shipping's follower of the events: blanks erased customers' addresses in shipping's
+    database (the only one it writes)."""
+    return AddressEraser(
+        _engine(settings, "shipping", SUBSCRIBER_POOL),
+        build_event_store(settings, pool_size=SUBSCRIBER_POOL),
+    )
+
+
 def build_activity(settings: Settings) -> ActivityStore:
     """The API's: it records customers' actions (not a worker's role)."""
     return ActivityStore(_engine(settings, "activity", SUBSCRIBER_POOL))
@@ -144,6 +157,7 @@ class Services:
     shipping: ShippingService | None = None
     projector: Projector | None = None
     loyalty: LoyaltyService | None = None
+    shipping_eraser: AddressEraser | None = None
 
     def hosted(self) -> list[Service]:
         hosted = (
@@ -154,6 +168,7 @@ class Services:
             self.shipping,
             self.projector,
             self.loyalty,
+            self.shipping_eraser,
         )
         return [s for s in hosted if s is not None]
 
@@ -162,7 +177,7 @@ class Services:
             service.engine.dispose()
         if self.payment and isinstance(self.payment.provider, SimulatedProvider):
             self.payment.provider.engine.dispose()
-        for subscriber in (self.customers, self.projector, self.loyalty):
+        for subscriber in (self.customers, self.projector, self.loyalty, self.shipping_eraser):
             if subscriber is not None:
                 subscriber.store.engine.dispose()
         if self.projector and isinstance(self.projector.profiles, ProfileSealing):
@@ -177,8 +192,12 @@ BUILDERS = {
     "shipping": build_shipping,
     "projector": build_projector,
     "loyalty": build_loyalty,
+    "shipping-eraser": build_shipping_eraser,
 }
 
 
 def open_services(settings: Settings, names: Iterable[str]) -> Services:
-    return Services(**{name: BUILDERS[name](settings) for name in set(names)})  # type: ignore[operator]
+    """The services of the roles ``names`` (a worker's role ``shipping-eraser`` is the field
+    ``shipping_eraser``)."""
+    built = {name.replace("-", "_"): BUILDERS[name](settings) for name in set(names)}  # type: ignore[operator]
+    return Services(**built)

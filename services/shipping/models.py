@@ -1,11 +1,11 @@
-"""Shipping's table: one shipment per order."""
+"""Shipping's tables: one shipment per order, and what its address eraser keeps."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON
+from sqlalchemy import JSON, BigInteger
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -35,3 +35,38 @@ class Shipment(ShippingTable, table=True):
     """Why it was cancelled (the compensation's reason)."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+
+
+# --- erasure (services/shipping/erasure.py): what shipping learns from the event store --------
+
+
+class ErasureSubscription(ShippingTable, table=True):
+    """How far the address eraser has read the event store; updated with what it wrote."""
+
+    __tablename__ = "erasure_subscription"
+
+    name: str = Field(primary_key=True, max_length=64)
+    position: int = Field(default=0, sa_type=BigInteger)
+    """The store's positions are 64-bit: so is a subscriber's place in it."""
+
+
+class OrderCustomer(ShippingTable, table=True):
+    """Whose order it is (from ``OrderPlaced``): the shipment itself does not say."""
+
+    __tablename__ = "order_customers"
+
+    order_id: str = Field(primary_key=True, max_length=64)
+    customer_id: str = Field(index=True, max_length=64)
+    settled: bool = False
+    """The customer was erased and the order's shipment row (a shipment, or the tombstone that
+    refuses one) has been seen and blanked: nothing of this order is looked at again."""
+
+
+class ErasedCustomer(ShippingTable, table=True):
+    """A customer erased (``CustomerErased``): their shipments' addresses are blanked."""
+
+    __tablename__ = "erased_customers"
+
+    customer_id: str = Field(primary_key=True, max_length=64)
+    erased_at: datetime = Field(sa_type=UtcDateTime)
+    """When the customers service recorded the erasure (the event's time)."""
