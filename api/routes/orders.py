@@ -324,7 +324,10 @@ async def cancel_order(
 ) -> UpdateAccepted:
     """Cancel until the shipment is created (409 with the reason after that)."""
     await _check_owner(sagas, caller, str(order_id))  # before the saga hears of it
-    return await sagas.cancel(str(order_id), request or CancelOrder(), by=_operator_name(caller))
+    # An operator's cancel is recorded under the operator's name; without one, the saga
+    # records the order's customer.
+    by = caller.name if caller.operator else None
+    return await sagas.cancel(str(order_id), request or CancelOrder(), by=by)
 
 
 @router.post("/{order_id}/payment-review", status_code=status.HTTP_202_ACCEPTED)
@@ -354,9 +357,9 @@ async def resolve_compensation(
 
 
 def _operator_name(caller: Caller) -> str | None:
-    """Who acted, for the order's events: a named operator's name. None for the static token's
-    operator and for customers (the saga records ``operator`` or the order's customer), which
-    sends the update's body as workers before named operators expect it."""
+    """Who decided a review or resolution, for the order's events: a named operator's name.
+    None for the static token's operator, whom the saga records as ``operator`` without one:
+    the update's body stays as workers from before named operators expect it."""
     if caller.operator and caller.name != STATIC_OPERATOR:
         return caller.name
     return None

@@ -9,6 +9,7 @@ import httpx
 
 from api.tokens import mint, mint_operator
 from cloudmart.settings import Settings
+from tests.support import operator_headers
 from tests.system.api.test_api import UNKNOWN, order_body, place, wait_for
 
 
@@ -51,8 +52,8 @@ def test_a_named_operators_action_is_in_the_audit_log_under_its_name(
 def test_the_orders_events_name_the_operator_who_reviewed_and_who_cancelled(
     anonymous: httpx.Client, auth_settings: Settings
 ) -> None:
-    """The saga records who acted (the events' ``user_id``): a named operator's name, the
-    static token's ``operator``, and the customer for their own cancel."""
+    """The saga records who acted (the events' ``user_id``): a named operator's name, or the
+    static token's ``operator``, never the order's customer for an operator's cancel."""
     name = f"alice-{uuid.uuid4().hex[:8]}"
     alice = named_operator(auth_settings, name)
     reviewed = place_held(anonymous, alice)
@@ -66,12 +67,21 @@ def test_the_orders_events_name_the_operator_who_reviewed_and_who_cancelled(
     )
     assert cancel.status_code == 202, cancel.text
 
-    for order_id, event_type in ((reviewed, "PaymentReviewed"), (cancelled, "OrderCancelled")):
+    by_static_token = place_held(anonymous, alice)
+    static = operator_headers(auth_settings)
+    cancel = anonymous.post(f"/orders/{by_static_token}/cancel", json={}, headers=static)
+    assert cancel.status_code == 202, cancel.text
+
+    for order_id, event_type, actor in (
+        (reviewed, "PaymentReviewed", name),
+        (cancelled, "OrderCancelled", name),
+        (by_static_token, "OrderCancelled", "operator"),
+    ):
         with as_caller(anonymous, alice) as client:
             wait_for(client, order_id)
         events = anonymous.get(f"/orders/{order_id}/events", headers=alice).json()
         actors = {e["user_id"] for e in events if e["event_type"] == event_type}
-        assert actors == {name}, events
+        assert actors == {actor}, events
 
 
 def place_held(anonymous: httpx.Client, headers: dict[str, str]) -> str:
