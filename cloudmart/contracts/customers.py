@@ -17,7 +17,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, model_validator
 
 from cloudmart.contracts.addresses import ShippingAddress
-from cloudmart.contracts.text import PersonName
+from cloudmart.contracts.text import PersonName, Reason
 
 CUSTOMER_STREAM_PREFIX = "customer-"
 
@@ -84,9 +84,7 @@ class UpdateProfile(_Request):
 class CloseAccount(_Request):
     """The body of ``POST /customers/{id}/close``."""
 
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = (
-        "closed by customer"
-    )
+    reason: Reason = "closed by customer"
 
 
 class CustomerStatus(StrEnum):

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from api.sagas import body_hash
 from cloudmart.contracts.activities import ALL_ACTIVITIES
+from cloudmart.contracts.customers import CloseAccount
 from cloudmart.contracts.orders import (
     MAX_LINE_QUANTITY,
     MAX_ORDER_LINES,
@@ -67,6 +68,7 @@ FREE_TEXT = [
     (PlaceOrder, ("shipping_address", "city")),
     (CancelOrder, ("reason",)),
     (ResolveCompensation, ("note",)),
+    (CloseAccount, ("reason",)),
 ]
 """Every free-text field of the requests: the others are patterns of ASCII characters."""
 
