@@ -21,7 +21,7 @@ from services.migrations import upgrade
 from services.payment import PaymentProvider, PaymentService, SimulatedProvider
 from services.readmodel.projector import Projector
 from services.shipping import ShippingService
-from services.shipping.erasure import AddressEraser
+from services.shipping.erasure import AddressEraser, overwrite_deleted
 
 Service = (
     EventStore
@@ -91,7 +91,7 @@ def build_payment(
 
 
 def build_shipping(settings: Settings, *, pool_size: int | None = None) -> ShippingService:
-    engine = _engine(settings, "shipping", pool_size)
+    engine = overwrite_deleted(_engine(settings, "shipping", pool_size))  # erasure: no copies
     return ShippingService(engine, settings.shipping_countries)
 
 
@@ -118,7 +118,7 @@ def build_shipping_eraser(settings: Settings) -> AddressEraser:
     """Shipping's follower of the events: blanks erased customers' addresses in shipping's
     database (the only one it writes)."""
     return AddressEraser(
-        _engine(settings, "shipping", SUBSCRIBER_POOL),
+        overwrite_deleted(_engine(settings, "shipping", SUBSCRIBER_POOL)),
         build_event_store(settings, pool_size=SUBSCRIBER_POOL),
     )
 

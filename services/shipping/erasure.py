@@ -20,9 +20,11 @@ the tombstone that refuses one) has been blanked is settled and not looked at ag
 Erasing is eventual: within the subscribers' poll interval of the ``CustomerErased`` being
 stored (worker.py runs it in the subscribers group). Running again changes nothing.
 
-On SQLite the old value's bytes are overwritten (``secure_delete``) and, after a batch that
-blanked something, the write-ahead log (which still holds the pages as they were) is emptied
-into the database file, so no copy of the address is left in shipping's files. On PostgreSQL
+On SQLite every connection to shipping's database overwrites what it deletes or moves
+(``secure_delete``, see ``overwrite_deleted``: without it a page split leaves stale copies of
+rows in a page's free space, beyond the eraser's reach) and, after a batch that blanked
+something, the write-ahead log (which still holds the pages as they were) is emptied into the
+database file, so no copy of the address is left in shipping's files. On PostgreSQL
 the old row version stays in the table's pages until ``VACUUM`` reclaims it, and in backups
 and WAL archives for as long as those are kept (docs/customers.md).
 """
@@ -32,7 +34,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlmodel import Session, col
 
 from cloudmart.contracts.events import EventType, StoredEvent
@@ -58,6 +60,22 @@ def blanked(address: dict[str, Any] | None, country: str | None) -> dict[str, An
 
 def is_blanked(address: dict[str, Any] | None) -> bool:
     return address is None or address.get(ERASED) is True
+
+
+def overwrite_deleted(engine: Engine) -> Engine:
+    """SQLite: every connection of ``engine`` overwrites the bytes of what it deletes, updates
+    or moves (``PRAGMA secure_delete``; some builds do by default, the upstream default does
+    not). For every engine that writes shipping's database: a row's old copies left in free
+    space by the service's own writes would outlive the eraser's blanking."""
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _secure_delete)
+    return engine
+
+
+def _secure_delete(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()
 
 
 class AddressEraser:
@@ -145,7 +163,7 @@ def _blank_due(session: Session) -> int:
     if not due:
         return 0
     if session.get_bind().dialect.name == "sqlite":
-        # The replaced value's bytes are overwritten, not left in a free part of the page.
+        # The replaced values' bytes are overwritten, whatever engine it was handed.
         session.connection().exec_driver_sql("PRAGMA secure_delete=ON")
     erased = 0
     for order in due:

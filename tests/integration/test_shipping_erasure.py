@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from cloudmart.contracts.customers import RegisterCustomer
 from cloudmart.contracts.events import Event, EventType, event_id
 from cloudmart.contracts.orders import ShippingAddress
 from cloudmart.settings import Settings
 from services.event_store.store import EventStore
-from services.factory import Services, build_shipping_eraser
+from services.factory import Services, build_shipping, build_shipping_eraser
 from services.shipping.erasure import AddressEraser
 from services.shipping.models import ErasedCustomer, OrderCustomer
 from services.shipping.service import ShippingService
@@ -161,3 +162,38 @@ def test_a_batch_and_its_position_are_one_transaction(
             assert connection.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0
     monkeypatch.undo()
     assert eraser.run_once() == 1 and eraser.position() == store.head()
+
+
+def test_on_sqlite_no_copy_of_an_erased_address_is_left_in_the_files(
+    settings: Settings, services: Services, eraser: AddressEraser, backend: str
+) -> None:
+    """Not only the row: the database file and its write-ahead log hold no old copy either, even
+    where SQLite is built without secure deletion (each connection starts with it off here, as
+    upstream's default has it, before the builders' own setting)."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL keeps old row versions until VACUUM (docs/customers.md)")
+    customers, store = services.customers, services.event_store
+    assert customers is not None and store is not None
+    shipping = build_shipping(settings)  # as the worker builds it: a fresh engine
+    for engine in (shipping.engine, eraser.engine):
+        event.listen(engine, "connect", insecure_delete, insert=True)
+    try:
+        zelda = customers.register(RegisterCustomer(name=PERSONAL[0], email="zelda@example.org"))
+        for n in range(20):
+            place(store, f"o-{n}", zelda.customer_id)
+            shipping.create(f"o-{n}", ZELDA)
+        eraser.catch_up()
+        files = sorted(Path(settings.data_dir).glob("shipping.db*"))
+        assert any(word.encode() in f.read_bytes() for f in files for word in PERSONAL)
+
+        customers.erase(zelda.customer_id, by="operator")
+        eraser.catch_up()
+        files = sorted(Path(settings.data_dir).glob("shipping.db*"))
+        left = [(f.name, w) for f in files for w in PERSONAL if w.encode() in f.read_bytes()]
+        assert left == []
+    finally:
+        shipping.engine.dispose()
+
+
+def insecure_delete(dbapi_connection: Any, _record: object) -> None:
+    dbapi_connection.execute("PRAGMA secure_delete=OFF")
