@@ -2,15 +2,23 @@
 
     python worker.py                        # everything below, in this one process
     python worker.py --service saga         # the saga and every service's activities
-    python worker.py --service subscribers  # the read side: the projector and loyalty
+    python worker.py --service subscribers  # the event followers: projector, loyalty, eraser
     python worker.py --service orchestrator # the saga alone, on the orders task queue
     python worker.py --service payment      # one service's activities, on its own task queue
     python worker.py --service projector    # the read side's projector (follows the events)
     python worker.py --service loyalty      # the loyalty service (follows the events)
+    python worker.py --service shipping-eraser  # blanks erased customers' shipping addresses
+
+``shipping-eraser`` is the shipping service's own follower of the events (it writes only
+shipping's database, services/shipping/erasure.py): once a customer is erased, their shipments'
+addresses are blanked within its poll interval. It needs the event store and shipping's
+database; ``shipping`` (the steps' activities, on their task queue) needs only shipping's.
+The split stacks (``make up-split``, docker-compose.yml) have no process of it yet.
 
 ``make up`` runs two: ``saga`` and ``subscribers``. The subscribers' work (projecting each
-order's events, loyalty points) is CPU in Python; in the saga's process it held the GIL for
-about 18 ms per order one at a time, time a saga then waited for (docs/performance.md).
+order's events, loyalty points, erasing addresses) is CPU in Python; in the saga's process it
+held the GIL for about 18 ms per order one at a time, time a saga then waited for
+(docs/performance.md).
 
 CLOUDMART_MAX_CACHED_WORKFLOWS bounds the sagas the orchestrator keeps in memory (default 1000,
 the SDK's); its ready line says the size the SDK's worker got.
@@ -56,7 +64,7 @@ from cloudmart.temporal import (
 from services.factory import Services, open_services, prepare
 from workflows.order_saga import OrderSaga
 
-SUBSCRIBERS = ("projector", "loyalty")
+SUBSCRIBERS = ("projector", "loyalty", "shipping-eraser")
 ROLES = ("orchestrator", *SERVICES, *SUBSCRIBERS)
 GROUPS = {"all": ROLES, "saga": ("orchestrator", *SERVICES), "subscribers": SUBSCRIBERS}
 """Roles that run together under one name (``--service``)."""
@@ -167,7 +175,8 @@ CATALOG_SYNC = 10.0
 
 @asynccontextmanager
 async def running_subscribers(services: Services, stop: asyncio.Event) -> AsyncIterator[None]:
-    """Follow the order event store: the projector and/or loyalty, each in its own loop."""
+    """Follow the event store: the projector, loyalty and/or shipping's address eraser, each in
+    its own loop."""
     loops: list[tuple[str, Callable[[], int], float]] = []
     if services.projector is not None:
         projector = services.projector
@@ -180,6 +189,9 @@ async def running_subscribers(services: Services, stop: asyncio.Event) -> AsyncI
         loops.append(("catalog sync", sync_catalog, CATALOG_SYNC))
     if services.loyalty is not None:
         loops.append(("loyalty", functools.partial(services.loyalty.run_once, BATCH), IDLE))
+    if services.shipping_eraser is not None:
+        eraser = functools.partial(services.shipping_eraser.run_once, BATCH)
+        loops.append(("shipping eraser", eraser, IDLE))
     tasks = [asyncio.create_task(_follow(*loop, stop)) for loop in loops]
     try:
         yield

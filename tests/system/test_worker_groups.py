@@ -21,10 +21,11 @@ from tests.support import worker_process
             "customers, inventory, orchestrator, payment, shipping",
             "orders, customers, inventory, payment, shipping",
         ),
-        ("subscribers", "loyalty, projector", "no task queue"),
+        ("subscribers", "loyalty, projector, shipping-eraser", "no task queue"),
         (
             "all",
-            "customers, inventory, loyalty, orchestrator, payment, projector, shipping",
+            "customers, inventory, loyalty, orchestrator, payment, projector, shipping, "
+            "shipping-eraser",
             "orders, ",
         ),
     ],
