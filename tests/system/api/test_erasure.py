@@ -1,7 +1,7 @@
 """The right to be forgotten, end to end over the real stack: a registered customer and a guest
 each order (to a street of their own) and are erased by the operator; soon after, not one file
-of the stack's databases (SQLite files with their write-ahead logs) nor the activity journal
-holds their names, e-mails, streets or postcodes; their orders still read COMPLETED, the money
+of the stack's (its SQLite databases with their write-ahead logs, the activity journal, the
+logs) holds their names, e-mails, streets or postcodes; their orders still read COMPLETED, the money
 taken is still recorded, and the audit log still verifies (``make audit-verify``).
 
 Temporal's own history is not searched: it keeps the sagas' inputs (a guest's name and e-mail,
@@ -70,8 +70,8 @@ class Person:
 
 
 def stack_files(settings: Settings) -> Iterator[Path]:
-    """Every file of the stack's databases and journals: all under its data directory (the
-    SQLite files and their -wal/-shm companions, the activity journal), bar Temporal's own."""
+    """Every file of the stack: all under its data directory (the SQLite files and their
+    -wal/-shm companions, the logs) and the activity journal, bar Temporal's own."""
     roots = {settings.data_dir, settings.activity_journal}
     seen: set[Path] = set()
     for root in roots:
