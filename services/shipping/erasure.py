@@ -100,8 +100,8 @@ class AddressEraser:
                 subscription = ErasureSubscription(name=SUBSCRIPTION)
                 session.add(subscription)
             events = self.store.read_after(subscription.position, limit)
-            for event in events:
-                _learn(session, event)
+            for stored in events:
+                _learn(session, stored)
             session.flush()
             erased = _blank_due(session)
             if events:
