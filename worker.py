@@ -4,7 +4,8 @@
     python worker.py --service saga         # the saga and every service's activities
     python worker.py --service subscribers  # the event followers: projector, loyalty, eraser
     python worker.py --service orchestrator # the saga alone, on the orders task queue
-    python worker.py --service payment      # one service's activities, on its own task queue
+    python worker.py --service payment      # one service's activities (customers, inventory,
+                                            # payment or shipping), on its own task queue
     python worker.py --service projector    # the read side's projector (follows the events)
     python worker.py --service loyalty      # the loyalty service (follows the events)
     python worker.py --service shipping-eraser  # blanks erased customers' shipping addresses
@@ -13,7 +14,7 @@
 shipping's database, services/shipping/erasure.py): once a customer is erased, their shipments'
 addresses are blanked within its poll interval. It needs the event store and shipping's
 database; ``shipping`` (the steps' activities, on their task queue) needs only shipping's.
-The split stacks (``make up-split``, docker-compose.yml) have no process of it yet.
+The split stacks (``make up-split``, docker-compose.yml) run it as a process of its own.
 
 ``make up`` runs two: ``saga`` and ``subscribers``. The subscribers' work (projecting each
 order's events, loyalty points, erasing addresses) is CPU in Python; in the saga's process it

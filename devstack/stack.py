@@ -50,6 +50,7 @@ WORKER_ROLES = (
     "shipping",
     "projector",
     "loyalty",
+    "shipping-eraser",
 )
 
 RETENTION = "720h"

@@ -30,8 +30,9 @@ READS = {
     "inventory": {"inventory"},
     "payment": {"payment", "payment_provider"},
     "shipping": {"shipping"},
-    "projector": {"event_store", "readmodel", "inventory"},
+    "projector": {"event_store", "readmodel", "inventory", "customers"},
     "loyalty": {"event_store", "loyalty"},
+    "shipping-eraser": {"event_store", "shipping"},
 }
 """The databases each worker may be given: its own, and (subscribers) the events they follow."""
 DEFAULT = re.compile(r"\$\{(\w+)(:-([^}]*))?\}")
