@@ -39,6 +39,10 @@ UserCancelled (1)                 customer_id, order_id, reason (Cancel User)
 CustomerErased (1)                customer_id (its key destroyed)
 ================================  =========================================================
 
+Any event may carry a ``correlation_id`` and a ``causation_id`` (both optional, None for the
+order saga's events): the choreographed return saga sets them so its chain can be read back
+across the services that reacted (docs/returns.md).
+
 ``ProductRated`` belongs to its product's stream (``product-<sku>``,
 cloudmart/contracts/ratings.py), and a customer's later rating of the product supersedes their
 earlier one. ``UserCreated`` to ``CustomerErased`` belong to the customer's stream
@@ -121,6 +125,13 @@ class Event(BaseModel):
     version: int
     occurred_at: datetime
     user_id: str
+    correlation_id: str | None = None
+    """The business transaction the event belongs to, across streams and services: a return's
+    id for every event of that return (cloudmart/contracts/returns.py). None for the order
+    saga's events (the order id already says it)."""
+    causation_id: str | None = None
+    """The ``event_id`` of the event this one reacts to; None for an event a person's request
+    or the saga caused."""
 
 
 class StoredEvent(Event):

@@ -39,3 +39,7 @@ class EventRow(EventStoreTable, table=True):
     user_id: str = Field(max_length=64)
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     """When the store received it: the start of a projection's lag."""
+    correlation_id: str | None = Field(default=None, index=True, max_length=64)
+    """The business transaction across streams (a return's id); indexed to read its chain."""
+    causation_id: str | None = Field(default=None, max_length=36)
+    """The event this one reacts to."""

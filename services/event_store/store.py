@@ -127,6 +127,25 @@ class EventStore:
         with Session(self._reads) as session:
             return [_read(row) for row in session.scalars(statement)]
 
+    def correlated(self, correlation_id: str) -> list[StoredEvent]:
+        """Every event of one business transaction (say, a return), whichever stream and service
+        it came from, in the store's order."""
+        statement = (
+            select(EventRow)
+            .where(EventRow.correlation_id == correlation_id)
+            .order_by(col(EventRow.position))
+        )
+        with Session(self._reads) as session:
+            return [_read(row) for row in session.scalars(statement)]
+
+    def last_sequence(self, aggregate_id: str) -> int:
+        """The aggregate's last stored sequence (0 for none): where its next event goes."""
+        statement = select(func.coalesce(func.max(EventRow.sequence), 0)).where(
+            EventRow.aggregate_id == aggregate_id
+        )
+        with self._reads.connect() as connection:
+            return connection.scalar(statement) or 0
+
     def head(self) -> int:
         """The position of the last event (0 for an empty store)."""
         with self._reads.connect() as connection:
@@ -147,4 +166,6 @@ def _read(row: EventRow) -> StoredEvent:
         user_id=row.user_id,
         position=row.position,
         recorded_at=row.recorded_at,
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id,
     )

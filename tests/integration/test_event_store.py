@@ -9,10 +9,12 @@ import pytest
 from sqlalchemy import insert
 
 from cloudmart.contracts.events import Event, EventType, event_id
-from services.database import transaction
+from cloudmart.settings import Settings
+from services.database import create_db_engine, transaction
 from services.event_store.models import EventRow
 from services.event_store.store import ConcurrencyConflict, EventStore, OutOfOrder
 from services.factory import Services
+from services.migrations import upgrade
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -117,3 +119,50 @@ def test_a_version_1_event_is_read_as_the_current_version(store: EventStore) -> 
         "items": [{"sku": "SKU-A", "quantity": 2}],
         "country": None,
     }
+
+
+def test_an_event_keeps_its_correlation_and_causation(store: EventStore) -> None:
+    """A choreography's events say which transaction they belong to and what they react to;
+    the saga's events have neither, and read back so."""
+    first = event("r-1", 1).model_copy(update={"correlation_id": "ret-1"})
+    reaction = event("other-stream", 1).model_copy(
+        update={"correlation_id": "ret-1", "causation_id": first.event_id}
+    )
+    store.append([event("o-1", 1)])
+    store.append([first])
+    store.append([reaction])
+    assert store.append([reaction]) == 0  # relayed twice: still once
+    [saga_event] = store.stream("o-1")
+    assert (saga_event.correlation_id, saga_event.causation_id) == (None, None)
+    chain = store.correlated("ret-1")
+    assert [(e.event_id, e.correlation_id, e.causation_id) for e in chain] == [
+        (first.event_id, "ret-1", None),
+        (reaction.event_id, "ret-1", first.event_id),
+    ]
+    assert store.correlated("ret-2") == []
+    assert store.last_sequence("r-1") == 1 and store.last_sequence("nothing") == 0
+
+
+def test_the_correlation_columns_arrive_on_a_store_with_events(settings: Settings) -> None:
+    """Revision 0002 adds the columns to a store written by 0001: its events stay, uncorrelated."""
+    engine = create_db_engine(settings.db_url("event_store"), pool_size=1)
+    upgrade("event_store", engine, revision="0001")
+    with transaction(engine) as session:
+        session.execute(
+            insert(EventRow.__table__).values(  # type: ignore[attr-defined]
+                position=1,
+                event_id=event_id("o-old", 1),
+                aggregate_id="o-old",
+                sequence=1,
+                event_type=EventType.ORDER_COMPLETED,
+                data={"total_cents": 100},
+                version=1,
+                occurred_at=NOW,
+                user_id="c-1",
+                recorded_at=NOW,
+            )
+        )
+    upgrade("event_store", engine)
+    [old] = EventStore(engine).stream("o-old")
+    engine.dispose()
+    assert old.data == {"total_cents": 100} and old.correlation_id is None
