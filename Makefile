@@ -8,7 +8,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-activity bench-read bench-customers bench-idle chaos load rebuild-projections token audit-verify clean install
+.PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-activity bench-read bench-customers bench-history bench-idle chaos load rebuild-projections token audit-verify clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m devstack
@@ -103,6 +103,11 @@ bench-read: $(INSTALLED)
 # in process and over HTTP, p50 and p95 (~5 minutes).
 bench-customers: $(INSTALLED)
 	$(BIN)/python -m bench.customer_views $(BENCH_ARGS)
+
+# One saga's Temporal history per scenario, from the recorded histories CI replays: events,
+# activity tasks, workflow tasks (docs/aws.md compares it with Step Functions' limits).
+bench-history: $(INSTALLED)
+	$(BIN)/python -m bench.history_sizes $(BENCH_ARGS)
 
 # Memory and idle sagas: 10,000 orders waiting for a payment review; worker memory per cache
 # size, resuming cached and evicted sagas, database sizes (about 50 minutes at 10,000 sagas).
