@@ -140,6 +140,11 @@ class OrderStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    PARTIALLY_RETURNED = "PARTIALLY_RETURNED"
+    """Completed, and some of its lines returned and refunded since (the read side's alone:
+    a return is a choreography of its own, docs/returns.md, not a step of the saga)."""
+    RETURNED = "RETURNED"
+    """Completed, and every cent of it refunded by returns since (the read side's alone)."""
 
     @property
     def is_terminal(self) -> bool:
