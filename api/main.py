@@ -26,6 +26,7 @@ from api.routes import (
     orders,
     products,
     projections,
+    returns,
 )
 from api.sagas import Sagas
 from cloudmart.settings import SERVICES, Settings, get_settings
@@ -99,7 +100,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(codec.CodecCORS, origins=settings.codec_origins)
     routers = [
         module.router
-        for module in (orders, products, customers, customer_views, projections, health, codec)
+        for module in (
+            orders,
+            returns,
+            products,
+            customers,
+            customer_views,
+            projections,
+            health,
+            codec,
+        )
     ]
     for router in routers:
         app.include_router(router)

@@ -143,6 +143,13 @@ class Settings(BaseSettings):
     )
     """ISO 3166-1 alpha-2 codes shipping delivers to (comma-separated in the environment)."""
 
+    return_window: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
+    """How long after its OrderCompleted an order's lines may be returned (seconds or ISO 8601;
+    ``POST /orders/{id}/returns`` refuses a return past it, docs/returns.md)."""
+    choreography_attempts: int = Field(default=5, ge=1)
+    """Attempts a choreography consumer (the return saga's) gives an event before parking it as
+    a dead letter and moving on to the next (docs/returns.md)."""
+
     snapshot_every: int = Field(default=100, ge=1)
     """Event-sourced loyalty accounts are snapshotted every this many events."""
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint
+from sqlalchemy import JSON, CheckConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from services.choreography.tables import choreography_tables
 from services.database import UtcDateTime, utcnow
 
 
@@ -68,3 +69,24 @@ class ReservationLine(InventoryTable, table=True):
     sku: str = Field(foreign_key="products.sku", primary_key=True, max_length=64)
     quantity: int
     unit_price_cents: int
+
+
+# --- returns (services/inventory/returns.py): a choreographed saga's step ---------------------
+
+CHOREOGRAPHY = choreography_tables(InventoryTable.metadata)
+"""Inventory's return consumer's checkpoint, inbox, outbox and dead letters
+(services/choreography)."""
+
+
+class ReturnRestock(InventoryTable, table=True):
+    """The units a return put back into stock, and those taken out again when its refund was
+    refused for good (``unrestocked``: what stock there still was to take)."""
+
+    __tablename__ = "return_restocks"
+
+    return_id: str = Field(primary_key=True, max_length=36)
+    order_id: str = Field(index=True, max_length=64)
+    lines: list[dict[str, int | str]] = Field(sa_type=JSON)
+    unrestocked: list[dict[str, int | str]] | None = Field(default=None, sa_type=JSON)
+    restocked_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    unrestocked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, BigInteger, Integer, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from services.choreography.tables import choreography_tables
 from services.database import UtcDateTime
 
 
@@ -66,3 +67,8 @@ class Subscription(LoyaltyTable, table=True):
     name: str = Field(primary_key=True, max_length=64)
     position: int = Field(default=0, sa_type=BigInteger)
     """The store's positions are 64-bit: so is a subscriber's place in it."""
+
+
+CHOREOGRAPHY = choreography_tables(LoyaltyTable.metadata)
+"""Loyalty's return consumer's checkpoint, inbox, outbox and dead letters (services/choreography):
+the points a return's lines earned are revoked by it (services/loyalty/returns.py)."""

@@ -2,7 +2,8 @@
 
 Loyalty subscribes to the order event store on its own (its own position, its own database):
 an order's ``OrderCompleted`` awards its customer a point per whole currency unit; a refund of a
-completed order (``PaymentRefunded``, e.g. after a return) takes them back. Each batch of order
+completed order (``PaymentRefunded``) takes them back. A return's refund takes back its lines'
+points through loyalty's return consumer (services/loyalty/returns.py). Each batch of order
 events is handled in one transaction with the subscription's position, and the account events
 it writes have ids derived from the order events that caused them: a crash or a replay never
 awards twice. Accounts are event-sourced; a snapshot every ``snapshot_every`` events keeps
@@ -113,6 +114,14 @@ class LoyaltyService:
                     order_id=known.order_id,
                     reason="order refunded",
                 )
+
+    def record(
+        self, session: Session, account_id: str, event_type: str, cause: StoredEvent, **data: object
+    ) -> None:
+        """Append an account event caused by ``cause``, in the caller's transaction (once: its
+        id is derived from the cause's); for loyalty's other followers of the store
+        (services/loyalty/returns.py)."""
+        self._append(session, account_id, event_type, cause, **data)
 
     def _append(
         self, session: Session, account_id: str, event_type: str, cause: StoredEvent, **data: object

@@ -9,6 +9,7 @@ from sqlalchemy import CheckConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from services.choreography.tables import choreography_tables
 from services.database import UtcDateTime, utcnow
 
 
@@ -101,3 +102,32 @@ class FraudCheck(PaymentTable, table=True):
     reasons: str = Field(default="", max_length=500)
     """Semicolon-separated."""
     checked_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+
+
+# --- returns (services/payment/returns.py): a choreographed saga's step -----------------------
+
+CHOREOGRAPHY = choreography_tables(PaymentTable.metadata)
+"""Payment's return consumer's checkpoint, inbox, outbox and dead letters
+(services/choreography)."""
+
+
+class ReturnRefundStatus(StrEnum):
+    REFUNDED = "REFUNDED"
+    REFUSED = "REFUSED"
+    """The provider refused it for good (or nothing of the charge was left to refund)."""
+
+
+class ReturnRefund(PaymentTable, table=True):
+    """A return's refund: at most one per return; across an order's returns (and its
+    compensation's refund) never more than its charge."""
+
+    __tablename__ = "return_refunds"
+    __table_args__ = (CheckConstraint("amount_cents >= 0", name="return_refund_not_negative"),)
+
+    return_id: str = Field(primary_key=True, max_length=36)
+    order_id: str = Field(index=True, max_length=64)
+    amount_cents: int
+    status: str = Field(max_length=16)
+    provider_reference: str | None = Field(default=None, max_length=64)
+    detail: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)

@@ -6,6 +6,8 @@ Like a card processor's test mode, the outcome is chosen by the token:
 - ``tok_decline``: declined by the issuer (a business failure);
 - ``tok_review``: held for fraud review until captured or voided;
 - ``tok_flaky``: the provider is unavailable for the first two attempts, then approves;
+- ``tok_norefund``: approved and captured, but every refund of it is refused for good (the
+  issuer no longer takes money back to the card): what leaves a return stuck for an operator;
 - anything else: declined as an unknown token.
 
 As with a real provider, repeating a request changes nothing: a charge or refund with an
@@ -27,6 +29,9 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, select
 
 from services.database import get_for_update, read_only, transaction
+
+NO_REFUNDS = "ch_norefund_"
+"""The reference of a ``tok_norefund`` charge starts so: its refunds are refused."""
 
 
 class ProviderUnavailable(Exception):
@@ -114,7 +119,8 @@ class SimulatedProvider:
             row.attempts += 1
             outcome = self._decide(token, row.attempts)
             if isinstance(outcome, ProviderChargeState):
-                row.reference = f"ch_{uuid.uuid4().hex[:20]}"
+                prefix = NO_REFUNDS if token == "tok_norefund" else "ch_"
+                row.reference = f"{prefix}{uuid.uuid4().hex[:20]}"
                 row.state = outcome
                 row.amount_cents = amount_cents
                 return ProviderCharge(reference=row.reference, state=outcome)
@@ -128,7 +134,7 @@ class SimulatedProvider:
                 return ProviderChargeState.IN_REVIEW
             case "tok_flaky" if attempt <= self._flaky_failures:
                 return ProviderUnavailable(f"payment provider timed out (attempt {attempt})")
-            case "tok_flaky":
+            case "tok_flaky" | "tok_norefund":
                 return ProviderChargeState.CAPTURED
             case "tok_decline":
                 return CardDeclined("card declined by the issuer")
@@ -163,6 +169,8 @@ class SimulatedProvider:
             ).one_or_none()
             if charge is None or charge.state != ProviderChargeState.CAPTURED:
                 raise ProviderRefused(f"charge {reference} cannot be refunded")
+            if reference.startswith(NO_REFUNDS):
+                raise ProviderRefused(f"the issuer refuses refunds to the card of {reference}")
             if amount_cents > charge.amount_cents:
                 raise ProviderRefused(f"refund of {amount_cents} exceeds charge {reference}")
             refund = SimulatedRefund(

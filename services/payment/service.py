@@ -47,6 +47,8 @@ from services.payment.models import (
     Charge,
     ChargeStatus,
     Refund,
+    ReturnRefund,
+    ReturnRefundStatus,
 )
 from services.payment.provider import (
     CardDeclined,
@@ -190,6 +192,12 @@ class PaymentService:
                 )
             ).one()
             refunded = session.exec(select(func.coalesce(func.sum(Refund.amount_cents), 0))).one()
+            returned = session.exec(
+                select(func.coalesce(func.sum(ReturnRefund.amount_cents), 0)).where(
+                    col(ReturnRefund.status) == ReturnRefundStatus.REFUNDED
+                )
+            ).one()
+            refunded += returned  # the returns' refunds (services/payment/returns.py)
         return PaymentTotals(
             charged_cents=charged, refunded_cents=refunded, charges_by_status=by_status
         )

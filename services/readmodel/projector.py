@@ -16,7 +16,9 @@ from sqlalchemy import Engine, delete, event, select
 from sqlmodel import Session, col
 
 from cloudmart.contracts.events import EventType, StoredEvent
+from cloudmart.contracts.orders import OrderStatus
 from cloudmart.contracts.ratings import ProductRated
+from cloudmart.contracts.returns import RETURNS_STREAM_PREFIX, ReturnEvent
 from cloudmart.contracts.steps import CatalogEntry, Undo
 from services.database import get_for_update, read_only, transaction
 from services.event_store.aggregate import STATUS_AFTER
@@ -258,8 +260,26 @@ def _apply(
     if event.event_type == EventType.PRODUCT_RATED:  # a product's stream, not an order's
         _rate(session, ProductRated.model_validate(event.data), catalog)
         return
+    if event.aggregate_id.startswith(RETURNS_STREAM_PREFIX):  # an order's returns stream
+        _apply_return(session, event)
+        return
     _apply_to_orders(session, event, catalog)
     apply_order_event(session, event, lambda sku: _product(session, sku, catalog).category)
+
+
+def _apply_return(session: Session, event: StoredEvent) -> None:
+    """A return's refund shows on its order: PARTIALLY_RETURNED, or RETURNED once the order's
+    returns have refunded its whole charge (docs/returns.md). Its other events change nothing
+    here (``GET /returns/{id}`` reads them from the store)."""
+    if event.event_type != ReturnEvent.RETURN_REFUNDED:
+        return
+    data = event.data
+    summary = session.get(OrderSummary, data["order_id"])
+    if summary is None:
+        return
+    whole = data["order_refunded_cents"] >= data["charged_cents"]
+    summary.status = OrderStatus.RETURNED if whole else OrderStatus.PARTIALLY_RETURNED
+    summary.updated_at = event.occurred_at
 
 
 def _apply_to_orders(session: Session, event: StoredEvent, catalog: Catalog) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, BigInteger
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from services.choreography.tables import choreography_tables
 from services.database import UtcDateTime, utcnow
 
 
@@ -70,3 +71,32 @@ class ErasedCustomer(ShippingTable, table=True):
     customer_id: str = Field(primary_key=True, max_length=64)
     erased_at: datetime = Field(sa_type=UtcDateTime)
     """When the customers service recorded the erasure (the event's time)."""
+
+
+# --- returns (services/shipping/returns.py): a choreographed saga's step ----------------------
+
+CHOREOGRAPHY = choreography_tables(ShippingTable.metadata)
+"""Shipping's return consumer's checkpoint, inbox, outbox and dead letters
+(services/choreography)."""
+
+
+class ReturnShipmentStatus(StrEnum):
+    LABEL_CREATED = "LABEL_CREATED"
+    """The customer has a label to send the parcel to the warehouse with."""
+    SENT_BACK = "SENT_BACK"
+    """The inspection rejected it: the parcel went back to the customer."""
+
+
+class ReturnShipment(ShippingTable, table=True):
+    """A return's parcel: to the warehouse under ``label``, and back if it is rejected."""
+
+    __tablename__ = "return_shipments"
+
+    return_id: str = Field(primary_key=True, max_length=36)
+    order_id: str = Field(index=True, max_length=64)
+    status: str = Field(max_length=16)
+    label: str = Field(unique=True, max_length=32)
+    """The return parcel's tracking number."""
+    back_tracking_number: str | None = Field(default=None, unique=True, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
