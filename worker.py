@@ -9,12 +9,19 @@
     python worker.py --service projector    # the read side's projector (follows the events)
     python worker.py --service loyalty      # the loyalty service (follows the events)
     python worker.py --service shipping-eraser  # blanks erased customers' shipping addresses
+    python worker.py --service payment-returns  # one service's part in the return saga (also
+                                            # shipping-, inventory- and loyalty-returns)
 
 ``shipping-eraser`` is the shipping service's own follower of the events (it writes only
 shipping's database, services/shipping/erasure.py): once a customer is erased, their shipments'
 addresses are blanked within its poll interval. It needs the event store and shipping's
 database; ``shipping`` (the steps' activities, on their task queue) needs only shipping's.
 The split stacks (``make up-split``, docker-compose.yml) run it as a process of its own.
+
+``shipping-returns``, ``inventory-returns``, ``payment-returns`` and ``loyalty-returns`` are the
+return saga's consumers (docs/returns.md): each follows the event store, reacts in its own
+service's database and relays what it publishes there (its outbox) to the store. Each needs the
+event store and its service's database (payment's, the provider's too).
 
 ``make up`` runs two: ``saga`` and ``subscribers``. The subscribers' work (projecting each
 order's events, loyalty points, erasing addresses) is CPU in Python; in the saga's process it
@@ -65,7 +72,15 @@ from cloudmart.temporal import (
 from services.factory import Services, open_services, prepare
 from workflows.order_saga import OrderSaga
 
-SUBSCRIBERS = ("projector", "loyalty", "shipping-eraser")
+SUBSCRIBERS = (
+    "projector",
+    "loyalty",
+    "shipping-eraser",
+    "shipping-returns",
+    "inventory-returns",
+    "payment-returns",
+    "loyalty-returns",
+)
 ROLES = ("orchestrator", *SERVICES, *SUBSCRIBERS)
 GROUPS = {"all": ROLES, "saga": ("orchestrator", *SERVICES), "subscribers": SUBSCRIBERS}
 """Roles that run together under one name (``--service``)."""
@@ -176,8 +191,8 @@ CATALOG_SYNC = 10.0
 
 @asynccontextmanager
 async def running_subscribers(services: Services, stop: asyncio.Event) -> AsyncIterator[None]:
-    """Follow the event store: the projector, loyalty and/or shipping's address eraser, each in
-    its own loop."""
+    """Follow the event store: the projector, loyalty, shipping's address eraser and/or the
+    return saga's consumers, each in its own loop."""
     loops: list[tuple[str, Callable[[], int], float]] = []
     if services.projector is not None:
         projector = services.projector
@@ -193,6 +208,8 @@ async def running_subscribers(services: Services, stop: asyncio.Event) -> AsyncI
     if services.shipping_eraser is not None:
         eraser = functools.partial(services.shipping_eraser.run_once, BATCH)
         loops.append(("shipping eraser", eraser, IDLE))
+    for consumer in services.consumers:  # the return saga's (docs/returns.md)
+        loops.append((consumer.name, functools.partial(consumer.run_once, BATCH), IDLE))
     tasks = [asyncio.create_task(_follow(*loop, stop)) for loop in loops]
     try:
         yield

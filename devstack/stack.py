@@ -51,6 +51,10 @@ WORKER_ROLES = (
     "projector",
     "loyalty",
     "shipping-eraser",
+    "shipping-returns",
+    "inventory-returns",
+    "payment-returns",
+    "loyalty-returns",
 )
 
 RETENTION = "720h"

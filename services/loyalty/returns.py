@@ -1,6 +1,7 @@
 """Loyalty's part in the return saga (docs/returns.md): once a return is refunded, the points
-its lines earned are revoked (a point per whole currency unit of the refund, at most what the
-order has left to revoke), and ``PointsRevoked`` ends the return's chain.
+its lines earned are revoked: the order keeps the points of what it still holds (a point per
+whole currency unit of its charge not refunded), the rest are revoked; and ``PointsRevoked``
+ends the return's chain.
 
 A handler of services/choreography: it follows the event store (its own checkpoint, inbox and
 outbox in loyalty's database, the only one it writes). What an order awarded is what loyalty's
@@ -43,9 +44,10 @@ class LoyaltyReturns:
         known = get_for_update(session, KnownOrder, data["order_id"])
         points = 0
         if known is not None:
-            points = min(
-                points_for(data["amount_cents"]), known.points_awarded - known.points_revoked
-            )
+            # What the order still holds earns its points; the rest are revoked. (Per return
+            # each line's own points would leave the rounding's odd point behind.)
+            kept = points_for(data["charged_cents"] - data["order_refunded_cents"])
+            points = max(0, known.points_awarded - kept - known.points_revoked)
         if known is not None and points > 0:
             known.points_revoked += points
             self.loyalty.record(

@@ -33,6 +33,10 @@ READS = {
     "projector": {"event_store", "readmodel", "inventory", "customers"},
     "loyalty": {"event_store", "loyalty"},
     "shipping-eraser": {"event_store", "shipping"},
+    "shipping-returns": {"event_store", "shipping"},
+    "inventory-returns": {"event_store", "inventory"},
+    "payment-returns": {"event_store", "payment", "payment_provider"},
+    "loyalty-returns": {"event_store", "loyalty"},
 }
 """The databases each worker may be given: its own, and (subscribers) the events they follow."""
 DEFAULT = re.compile(r"\$\{(\w+)(:-([^}]*))?\}")

@@ -21,11 +21,16 @@ from tests.support import worker_process
             "customers, inventory, orchestrator, payment, shipping",
             "orders, customers, inventory, payment, shipping",
         ),
-        ("subscribers", "loyalty, projector, shipping-eraser", "no task queue"),
+        (
+            "subscribers",
+            "inventory-returns, loyalty, loyalty-returns, payment-returns, projector, "
+            "shipping-eraser, shipping-returns",
+            "no task queue",
+        ),
         (
             "all",
-            "customers, inventory, loyalty, orchestrator, payment, projector, shipping, "
-            "shipping-eraser",
+            "customers, inventory, inventory-returns, loyalty, loyalty-returns, orchestrator, "
+            "payment, payment-returns, projector, shipping, shipping-eraser, shipping-returns",
             "orders, ",
         ),
     ],
