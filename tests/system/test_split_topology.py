@@ -37,16 +37,16 @@ def test_sagas_wait_for_a_killed_payment_worker_and_finish_once_it_is_back(tmp_p
             "temporal",
             "worker-customers",
             "worker-inventory",
+            "worker-inventory-returns",
             "worker-loyalty",
+            "worker-loyalty-returns",
             "worker-orchestrator",
             "worker-payment",
+            "worker-payment-returns",
             "worker-projector",
             "worker-shipping",
             "worker-shipping-eraser",
             "worker-shipping-returns",
-            "worker-inventory-returns",
-            "worker-payment-returns",
-            "worker-loyalty-returns",
         ]
         with httpx.Client(base_url=stack.api_url, timeout=30) as api:
             skus = ["KB-MECH-01", "LAMP-LED-01", "HUB-USBC-7"]
