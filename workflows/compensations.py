@@ -1,4 +1,4 @@
-"""The saga's compensation stack."""
+"""The saga's compensation stack, and the event each compensation's outcome is recorded as."""
 
 from __future__ import annotations
 
@@ -7,10 +7,22 @@ from collections.abc import Iterator
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from cloudmart.contracts import activities as act
     from cloudmart.contracts.activities import ActivitySpec
+    from cloudmart.contracts.events import EventType
     from cloudmart.contracts.steps import Compensate, CompensationResult
 
+from workflows.event_log import EventLog
+from workflows.order_state import SYSTEM
+
 Compensation = ActivitySpec[Compensate, CompensationResult]
+
+UNDO_EVENTS = {
+    act.CANCEL_USER.name: EventType.GUEST_ACCOUNT_CANCELLED,
+    act.RELEASE_INVENTORY.name: EventType.INVENTORY_RELEASED,
+    act.REFUND_PAYMENT.name: EventType.PAYMENT_REFUNDED,
+    act.CANCEL_SHIPMENT.name: EventType.SHIPMENT_CANCELLED,
+}
 
 
 class CompensationStack:
@@ -28,3 +40,23 @@ class CompensationStack:
     def in_undo_order(self) -> Iterator[Compensation]:
         """Last pushed first."""
         return reversed(self._stack)
+
+
+def record_undone(
+    events: EventLog, compensation: Compensation, outcome: CompensationResult, customer_id: str
+) -> None:
+    """Record what ``compensation`` did. Cancel User's says which account, and why one was kept
+    (another order of its own)."""
+    account = (
+        {"customer_id": customer_id, "detail": outcome.detail}
+        if compensation.name == act.CANCEL_USER.name
+        else {}
+    )
+    events.record(
+        UNDO_EVENTS[compensation.name],
+        by=SYSTEM,
+        outcome=outcome.outcome,
+        lines=[line.model_dump() for line in outcome.lines],
+        amount_cents=outcome.amount_cents,
+        **account,
+    )

@@ -1,5 +1,6 @@
-"""What people decide while the saga runs: a cancel (the customer's, or Temporal's) and an
-operator's payment review decision, and whether each can still be accepted.
+"""What people decide while the saga runs: a cancel (the customer's, or Temporal's), an
+operator's payment review decision and an operator's abort of an order whose step is stuck, and
+whether each can still be accepted.
 
 The saga's update validators ask here, and its handlers record the decision here; the saga
 reads it back (``review``, ``cancelled_by``). Of a cancel and a review decision, the first one
@@ -11,7 +12,12 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from cloudmart.contracts.orders import OrderState, OrderStatus, ReviewPaymentUpdate
+    from cloudmart.contracts.orders import (
+        AbortOrderUpdate,
+        OrderState,
+        OrderStatus,
+        ReviewPaymentUpdate,
+    )
 
 from workflows.cancellation import ForwardSteps
 from workflows.order_state import OPERATOR, SYSTEM, refuse
@@ -27,6 +33,8 @@ class Decisions:
         self.shipment_created = False
         """The point of no return: cancels are refused from here."""
         self.cancelled_by = SYSTEM
+        self.abort: AbortOrderUpdate | None = None
+        """An operator's abort, accepted while a step was stuck (stuck_steps.py applies it)."""
 
     def check_cancel(self) -> None:
         """The ``cancel`` update's validator."""
@@ -50,6 +58,23 @@ class Decisions:
         if status is not OrderStatus.AWAITING_PAYMENT_REVIEW:
             refuse(f"order is {status}, not awaiting a payment review", "NotAwaitingReview")
 
+    def check_abort(self) -> None:
+        """The ``abort`` update's validator: an order whose step is stuck, before the point of
+        no return, once."""
+        state = self._state
+        if self.abort is not None:
+            refuse("an operator already aborted the order; it is being compensated", "NotStuck")
+        if state.stuck_step is None:
+            refuse(f"order is {state.status}, no step is stuck", "NotStuck")
+        if state.cancel_reason is not None:
+            refuse("order was cancelled; it is being compensated", "NotStuck")
+        if self.shipment_created:
+            refuse(
+                f"shipment {state.tracking_number} is already created; too late to abort "
+                f"({state.stuck_step.step} is retried until it succeeds)",
+                "AbortRefused",
+            )
+
     def cancel(self, reason: str, by: str) -> None:
         if self._state.cancel_reason is not None:
             return  # cancelled already: the first reason stands
@@ -70,6 +95,8 @@ class Decisions:
             return f"order is already {status}"
         if status in (OrderStatus.COMPENSATING, OrderStatus.COMPENSATION_STUCK):
             return "order failed and is being compensated"
+        if self.abort is not None:
+            return "an operator aborted the order; it is being compensated"
         if self.shipment_created:
             return f"shipment {self._state.tracking_number} is already created; too late to cancel"
         if self.review is not None and not self.review_applied:

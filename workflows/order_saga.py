@@ -14,8 +14,8 @@ reverse.
 when a step fails or the order is cancelled, wait for the handlers, store the order's events,
 end the execution as Temporal should show it. The mechanics live beside this module: running a
 step (step_runner.py), retrying (retry_policies.py), the compensation stack (compensations.py),
-stuck compensations (stuck_compensations.py), the order's events (event_log.py) and what people
-decide meanwhile (decisions.py).
+stuck steps and compensations (stuck_steps.py, stuck_compensations.py), the order's events
+(event_log.py) and what people decide meanwhile (decisions.py).
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ with workflow.unsafe.imports_passed_through():
     from cloudmart.contracts.events import EventType
     from cloudmart.contracts.failures import PaymentReviewTimedOut
     from cloudmart.contracts.orders import (
+        AbortOrderUpdate,
         CancelUpdate,
         OrderSagaInput,
         OrderState,
         OrderStatus,
         ResolveCompensationUpdate,
+        RetryStepUpdate,
         ReviewPaymentUpdate,
         StepStatus,
         UpdateAccepted,
@@ -54,13 +56,14 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.cancellation import ForwardSteps, cancel_requested_in_temporal, uninterruptible
-from workflows.compensations import Compensation, CompensationStack
+from workflows.compensations import Compensation, CompensationStack, record_undone
 from workflows.decisions import Decisions
 from workflows.event_log import EventLog
 from workflows.order_state import OPERATOR, SYSTEM, OrderProgress, duration
 from workflows.retry_policies import undo_retry
 from workflows.step_runner import StepRunner, describe, failure_of
 from workflows.stuck_compensations import StuckCompensations
+from workflows.stuck_steps import StuckSteps
 
 FRAUD_SCREEN = "fraud-check"
 """The fraud screen came after the saga was released: sagas that had passed that point on the
@@ -70,12 +73,6 @@ CUSTOMER_STEP = "customer-step"
 past that point) replay and finish without it, as do sagas whose input names no customers
 queue (started by an API from before it)."""
 
-UNDO_EVENTS = {
-    act.CANCEL_USER.name: EventType.GUEST_ACCOUNT_CANCELLED,
-    act.RELEASE_INVENTORY.name: EventType.INVENTORY_RELEASED,
-    act.REFUND_PAYMENT.name: EventType.PAYMENT_REFUNDED,
-    act.CANCEL_SHIPMENT.name: EventType.SHIPMENT_CANCELLED,
-}
 SAGA_ABORTS = (ActivityError, ApplicationError, asyncio.CancelledError)
 """What ends the forward steps early. Anything else is a bug: it fails the workflow task,
 which Temporal retries until a fixed worker is deployed, instead of compensating."""
@@ -89,12 +86,14 @@ class OrderSaga:
         self._progress = OrderProgress(order)
         self._state = self._progress.state
         self._events = EventLog(order.order_id, order.events_window)
-        self._steps = StepRunner(order.task_queues, self._progress, self._events)
-        self._stuck = StuckCompensations(
-            self._steps, order.stuck_policy, self._progress, self._events
-        )
+        policy = order.stuck_policy
+        self._steps = StepRunner(order.task_queues, self._progress, self._events, policy)
+        self._stuck = StuckCompensations(self._steps, policy, self._progress, self._events)
         self._forward = ForwardSteps()
         self._decisions = Decisions(self._state, self._forward)
+        self._steps.stuck = self._stuck_steps = StuckSteps(
+            self._steps, policy, self._progress, self._events, self._decisions
+        )
 
     @workflow.run
     async def run(self, order: OrderSagaInput) -> OrderState:
@@ -321,20 +320,7 @@ class OrderSaga:
             return
         detail = f"{outcome.outcome}: {outcome.detail}" if outcome.detail else str(outcome.outcome)
         self._progress.end(record, StepStatus.COMPLETED, detail)
-        # Cancel User's says which account, and why one was kept (another order of its own).
-        account = (
-            {"customer_id": self._order.customer_id, "detail": outcome.detail}
-            if compensation.name == act.CANCEL_USER.name
-            else {}
-        )
-        self._events.record(
-            UNDO_EVENTS[compensation.name],
-            by=SYSTEM,
-            outcome=outcome.outcome,
-            lines=[line.model_dump() for line in outcome.lines],
-            amount_cents=outcome.amount_cents,
-            **account,
-        )
+        record_undone(self._events, compensation, outcome, self._order.customer_id)
 
     # --- what callers may ask of the saga ---------------------------------------------------
 
@@ -379,6 +365,26 @@ class OrderSaga:
     @resolve_compensation.validator
     def _validate_resolution(self, resolution: ResolveCompensationUpdate) -> None:
         self._stuck.check_resolution(resolution)
+
+    @workflow.update
+    def retry_step(self, request: RetryStepUpdate) -> UpdateAccepted:
+        """Operator: retry the stuck step now instead of at its next backoff."""
+        self._stuck_steps.retry = request
+        return self._accepted()
+
+    @retry_step.validator
+    def _validate_retry_step(self, request: RetryStepUpdate) -> None:
+        self._stuck_steps.check_retry()
+
+    @workflow.update
+    def abort(self, request: AbortOrderUpdate) -> UpdateAccepted:
+        """Operator: give up on the stuck step; the order fails and what was done is undone."""
+        self._decisions.abort = request
+        return self._accepted()
+
+    @abort.validator
+    def _validate_abort(self, request: AbortOrderUpdate) -> None:
+        self._decisions.check_abort()
 
     def _accepted(self) -> UpdateAccepted:
         return UpdateAccepted(order_id=self._order.order_id, status=self._state.status)

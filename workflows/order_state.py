@@ -25,6 +25,7 @@ LASTING = frozenset(
         OrderStatus.AWAITING_PAYMENT_REVIEW,
         OrderStatus.COMPENSATING,
         OrderStatus.COMPENSATION_STUCK,
+        OrderStatus.STEP_STUCK,
         *(status for status in OrderStatus if status.is_terminal),
     }
 )
@@ -49,9 +50,10 @@ class OrderProgress:
         )
 
     def set_status(self, status: OrderStatus) -> None:
+        unstuck = self.state.status is OrderStatus.STEP_STUCK  # listed as stuck no longer
         self.state.status = status
         self.state.updated_at = workflow.now()
-        if status not in LASTING and not _search_attributes_missing():
+        if status not in LASTING and not unstuck and not _search_attributes_missing():
             return
         # No amount among them: search attributes are stored in clear, out of the codec's reach.
         workflow.upsert_search_attributes(

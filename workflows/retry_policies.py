@@ -20,7 +20,8 @@ STEP_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
 )
-"""No attempt limit: only a typed business failure (raised non-retryable) fails a step."""
+"""Only a typed business failure (raised non-retryable) fails a step; one that keeps failing
+otherwise is reported stuck by its StuckPolicy (``step_retry``), and retried on in rounds."""
 
 APPEND_RETRY = STEP_RETRY
 """The event store may be down for a while: appends retry until it is back."""
@@ -33,11 +34,16 @@ UNDO_RETRY = RetryPolicy(
 """A compensation retries until its StuckPolicy reports it stuck, then on in rounds."""
 
 STUCK_ROUND_ATTEMPTS = 10
-"""Once stuck, a compensation is retried in rounds of this many attempts, backing off from a
-minute to the policy's cap; each failed round refreshes the error an operator sees. Rounds keep
-the history small: a round (about 37 minutes at the default 5-minute cap) costs about six
-events, not six per attempt."""
+"""Once stuck, a step or compensation is retried in rounds of this many attempts, backing off
+from a minute to the policy's cap; each failed round refreshes the error an operator sees.
+Rounds keep the history small: a round (about 37 minutes at the default 5-minute cap) costs
+about six events, not six per attempt."""
 STUCK_FIRST_BACKOFF = timedelta(minutes=1)
+
+
+def step_retry(policy: StuckPolicy) -> RetryPolicy:
+    """A forward step's attempts until it is reported stuck."""
+    return replace(STEP_RETRY, maximum_attempts=policy.attempts)
 
 
 def undo_retry(policy: StuckPolicy) -> RetryPolicy:
@@ -46,7 +52,7 @@ def undo_retry(policy: StuckPolicy) -> RetryPolicy:
 
 
 def stuck_round_retry(policy: StuckPolicy) -> RetryPolicy:
-    """One round of retries of a stuck compensation."""
+    """One round of retries of a stuck step or compensation."""
     return replace(
         UNDO_RETRY,
         initial_interval=min(STUCK_FIRST_BACKOFF, policy.retry_cap),

@@ -6,7 +6,8 @@ of its own, bounded by the events window: if it fails, or has not ended within t
 service down, a slow provider), the saga stores its events first and then goes on with the rest
 of the retry policy and limits. Steps are idempotent, keyed by the order id, so an attempt that
 the bound cut short and that finished anyway is harmless. A typed business failure, or a
-cancel, ends the activity as it would have.
+cancel, ends the activity as it would have. A forward step that keeps failing otherwise, past
+the saga's StuckPolicy, is stuck: stuck_steps.py takes it over.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -30,12 +31,12 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 with workflow.unsafe.imports_passed_through():
     from cloudmart.contracts.activities import ActivitySpec
     from cloudmart.contracts.events import EventType
-    from cloudmart.contracts.orders import Failure, OrderStatus, StepStatus
+    from cloudmart.contracts.orders import Failure, OrderStatus, StepStatus, StuckPolicy
     from cloudmart.contracts.routing import TaskQueues
 
 from workflows.event_log import EventLog
 from workflows.order_state import SYSTEM, OrderProgress
-from workflows.retry_policies import STEP_RETRY, STEP_TIMEOUT
+from workflows.retry_policies import STEP_TIMEOUT, step_retry
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
@@ -47,11 +48,23 @@ awaiting it: 1.0 went on to the next step, and a cancel answered 202 could end C
 Sagas of 1.0 that raced so replay as they ran (docs/versioning.md)."""
 
 
+class WhenStuck(Protocol):
+    async def until_unstuck(
+        self, spec: ActivitySpec[Any, ResultT], request: BaseModel, failure: ActivityError
+    ) -> ResultT: ...
+
+
 class StepRunner:
-    def __init__(self, queues: TaskQueues, progress: OrderProgress, events: EventLog) -> None:
+    def __init__(
+        self, queues: TaskQueues, progress: OrderProgress, events: EventLog, policy: StuckPolicy
+    ) -> None:
         self._queues = queues
         self._progress = progress
         self._events = events
+        self._policy = policy
+        self.stuck: WhenStuck | None = None
+        """Takes over a forward step that keeps failing past the policy (stuck_steps.py);
+        without it, the step's error is raised."""
 
     async def step(
         self,
@@ -69,7 +82,10 @@ class StepRunner:
             self._progress.set_status(status)
         record = self._progress.begin(state.steps, spec.name)
         try:
-            result = await self.run(spec, request, retry_policy=STEP_RETRY, summary=summary)
+            result = await self._until_done(spec, request, summary)
+        except ApplicationError as aborted:  # by an operator, while the step was stuck
+            self._progress.end(record, StepStatus.FAILED, describe(aborted))
+            raise
         except (ActivityError, asyncio.CancelledError) as err:
             if state.cancel_reason is not None:
                 self._progress.end(record, StepStatus.CANCELLED)
@@ -85,6 +101,25 @@ class StepRunner:
         if state.cancel_reason is not None and workflow.patched(CANCEL_AFTER_A_STEP):
             raise asyncio.CancelledError("order cancelled")  # its compensation was pushed
         return result
+
+    async def _until_done(
+        self, spec: ActivitySpec[Any, ResultT], request: BaseModel, summary: str
+    ) -> ResultT:
+        """Its result; once its attempts ran out (the policy's attempts or time), what the stuck
+        step's rounds and an operator make of it."""
+        policy = self._policy
+        try:
+            return await self.run(
+                spec,
+                request,
+                retry_policy=step_retry(policy),
+                schedule_to_close_timeout=policy.after,  # past either limit: stuck
+                summary=summary,
+            )
+        except ActivityError as err:
+            if self.stuck is None or not retries_ran_out(err):
+                raise
+            return await self.stuck.until_unstuck(spec, request, err)
 
     def start(
         self, spec: ActivitySpec[Any, ResultT], request: BaseModel, **options: Any
@@ -135,6 +170,12 @@ class StepRunner:
 def refused_for_good(err: ActivityError) -> bool:
     """Whether the activity's service said it can never succeed (a non-retryable error)."""
     return err.retry_state is RetryState.NON_RETRYABLE_FAILURE
+
+
+def retries_ran_out(err: ActivityError) -> bool:
+    """Whether the activity failed for its retry policy's limits (attempts, or its schedule to
+    close timeout), each attempt with an error its service may recover from."""
+    return err.retry_state in (RetryState.MAXIMUM_ATTEMPTS_REACHED, RetryState.TIMEOUT)
 
 
 def failure_of(abort: BaseException) -> Failure:

@@ -11,11 +11,8 @@ an operator sees; one its service refused is retried only when an operator asks
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from cloudmart.contracts.events import EventType
@@ -29,22 +26,19 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.compensations import Compensation
 from workflows.event_log import EventLog
-from workflows.order_state import SYSTEM, OrderProgress, refuse
-from workflows.retry_policies import stuck_round_retry
+from workflows.order_state import OrderProgress, refuse
 from workflows.step_runner import StepRunner, last_error, refused_for_good
+from workflows.stuck_rounds import StuckRounds
 
 
-class StuckCompensations:
+class StuckCompensations(StuckRounds):
     """What an operator asked of the stuck compensation (the saga's updates set it), and the
     rounds that retry it."""
 
     def __init__(
         self, steps: StepRunner, policy: StuckPolicy, progress: OrderProgress, events: EventLog
     ) -> None:
-        self._steps = steps
-        self._policy = policy
-        self._progress = progress
-        self._events = events
+        super().__init__(steps, policy, progress, events)
         self.retry_now = False
         self.resolution: ResolveCompensationUpdate | None = None
         """An operator's resolution by hand, until it is applied (or refused)."""
@@ -89,12 +83,9 @@ class StuckCompensations:
             retrying=not refused_for_good(failure),
         )
         state.stuck = stuck
-        self._progress.set_status(OrderStatus.COMPENSATION_STUCK)
-        self._events.record(
-            EventType.COMPENSATION_STUCK, by=SYSTEM, step=stuck.step, error=stuck.last_error
+        self._report(
+            stuck, OrderStatus.COMPENSATION_STUCK, EventType.COMPENSATION_STUCK, "Compensation"
         )
-        self._events.flush()  # an operator is needed: the read side shows it now
-        workflow.logger.error("Compensation %s is stuck: %s", stuck.step, stuck.last_error)
         try:
             while True:
                 self.retry_now = False
@@ -119,26 +110,15 @@ class StuckCompensations:
         self, compensation: Compensation, request: Compensate, stuck: StuckCompensation
     ) -> CompensationResult | None:
         """One round of retries, stopped early by an operator's retry-now or resolution."""
-        round_ = self._steps.start(
+        outcome = await self._retry_round(
             compensation,
             request,
-            retry_policy=stuck_round_retry(self._policy),
-            # A round stopped for an operator ends only once its attempt has: nothing of it
-            # runs on behind the operator's back.
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary="retry of a stuck compensation",
+            stop=lambda: self.retry_now or self.resolution is not None,
         )
-        await workflow.wait_condition(
-            lambda: round_.done() or self.retry_now or self.resolution is not None
-        )
-        if not round_.done():
-            round_.cancel()
-        try:
-            return await round_
-        except (ActivityError, asyncio.CancelledError) as err:
-            if not is_cancelled_exception(err):
-                assert isinstance(err, ActivityError)
-                stuck.rounds += 1
-                stuck.last_error = last_error(err)
-                stuck.retrying = not refused_for_good(err)
+        if isinstance(outcome, ActivityError):
+            stuck.rounds += 1
+            stuck.last_error = last_error(outcome)
+            stuck.retrying = not refused_for_good(outcome)
             return None
+        return outcome

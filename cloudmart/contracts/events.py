@@ -22,6 +22,9 @@ InventoryCommitted (1)            lines [{sku, quantity, unit_price_cents}]
 CompensationStarted (1)           reason
 CompensationStuck (1)             step, error
 CompensationResolved (1)          step, note (by the operator who resolved it by hand)
+StepStuck (1)                     step, error (a forward step keeps failing)
+StepRetried (1)                   step, error (by the operator who asked for a retry now)
+OrderAborted (1)                  step, error, reason (by the operator who aborted the order)
 InventoryReleased (1)             outcome, lines, amount_cents (0)
 PaymentRefunded (1)               outcome, lines ([]), amount_cents
 ShipmentCancelled (1)             outcome, lines ([]), amount_cents (0)
@@ -82,6 +85,9 @@ class EventType(StrEnum):
     COMPENSATION_STARTED = "CompensationStarted"
     COMPENSATION_STUCK = "CompensationStuck"
     COMPENSATION_RESOLVED = "CompensationResolved"
+    STEP_STUCK = "StepStuck"
+    STEP_RETRIED = "StepRetried"
+    ORDER_ABORTED = "OrderAborted"
     INVENTORY_RELEASED = "InventoryReleased"
     PAYMENT_REFUNDED = "PaymentRefunded"
     SHIPMENT_CANCELLED = "ShipmentCancelled"

@@ -44,6 +44,11 @@ class Undeliverable(BusinessFailure):
     pass
 
 
+class AbortedByOperator(BusinessFailure):
+    """An operator aborted the order while one of its steps was stuck (``POST
+    /orders/{id}/abort``): raised by the saga itself, which then compensates what was done."""
+
+
 class AccountClosed(BusinessFailure):
     """The order's customer has closed their account (or it was a guest's, cancelled): a closed
     account places no orders."""
@@ -73,6 +78,7 @@ BUSINESS_FAILURES: tuple[type[BusinessFailure], ...] = (
     PaymentReviewRejected,
     PaymentReviewTimedOut,
     Undeliverable,
+    AbortedByOperator,
     AccountClosed,
     EmailTaken,
     AlreadyCompensated,

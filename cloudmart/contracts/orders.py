@@ -80,7 +80,8 @@ class PlaceOrder(_Request):
 
 
 class StuckPolicy(BaseModel):
-    """When a compensation that keeps failing is reported stuck, and how it retries after."""
+    """When a step or a compensation that keeps failing is reported stuck, and how it retries
+    after."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -137,6 +138,9 @@ class OrderStatus(StrEnum):
     COMPENSATION_STUCK = "COMPENSATION_STUCK"
     """A compensation keeps failing, or its service refused it for good: waiting for an
     operator (retried meanwhile unless refused)."""
+    STEP_STUCK = "STEP_STUCK"
+    """A forward step keeps failing (not refused: its service is down, say): retried meanwhile,
+    until it succeeds or an operator aborts the order."""
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -177,14 +181,23 @@ class Failure(BaseModel):
     message: str
 
 
-class StuckCompensation(BaseModel):
-    """The compensation an operator is asked to look at."""
+class StuckStep(BaseModel):
+    """The forward step an operator is asked to look at: retried in rounds until it succeeds,
+    sooner if an operator asks (``POST /orders/{id}/step/retry``), or until an operator aborts
+    the order (``POST /orders/{id}/abort``)."""
 
     step: str
     since: datetime
     last_error: str
+    """What its last attempt failed with, as its service's error crossed into Temporal (a
+    library's message withheld: activities/failures.py)."""
     rounds: int = 1
     """Rounds of retries failed so far (the first is the one that declared it stuck)."""
+
+
+class StuckCompensation(StuckStep):
+    """The compensation an operator is asked to look at."""
+
     retrying: bool = True
     """False when its service refused it for good (a non-retryable error): nothing retries it
     until an operator asks (``POST /orders/{id}/compensation/retry``) or resolves it by hand."""
@@ -204,6 +217,7 @@ class OrderState(BaseModel):
     steps: list[StepRecord] = []
     compensations: list[StepRecord] = []
     stuck: StuckCompensation | None = None
+    stuck_step: StuckStep | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -245,6 +259,12 @@ class ResolveCompensation(_Request):
     note: Reason
 
 
+class AbortOrder(_Request):
+    """The body of ``POST /orders/{id}/abort``: an operator gives up on the order's stuck step."""
+
+    reason: Reason = "aborted by an operator"
+
+
 Actor = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")]
 """Who acted, as the order's events record it (their ``user_id``): an operator's name."""
 
@@ -268,6 +288,18 @@ class ReviewPaymentUpdate(PaymentReviewDecision):
 
 class ResolveCompensationUpdate(ResolveCompensation):
     """The argument of the saga's ``resolve_compensation`` update: the resolution, and by whom."""
+
+    by: Actor | None = None
+
+
+class RetryStepUpdate(_Request):
+    """The argument of the saga's ``retry_step`` update: who asked."""
+
+    by: Actor | None = None
+
+
+class AbortOrderUpdate(AbortOrder):
+    """The argument of the saga's ``abort`` update: the reason, and who aborted."""
 
     by: Actor | None = None
 

@@ -32,10 +32,17 @@ class Order(BaseModel):
 
 STATUS_AFTER: dict[str, OrderStatus] = {
     EventType.ORDER_PLACED: OrderStatus.PENDING,
+    # Each step's success says where the order stands, also after the step was stuck (a step
+    # stuck and then retried with success is stuck no more; StepRetried alone changes nothing).
+    EventType.CUSTOMER_CHECKED: OrderStatus.PENDING,
     EventType.INVENTORY_RESERVED: OrderStatus.CHARGING_PAYMENT,
+    EventType.FRAUD_CHECK_PASSED: OrderStatus.CHARGING_PAYMENT,
     EventType.PAYMENT_REVIEW_REQUESTED: OrderStatus.AWAITING_PAYMENT_REVIEW,
     EventType.PAYMENT_REVIEWED: OrderStatus.CHARGING_PAYMENT,
     EventType.PAYMENT_CHARGED: OrderStatus.CREATING_SHIPMENT,
+    EventType.SHIPMENT_CREATED: OrderStatus.CREATING_SHIPMENT,
+    EventType.INVENTORY_COMMITTED: OrderStatus.CREATING_SHIPMENT,
+    EventType.STEP_STUCK: OrderStatus.STEP_STUCK,
     EventType.COMPENSATION_STARTED: OrderStatus.COMPENSATING,
     EventType.COMPENSATION_STUCK: OrderStatus.COMPENSATION_STUCK,
     # A stuck compensation that finally worked, or was resolved by hand, unsticks the order.
