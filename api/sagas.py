@@ -36,6 +36,8 @@ from api.errors import (
     UnprocessableField,
 )
 from cloudmart.contracts.orders import (
+    AbortOrder,
+    AbortOrderUpdate,
     CancelOrder,
     CancelUpdate,
     OrderAccepted,
@@ -45,6 +47,7 @@ from cloudmart.contracts.orders import (
     PlaceOrder,
     ResolveCompensation,
     ResolveCompensationUpdate,
+    RetryStepUpdate,
     ReviewPaymentUpdate,
     UpdateAccepted,
 )
@@ -239,6 +242,26 @@ class Sagas:
                 # Answered once the round in flight has ended: its attempt may take a step's
                 # whole start-to-close timeout (10 s).
                 rpc_timeout=RESOLVE_DEADLINE,
+            )
+
+    async def retry_step(self, order_id: str, by: str | None = None) -> UpdateAccepted:
+        """``by``: the operator's name, as the order's events record it (None: ``operator``)."""
+        async with self._answers(order_id, "update"):
+            return await self._handle(order_id).execute_update(
+                OrderSaga.retry_step, RetryStepUpdate(by=by), rpc_timeout=WORKER_DEADLINE
+            )
+
+    async def abort(
+        self, order_id: str, request: AbortOrder, by: str | None = None
+    ) -> UpdateAccepted:
+        """``by``: the operator's name, as the order's events record it (None: ``operator``)."""
+        async with self._answers(order_id, "update"):
+            return await self._handle(order_id).execute_update(
+                OrderSaga.abort,
+                AbortOrderUpdate(**request.model_dump(), by=by),
+                # One abort per order: a retried request joins the first one's outcome.
+                id="abort",
+                rpc_timeout=WORKER_DEADLINE,
             )
 
     def _handle(self, order_id: str) -> WorkflowHandle[OrderSaga, OrderState]:

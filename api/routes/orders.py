@@ -1,4 +1,5 @@
-"""Orders: place one (starts its saga), read its state, list them, cancel, review payment."""
+"""Orders: place one (starts its saga), read its state, list them, cancel, review payment, and
+an operator's actions on a stuck order."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from api.sagas import Sagas
 from api.tokens import STATIC_OPERATOR, mint
 from cloudmart.contracts.events import Event, EventType, StoredEvent
 from cloudmart.contracts.orders import (
+    AbortOrder,
     CancelOrder,
     OrderAccepted,
     OrderState,
@@ -356,10 +358,30 @@ async def resolve_compensation(
     return await sagas.resolve_compensation(str(order_id), resolution, by=_operator_name(operator))
 
 
+@router.post("/{order_id}/step/retry", status_code=status.HTTP_202_ACCEPTED)
+async def retry_step(order_id: UUID, sagas: SagasDep, operator: Operator) -> UpdateAccepted:
+    """Retry the order's stuck step now rather than at its next backoff (409 unless the order is
+    STEP_STUCK). An operator action, recorded as StepRetried under the operator's name."""
+    return await sagas.retry_step(str(order_id), by=_operator_name(operator))
+
+
+@router.post("/{order_id}/abort", status_code=status.HTTP_202_ACCEPTED)
+async def abort_order(
+    order_id: UUID,
+    sagas: SagasDep,
+    operator: Operator,
+    request: Annotated[AbortOrder | None, Body()] = None,
+) -> UpdateAccepted:
+    """Give up on the order's stuck step: the order fails (AbortedByOperator) and what was done
+    is compensated, in reverse. 409 unless the order is STEP_STUCK, or once its shipment exists.
+    An operator action, recorded as OrderAborted under the operator's name."""
+    return await sagas.abort(str(order_id), request or AbortOrder(), by=_operator_name(operator))
+
+
 def _operator_name(caller: Caller) -> str | None:
-    """Who decided a review or resolution, for the order's events: a named operator's name.
-    None for the static token's operator, whom the saga records as ``operator`` without one:
-    the update's body stays as workers from before named operators expect it."""
+    """Who decided a review, a resolution, a retry or an abort, for the order's events: a named
+    operator's name. None for the static token's operator, whom the saga records as ``operator``
+    without one: the update's body stays as workers from before named operators expect it."""
     if caller.operator and caller.name != STATIC_OPERATOR:
         return caller.name
     return None

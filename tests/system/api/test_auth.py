@@ -97,6 +97,8 @@ OPERATOR_ROUTES = [
     ("POST", "/projections/rebuild", None),
     ("POST", f"/orders/{UNKNOWN}/compensation/retry", None),
     ("POST", f"/orders/{UNKNOWN}/compensation/resolve", {"step": "payment.refund", "note": "x"}),
+    ("POST", f"/orders/{UNKNOWN}/step/retry", None),
+    ("POST", f"/orders/{UNKNOWN}/abort", None),
     ("GET", "/stats", None),  # business-wide figures
     ("GET", "/stats/customers", None),
     ("POST", f"/customers/{UNKNOWN}/erase", None),
@@ -301,6 +303,45 @@ def test_stuck_compensations_are_the_operators_to_list_retry_and_resolve(
     assert alice.post(f"/orders/{alices_order}/compensation/retry").status_code == 403
 
 
+def test_stuck_steps_are_the_operators_to_list_retry_and_abort(
+    operator: httpx.Client, alice: httpx.Client
+) -> None:
+    """The dead letter of the steps is proven in tests/workflows/test_stuck_steps.py; here,
+    what the API makes of it, and that the audit log has each attempt."""
+    alices_order = place(alice, order_body(customer=ALICE, token="tok_review"))
+    wait_for(alice, alices_order, {"AWAITING_PAYMENT_REVIEW"})
+    listed = operator.get("/orders", params={"status": "STEP_STUCK"})
+    assert listed.status_code == 200 and alices_order not in listed.text
+    retry = operator.post(f"/orders/{alices_order}/step/retry")
+    assert retry.status_code == 409, retry.text
+    assert retry.json()["detail"] == "order is AWAITING_PAYMENT_REVIEW, no step is stuck"
+    abort = operator.post(f"/orders/{alices_order}/abort", json={"reason": "provider gone"})
+    assert abort.status_code == 409 and "no step is stuck" in abort.json()["detail"]
+    assert operator.post(f"/orders/{alices_order}/abort").status_code == 409  # no body: a default
+    bad = operator.post(f"/orders/{alices_order}/abort", json={"reason": "x" * 501})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "reason"]
+    assert operator.post(f"/orders/{UNKNOWN}/step/retry").status_code == 404
+    assert alice.post(f"/orders/{alices_order}/abort").status_code == 403
+    assert alice.post(f"/orders/{alices_order}/step/retry").status_code == 403
+
+    audited = operator.get(
+        "/audit",
+        params={"action": "POST /orders/{order_id}/abort", "resource": f"/orders/{alices_order}"},
+    ).json()["entries"]
+    assert [(e["actor_kind"], e["actor"], e["outcome"]) for e in audited] == [
+        ("operator", "operator", "409"),
+        ("operator", "operator", "409"),
+        ("operator", "operator", "422"),
+        ("customer", ALICE, "403"),
+    ]
+    retried = operator.get(
+        "/audit", params={"action": "POST /orders/{order_id}/step/retry"}
+    ).json()["entries"]
+    assert ("operator", f"/orders/{alices_order}", "409") in {
+        (e["actor"], e["resource"], e["outcome"]) for e in retried
+    }
+
+
 def test_the_operator_rebuilds_the_projections_while_the_projector_runs(
     operator: httpx.Client, alice: httpx.Client, alices_order: str
 ) -> None:
@@ -359,6 +400,8 @@ def test_the_schema_says_which_token_each_route_needs(
         "POST /projections/rebuild",
         "POST /orders/{order_id}/compensation/retry",
         "POST /orders/{order_id}/compensation/resolve",
+        "POST /orders/{order_id}/step/retry",
+        "POST /orders/{order_id}/abort",
         "POST /codec/decode",  # the operator's, or a codec session's (api/routes/codec.py)
         "POST /codec/session",  # the operator token buys the session
         "GET /audit",
