@@ -15,6 +15,7 @@ from cloudmart.contracts.customers import CloseAccount
 from cloudmart.contracts.orders import (
     MAX_LINE_QUANTITY,
     MAX_ORDER_LINES,
+    AbortOrder,
     CancelOrder,
     CancelUpdate,
     PaymentReviewDecision,
@@ -67,6 +68,7 @@ FREE_TEXT = [
     (PlaceOrder, ("shipping_address", "line2")),
     (PlaceOrder, ("shipping_address", "city")),
     (CancelOrder, ("reason",)),
+    (AbortOrder, ("reason",)),
     (ResolveCompensation, ("note",)),
     (CloseAccount, ("reason",)),
 ]
