@@ -103,6 +103,10 @@ OPERATOR_ROUTES = [
     ("GET", "/stats/customers", None),
     ("POST", f"/customers/{UNKNOWN}/erase", None),
     ("GET", "/audit", None),
+    ("POST", f"/returns/{UNKNOWN}/inspection", {"accepted": True}),
+    ("GET", "/choreography/dead-letters", None),
+    ("POST", f"/choreography/dead-letters/shipping-returns/{UNKNOWN}/retry", None),
+    ("POST", f"/choreography/dead-letters/shipping-returns/{UNKNOWN}/skip", None),
 ]
 
 
@@ -405,4 +409,8 @@ def test_the_schema_says_which_token_each_route_needs(
         "POST /codec/session",  # the operator token buys the session
         "GET /audit",
         "POST /customers/{customer_id}/erase",
+        "POST /returns/{return_id}/inspection",
+        "GET /choreography/dead-letters",
+        "POST /choreography/dead-letters/{consumer}/{event_id}/retry",
+        "POST /choreography/dead-letters/{consumer}/{event_id}/skip",
     }
