@@ -131,6 +131,18 @@ def apply_order_event(session: Session, event: StoredEvent, category_of: Categor
     view.updated_at = max(view.updated_at, event.occurred_at)
 
 
+def revoke_returned_points(session: Session, order_id: str, points: int, at: datetime) -> None:
+    """Loyalty took back ``points`` for a return of the order's lines (``PointsRevoked``):
+    the customer's view shows the balance loyalty keeps."""
+    order = session.get(UserOrder, order_id)
+    if order is None or points <= 0:
+        return
+    view = _view(session, order.customer_id, at)
+    view.loyalty_points -= points
+    order.points_revoked += points
+    view.updated_at = max(view.updated_at, at)
+
+
 def _placed(session: Session, event: StoredEvent) -> None:
     at, order_id = event.occurred_at, event.aggregate_id
     view = _view(session, event.data["customer_id"], at)

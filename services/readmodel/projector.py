@@ -28,6 +28,7 @@ from services.readmodel.customers import (
     ProfileReader,
     apply_customer_event,
     apply_order_event,
+    revoke_returned_points,
 )
 from services.readmodel.models import (
     Checkpoint,
@@ -261,18 +262,31 @@ def _apply(
         _rate(session, ProductRated.model_validate(event.data), catalog)
         return
     if event.aggregate_id.startswith(RETURNS_STREAM_PREFIX):  # an order's returns stream
-        _apply_return(session, event)
+        _apply_return(session, event, catalog)
         return
     _apply_to_orders(session, event, catalog)
     apply_order_event(session, event, lambda sku: _product(session, sku, catalog).category)
 
 
-def _apply_return(session: Session, event: StoredEvent) -> None:
+def _apply_return(session: Session, event: StoredEvent, catalog: Catalog) -> None:
     """A return's refund shows on its order: PARTIALLY_RETURNED, or RETURNED once the order's
-    returns have refunded its whole charge (docs/returns.md). Its other events change nothing
-    here (``GET /returns/{id}`` reads them from the store)."""
-    if event.event_type != ReturnEvent.RETURN_REFUNDED:
-        return
+    returns have refunded its whole charge (docs/returns.md); restocked units are on hand
+    again in the search (and taken out again when a refused refund un-restocks them); revoked
+    points leave the customer's view. Its other events change nothing here (``GET
+    /returns/{id}`` reads them from the store)."""
+    data = event.data
+    match event.event_type:
+        case ReturnEvent.STOCK_RESTOCKED:
+            _move_stock(session, data["lines"], catalog, reserved=0, sold=-1)
+        case ReturnEvent.STOCK_UNRESTOCKED:
+            _move_stock(session, data["unrestocked"], catalog, reserved=0, sold=+1)
+        case ReturnEvent.POINTS_REVOKED:
+            revoke_returned_points(session, data["order_id"], data["points"], event.occurred_at)
+        case ReturnEvent.RETURN_REFUNDED:
+            _returned(session, event)
+
+
+def _returned(session: Session, event: StoredEvent) -> None:
     data = event.data
     summary = session.get(OrderSummary, data["order_id"])
     if summary is None:
