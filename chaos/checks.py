@@ -166,9 +166,10 @@ def book_checks(audit: Mapping[str, list[str]], orders: int) -> list[Check]:
     """One check per area of ``services.reconcile.audit``."""
     names = {
         "stock": "stock: initial = on hand + reserved + sold, >= 0, held only by live orders",
-        "money": "money: charged - refunded = completed total (books and provider)",
+        "money": "money: charged - refunded = completed total - returned (books and provider)",
         "one charge per order": "at most one charge per order (provider ledger)",
         "shipments": "no shipment for a failed or cancelled order",
+        "returns": "returns: refunded = restocked, never beyond the charge (books)",
     }
     return [
         Check(names[area], f"{orders} orders", list(problems)) for area, problems in audit.items()

@@ -2,6 +2,10 @@
 
 Every unit of stock and every cent must be accounted for: this reads each service's own tables
 (read-only) and lists every way they disagree with what the sagas report.
+
+Returns (the choreographed saga, docs/returns.md) are in the books too: inventory's restocks
+give units back to stock and say what was returned (priced at what the order paid), payment's
+return refunds and the provider's refunds under ``return:<id>`` must pay exactly that back.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
 from cloudmart.contracts.orders import OrderState, OrderStatus
 from services.database import read_only
-from services.payment.models import AWAITING_PROVIDER
+from services.inventory.models import ReturnRestock
+from services.payment.models import AWAITING_PROVIDER, ReturnRefundStatus
 
 
 class Books(BaseModel):
@@ -25,6 +30,10 @@ class Books(BaseModel):
     refunded_cents: int
     completed_total_cents: int
     units_sold: int
+    returned_cents: int = 0
+    """Refunded for returns: the value of the units returned to stock (and not taken back)."""
+    units_returned: int = 0
+    """Units back in stock from returns (net of those taken out again on a refused refund)."""
 
 
 STILL_HOLDING = {"CAPTURED", "IN_REVIEW", *(status.value for status in AWAITING_PROVIDER)}
@@ -32,9 +41,15 @@ STILL_HOLDING = {"CAPTURED", "IN_REVIEW", *(status.value for status in AWAITING_
 
 
 def _against_provider(
-    provider: Engine, charges: Mapping[str, tuple[str, int]], completed_total: int
+    provider: Engine,
+    charges: Mapping[str, tuple[str, int]],
+    completed_total: int,
+    returned: int,
+    return_refunds: Mapping[str, tuple[str, str, int, str | None]],
 ) -> list[str]:
-    """What the provider really moved must be what our books say, cent for cent."""
+    """What the provider really moved must be what our books say, cent for cent: captured minus
+    refunded is what the completed orders cost less what their returns gave back, and each
+    refund of a return (key ``return:<id>``) is one payment booked, of the same amount."""
     problems = []
     captured = dict(
         _rows(
@@ -42,12 +57,34 @@ def _against_provider(
             "SELECT idempotency_key, amount_cents FROM provider_charges WHERE state = 'captured'",
         )
     )
-    refunded = sum(a for (a,) in _rows(provider, "SELECT amount_cents FROM provider_refunds"))
-    if sum(captured.values()) - refunded != completed_total:
+    refunds = _rows(
+        provider, "SELECT idempotency_key, reference, amount_cents FROM provider_refunds"
+    )
+    refunded = sum(amount for _, _, amount in refunds)
+    if sum(captured.values()) - refunded != completed_total - returned:
         problems.append(
             f"provider captured {sum(captured.values())} - refunded {refunded} "
-            f"!= completed orders {completed_total}"
+            f"!= completed orders {completed_total} - returned {returned}"
         )
+    refunded_returns = {
+        key.removeprefix("return:"): (reference, amount)
+        for key, reference, amount in refunds
+        if key.startswith("return:")
+    }
+    for return_id, (reference, amount) in refunded_returns.items():
+        order_id, status, booked, booked_reference = return_refunds.get(
+            return_id, ("?", "no refund", 0, None)
+        )
+        if (status, booked, booked_reference) != (ReturnRefundStatus.REFUNDED, amount, reference):
+            problems.append(
+                f"provider refunded {amount} for return {return_id}; we have {status} {booked}"
+            )
+    for return_id, (order_id, status, amount, _) in return_refunds.items():
+        if status == ReturnRefundStatus.REFUNDED and return_id not in refunded_returns:
+            problems.append(
+                f"return {return_id} of order {order_id}: refund {amount} booked, "
+                "the provider has none"
+            )
     for key, amount in captured.items():
         order_id = key.removeprefix("charge:")
         status, booked = charges.get(order_id, ("no charge", 0))
@@ -109,7 +146,7 @@ def reconcile(
     return books, [problem for problems in by_area.values() for problem in problems]
 
 
-AREAS = ("stock", "money", "one charge per order", "shipments")
+AREAS = ("stock", "money", "one charge per order", "shipments", "returns")
 """What :func:`audit` reports on, each on its own (the chaos run prints one line per area)."""
 
 
@@ -161,9 +198,16 @@ def audit(
     for order_id in completed:
         if reservations.get(order_id) != "COMMITTED":
             problems.append(f"completed order {order_id} has no committed reservation")
+    restocks = _restocks(inventory)
+    back: Counter[str] = Counter()  # units back in stock from returns, per sku
+    for _order, lines, unrestocked in restocks.values():
+        back.update({sku: quantity for sku, quantity in lines.items()})
+        back.subtract({sku: quantity for sku, quantity in (unrestocked or {}).items()})
     for sku, sold, reserved in _rows(inventory, "SELECT sku, sold, reserved FROM products"):
-        if sold != sold_lines[sku]:
-            problems.append(f"{sku}: sold {sold} != committed lines {sold_lines[sku]}")
+        if sold != sold_lines[sku] - back[sku]:
+            problems.append(
+                f"{sku}: sold {sold} != committed lines {sold_lines[sku]} - returned {back[sku]}"
+            )
         if reserved != reserved_lines[sku]:
             problems.append(f"{sku}: reserved {reserved} != open lines {reserved_lines[sku]}")
 
@@ -178,9 +222,37 @@ def audit(
     refunded = sum(a for (a,) in _rows(payment, "SELECT amount_cents FROM refunds"))
     charged = sum(a for s, a in charges.values() if s in ("CAPTURED", "REFUNDED"))
     completed_total = sum(o.total_cents or 0 for o in completed.values())
-    if charged - refunded != completed_total:
+    return_refunds = {
+        return_id: (order_id, status, amount, reference)
+        for return_id, order_id, status, amount, reference in _rows(
+            payment,
+            "SELECT return_id, order_id, status, amount_cents, provider_reference "
+            "FROM return_refunds",
+        )
+    }
+    refunded_returns = sum(
+        amount
+        for _, status, amount, _ in return_refunds.values()
+        if status == ReturnRefundStatus.REFUNDED
+    )
+    # What the returns gave back, by inventory's books: the units still restocked, priced at
+    # what their order paid for them (payment's refunds must add up to exactly that).
+    bought = {
+        (order_id, sku): (quantity, price)
+        for order_id, sku, quantity, price in _rows(
+            inventory, "SELECT order_id, sku, quantity, unit_price_cents FROM reservation_lines"
+        )
+    }
+    returned = sum(
+        bought.get((order_id, sku), (0, 0))[1] * quantity
+        for order_id, lines, unrestocked in restocks.values()
+        if unrestocked is None
+        for sku, quantity in lines.items()
+    )
+    if charged - refunded - refunded_returns != completed_total - returned:
         problems.append(
-            f"charged {charged} - refunded {refunded} != completed orders {completed_total}"
+            f"charged {charged} - refunded {refunded} - refunded for returns {refunded_returns}"
+            f" != completed orders {completed_total} - returned {returned}"
         )
     for order_id, (status, amount) in charges.items():
         if order_id not in by_id:
@@ -191,7 +263,7 @@ def audit(
         elif order_id in ended and status in STILL_HOLDING:
             problems.append(f"order {order_id} is {by_id[order_id].status}; charge is {status}")
     if provider is not None:
-        problems += _against_provider(provider, charges, completed_total)
+        problems += _against_provider(provider, charges, completed_total, returned, return_refunds)
         found["one charge per order"] += _charges_per_order(provider)
 
     # Shipping: a live shipment for every completed order and for no other ended order.
@@ -206,11 +278,93 @@ def audit(
         if shipments.get(order_id) != "CREATED":
             problems.append(f"completed order {order_id} has no shipment")
 
+    found["returns"] += _returns(restocks, return_refunds, bought, charges, by_id, set(completed))
+
     books = Books(
         orders=dict(Counter(o.status.value for o in by_id.values())),
         charged_cents=charged,
         refunded_cents=refunded,
         completed_total_cents=completed_total,
         units_sold=sum(sold_lines.values()),
+        returned_cents=refunded_returns,
+        units_returned=sum(back.values()),
     )
     return books, found
+
+
+Restocks = dict[str, tuple[str, dict[str, int], dict[str, int] | None]]
+"""return_id: (order_id, {sku: units restocked}, {sku: units taken out again} or None)"""
+
+
+def _restocks(inventory: Engine) -> Restocks:
+    table = ReturnRestock.__table__  # type: ignore[attr-defined]
+    statement = select(table.c.return_id, table.c.order_id, table.c.lines, table.c.unrestocked)
+    with read_only(inventory).connect() as connection:
+        rows = connection.execute(statement).all()
+
+    def units(lines: list[dict] | None) -> dict[str, int] | None:
+        if lines is None:
+            return None
+        per_sku: Counter[str] = Counter()
+        for line in lines:
+            per_sku[str(line["sku"])] += int(line["quantity"])
+        return dict(per_sku)
+
+    return {r.return_id: (r.order_id, units(r.lines) or {}, units(r.unrestocked)) for r in rows}
+
+
+def _returns(
+    restocks: Restocks,
+    refunds: Mapping[str, tuple[str, str, int, str | None]],
+    bought: Mapping[tuple[str, str], tuple[int, int]],
+    charges: Mapping[str, tuple[str, int]],
+    by_id: Mapping[str, OrderState],
+    completed: set[str],
+) -> list[str]:
+    """Each return in inventory's and payment's books alike: restocked from a completed order,
+    no more than it bought; refunded exactly what was restocked, or refused and taken out of
+    stock again; and no order refunded more than it was charged."""
+    problems = []
+    back: Counter[tuple[str, str]] = Counter()
+    for return_id, (order_id, lines, unrestocked) in sorted(restocks.items()):
+        if order_id not in completed:
+            status = by_id[order_id].status if order_id in by_id else "unknown"
+            problems.append(f"return {return_id} restocked order {order_id}, which is {status}")
+        for sku, quantity in lines.items():
+            back[(order_id, sku)] += quantity
+            if unrestocked is not None and unrestocked.get(sku, 0) > quantity:
+                problems.append(
+                    f"return {return_id}: took {unrestocked[sku]} of {sku} out again, "
+                    f"restocked {quantity}"
+                )
+        value = sum(bought.get((order_id, sku), (0, 0))[1] * q for sku, q in lines.items())
+        refund = refunds.get(return_id)
+        if refund is None:
+            problems.append(f"return {return_id} of order {order_id}: restocked, not refunded")
+        elif refund[1] == ReturnRefundStatus.REFUNDED:
+            if unrestocked is not None:
+                problems.append(f"return {return_id}: refunded, yet taken out of stock again")
+            if refund[2] != value:
+                problems.append(
+                    f"return {return_id}: refunded {refund[2]}, its restocked lines cost {value}"
+                )
+        elif unrestocked is None:
+            problems.append(f"return {return_id}: refund {refund[1]}, still restocked")
+    for return_id, (order_id, status, amount, _) in sorted(refunds.items()):
+        if return_id not in restocks:
+            problems.append(
+                f"return {return_id} of order {order_id}: refund {status} {amount}, never restocked"
+            )
+    for (order_id, sku), units in sorted(back.items()):
+        quantity = bought.get((order_id, sku), (0, 0))[0]
+        if units > quantity:
+            problems.append(f"order {order_id}: {units} of {sku} restocked, {quantity} bought")
+    per_order: Counter[str] = Counter()
+    for order_id, status, amount, _ in refunds.values():
+        if status == ReturnRefundStatus.REFUNDED:
+            per_order[order_id] += amount
+    for order_id, amount in sorted(per_order.items()):
+        charged = charges.get(order_id, ("none", 0))[1]
+        if amount > charged:
+            problems.append(f"order {order_id}: refunded {amount} for returns > charged {charged}")
+    return problems

@@ -84,7 +84,7 @@ def test_the_checks_fail_on_broken_books_after_a_run(report: Report) -> None:
     )
     broken = failing(report)
 
-    money = "money: charged - refunded = completed total (books and provider)"
+    money = "money: charged - refunded = completed total - returned (books and provider)"
     assert f"completed order {done}: charge CAPTURED 1" in broken[money]
     assert broken["no shipment for a failed or cancelled order"] == [
         f"order {failed} is FAILED but was shipped"
