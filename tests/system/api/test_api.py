@@ -728,6 +728,8 @@ EVENT_FIELDS = {
     "version",
     "occurred_at",
     "user_id",
+    "correlation_id",
+    "causation_id",
 }
 
 
@@ -754,6 +756,7 @@ def test_an_orders_events_are_its_timeline(api: httpx.Client) -> None:
     assert [e["sequence"] for e in events] == list(range(1, 12))
     assert {e["aggregate_id"] for e in events} == {order_id}
     assert events[0]["version"] == 2 and events[0]["data"]["country"] == "JP"
+    assert {(e["correlation_id"], e["causation_id"]) for e in events} == {(None, None)}
     unknown = api.get(f"/orders/{UNKNOWN}/events")
     assert unknown.status_code == 404
     assert unknown.json() == {"detail": f"order {UNKNOWN} not found"}
