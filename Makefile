@@ -8,7 +8,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-activity bench-read bench-customers bench-history bench-idle chaos load rebuild-projections token audit-verify clean install
+.PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-activity bench-read bench-customers bench-history bench-idle bench-styles chaos load rebuild-projections token audit-verify clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m devstack
@@ -113,6 +113,13 @@ bench-history: $(INSTALLED)
 # size, resuming cached and evicted sagas, database sizes (about 50 minutes at 10,000 sagas).
 bench-idle: $(INSTALLED)
 	$(BIN)/python -m bench.idle_sagas $(BENCH_ARGS)
+
+# The order saga (orchestrated, on Temporal) beside the return saga (choreographed, over the
+# event store), one at a time on one stack: p50 and p95 of their automated parts, the events each
+# writes, where to look when one goes wrong, and their code; docs/orchestration-vs-choreography.md
+# includes the result (~2 minutes).
+bench-styles: $(INSTALLED)
+	$(BIN)/python -m bench.saga_styles $(BENCH_ARGS)
 
 install: $(INSTALLED)
 
