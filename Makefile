@@ -117,7 +117,7 @@ bench-idle: $(INSTALLED)
 # The order saga (orchestrated, on Temporal) beside the return saga (choreographed, over the
 # event store), one at a time on one stack: p50 and p95 of their automated parts, the events each
 # writes, where to look when one goes wrong, and their code; docs/orchestration-vs-choreography.md
-# includes the result (~2 minutes).
+# includes the result (~1 minute).
 bench-styles: $(INSTALLED)
 	$(BIN)/python -m bench.saga_styles $(BENCH_ARGS)
 

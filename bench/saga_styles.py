@@ -1,7 +1,7 @@
 """The two sagas side by side, in one run on one stack: the order saga, orchestrated on Temporal,
 and the return saga, choreographed over the event store (docs/orchestration-vs-choreography.md).
 
-    make bench-styles                          # python -m bench.saga_styles [--rounds 30]
+    make bench-styles                          # python -m bench.saga_styles [--rounds 100]
 
 Starts its own stack like ``make up`` (file-backed dev server, ``python -m worker`` for the saga
 and the services, a second one for the subscribers, the return consumers among them, as the
@@ -398,7 +398,7 @@ def report(measured: Measured, counted: Counted, code: list[list[str]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=30, help="one order and one return each")
+    parser.add_argument("--rounds", type=int, default=100, help="one order and one return each")
     parser.add_argument("--warm-up", type=int, default=3, help="untimed rounds first")
     add_results_option(parser)
     args = parser.parse_args()
