@@ -1,6 +1,6 @@
 """The chaos run: orders through the API while workers, the Temporal server and a database fail.
 
-    python -m chaos [--orders 300] [--concurrency 20] [--split] [--postgres] ...   # make chaos
+    python -m chaos [--orders 300] [--returns 30] [--split] [--postgres] ...   # make chaos
 
 Prints what was done and each check's verdict; exits 1 on any violation.
 """
@@ -43,6 +43,12 @@ def parse(argv: list[str] | None) -> Options:
         help="a customer follows its order this long at most before placing the next",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--returns",
+        type=int,
+        default=30,
+        help="completed orders returned while the faults go on (part or whole, some rejected)",
+    )
     parser.add_argument(
         "--settle-timeout",
         type=float,

@@ -1,5 +1,7 @@
 """The faults: workers killed and restarted, the Temporal server killed once, a service database
-made unavailable once. One thread injects them in turn while the load runs."""
+made unavailable once; and, while returns are running, the return saga's consumers killed
+mid-chain and the event store's database made unavailable once. One thread injects them in turn
+while the load runs."""
 
 from __future__ import annotations
 
@@ -55,9 +57,11 @@ def database_outage(url: str, admin: Engine | None) -> Iterator[None]:
 class Faults:
     """Until stopped: a worker killed every ``kill_every`` seconds (restarted at once), one
     database outage once a quarter of the orders have ended (``progress``), one Temporal kill at
-    half; whatever was not injected yet (a worker kill too) is injected before it stops. One
-    fault at a time: a worker that starts while its database is down can exit (it migrates
-    before it polls)."""
+    half; as soon as returns are running (``returning``), a process running the return
+    consumers (``return_workers``) is killed and the event store's database made unavailable
+    once, and while they run every kill goes to such a process; whatever was not injected yet
+    (a worker kill too) is injected before it stops. One fault at a time: a worker that starts
+    while its database is down can exit (it migrates before it polls)."""
 
     stack: DevStack
     kill_every: float
@@ -67,7 +71,16 @@ class Faults:
     progress: Callable[[], float]
     rng: random.Random
     admin: Engine | None = None
+    returning: Callable[[], int] = lambda: 0
+    """How many returns are running (requested, not yet ended or stuck)."""
+    return_workers: tuple[str, ...] = ()
+    """The processes running the return saga's consumers."""
     kills: Counter[str] = field(default_factory=Counter)
+    kills_mid_return: int = 0
+    """Kills of a return consumer's process while returns were running."""
+    event_store_outage: float | None = None
+    """How long the event store's database was unavailable (None: not yet)."""
+    returns_during_outage: int = 0
     kill_statuses: Counter[int] = field(default_factory=Counter)
     temporal_restarts: int = 0
     outage: tuple[str, float] | None = None
@@ -97,13 +110,24 @@ class Faults:
                 self._database_outage()
             elif self.temporal_restarts == 0 and self.progress() >= 0.5:
                 self._kill_temporal()
+            elif self.return_workers and self.returning() and not self.kills_mid_return:
+                self._kill_worker(self.rng.choice(self.return_workers))  # mid-chain, at once
+                self.kills_mid_return += 1
+            elif self.return_workers and self.returning() and self.event_store_outage is None:
+                self._event_store_outage()
             elif time.monotonic() >= next_kill:
-                self._kill_worker(self.rng.choice(self.stack.worker_names))
+                if self.return_workers and self.returning():
+                    self._kill_worker(self.rng.choice(self.return_workers))
+                    self.kills_mid_return += 1
+                else:
+                    self._kill_worker(self.rng.choice(self.stack.worker_names))
                 next_kill = time.monotonic() + self.kill_every
         if self.outage is None:
             self._database_outage()
         if self.temporal_restarts == 0:
             self._kill_temporal()
+        if self.return_workers and self.event_store_outage is None:
+            self._event_store_outage()
         saga_worker = self.stack.worker_names[0]  # the one running the saga: at least once
         if not self.kills[saga_worker]:
             self._kill_worker(saga_worker)
@@ -152,6 +176,18 @@ class Faults:
             time.sleep(self.outage_seconds)  # the whole outage, even if the load ends meanwhile
         self.outage = (service, time.monotonic() - started)
         self._note(f"{service} database back")
+
+    def _event_store_outage(self) -> None:
+        url = self.stack.settings.db_url("event_store")
+        started = time.monotonic()
+        self.returns_during_outage = self.returning()
+        self._note(
+            f"event_store database unavailable ({self.returns_during_outage} returns running)"
+        )
+        with database_outage(url, self.admin):
+            time.sleep(self.outage_seconds)
+        self.event_store_outage = time.monotonic() - started
+        self._note("event_store database back")
 
     def _check_alive(self) -> None:
         """A process that died on its own is a finding; it is restarted so the run goes on."""

@@ -1,5 +1,6 @@
 """The chaos run's customers: a seeded mix of orders placed at a given concurrency, some of
-them cancelled, and a background reviewer that decides every payment held for review."""
+them cancelled, some returned (in part or whole) once completed, and a background reviewer that
+decides every payment held for review."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ from typing import Any
 from chaos.client import ChaosClient, GaveUp
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+RETURN_ENDS = frozenset({"RETURNED", "REJECTED"})
+TRANSIT = 1.0
+"""Seconds between the parcel's label and its inspection (the parcel on its way)."""
+SAFE_SKUS = ("KB-MECH-01", "MOUSE-ERGO-01", "HEADSET-01", "LAMP-LED-01", "HUB-USBC-7")
+"""Products of which the run never runs out: the orders planned to be returned buy these."""
 TOKENS = ("tok_ok", "tok_ok", "tok_ok", "tok_decline", "tok_flaky", "tok_review", "tok_review")
 SKUS = (
     "KB-MECH-01",
@@ -34,9 +40,38 @@ class PlannedOrder:
     idempotency_key: str
     cancel_after: float | None
     """Seconds after placing when the customer asks to cancel (None: never)."""
+    give_back: PlannedReturn | None = None
+    """What the customer returns once the order has completed (None: nothing)."""
 
 
-def plan(count: int, seed: int) -> list[PlannedOrder]:
+@dataclass(frozen=True)
+class PlannedReturn:
+    whole: bool
+    """Every line, or one unit of the first line."""
+    accept: bool
+    """The warehouse's verdict on the parcel."""
+
+
+def plan(count: int, seed: int, returns: int = 0) -> list[PlannedOrder]:
+    """``count`` orders; ``returns`` of them (paid and shipped without fail) to be returned once
+    completed: part or whole, a third of them rejected at inspection, and the first accepted one
+    paid with ``tok_norefund``, whose refund the provider refuses for good."""
+    orders = _orders(count, seed)
+    picker = random.Random(f"returns-{seed}")  # its own: the orders' mix stays the seed's
+    for i, n in enumerate(sorted(picker.sample(range(count), min(returns, count)))):
+        accept = i % 3 != 1
+        body = {**orders[n].body, "payment_token": "tok_norefund" if i == 0 else "tok_ok"}
+        body["shipping_address"] = {**body["shipping_address"], "country": "DE"}
+        body["items"] = [
+            {"sku": sku, "quantity": picker.randint(1, 2)}
+            for sku in picker.sample(SAFE_SKUS, picker.choice((1, 2)))
+        ]
+        give_back = PlannedReturn(whole=i % 2 == 0, accept=accept)
+        orders[n] = PlannedOrder(n, body, orders[n].idempotency_key, None, give_back)
+    return orders
+
+
+def _orders(count: int, seed: int) -> list[PlannedOrder]:
     rng = random.Random(seed)
     orders = []
     for n in range(count):
@@ -81,6 +116,12 @@ class Load:
     """Cancel answers by status code (202 accepted, 409 too late)."""
     reviews: dict[str, int] = field(default_factory=dict)
     gave_up: list[str] = field(default_factory=list)
+    returns: dict[str, PlannedReturn] = field(default_factory=dict)
+    """The returns requested, by id: what the warehouse will say of each."""
+    return_views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each return's last view (``GET /returns/{id}``)."""
+    inspections: dict[str, int] = field(default_factory=dict)
+    """Inspection answers by status code (202 done, 409 already inspected by a retry)."""
     done: int = 0
     """Customers who have finished (their order ended, or they stopped waiting)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -122,7 +163,12 @@ class Load:
                 with self._lock:
                     key = str(answer.status_code)
                     self.cancels[key] = self.cancels.get(key, 0) + 1
-            self.follow(order_id, time.monotonic() + self.follow_seconds)
+            # A customer who means to return the order waits until it has ended: the return
+            # then runs while the faults go on.
+            following = self.follow_seconds if order.give_back is None else patience
+            state = self.follow(order_id, time.monotonic() + following)
+            if order.give_back is not None and state and state["status"] == "COMPLETED":
+                self._give_back(order_id, state, order.give_back, patience)
         except GaveUp as err:
             with self._lock:
                 self.gave_up.append(str(err))
@@ -146,6 +192,71 @@ class Load:
                     break
             time.sleep(0.3)
         return state
+
+    def _give_back(
+        self, order_id: str, state: dict[str, Any], planned: PlannedReturn, patience: float
+    ) -> None:
+        """Return the completed order's lines (all, or one unit of the first), then act as the
+        warehouse once the parcel is labelled; follow the return while it runs."""
+        items = state["items"] if planned.whole else [{**state["items"][0], "quantity": 1}]
+        lines = [{"sku": item["sku"], "quantity": item["quantity"]} for item in items]
+        answer = self.client.call(
+            "return",
+            "POST",
+            f"/orders/{order_id}/returns",
+            json={"lines": lines, "reason": "chaos"},
+            deadline=time.monotonic() + patience,
+        )
+        if answer.status_code != 201:
+            raise GaveUp(f"return of {order_id}: {answer.status_code} {answer.text[:200]}")
+        return_id = answer.json()["return_id"]
+        with self._lock:
+            self.returns[return_id] = planned
+        self.follow_return(return_id, time.monotonic() + patience)
+
+    def follow_return(self, return_id: str, until: float) -> dict[str, Any] | None:
+        """Poll the return until it ends or is stuck, or ``until``, inspecting its parcel once
+        labelled; its last view."""
+        view = None
+        while time.monotonic() < until:
+            try:
+                answer = self.client.call("poll", "GET", f"/returns/{return_id}", deadline=until)
+                if answer.status_code != 200:
+                    break
+                view = answer.json()
+                with self._lock:
+                    self.return_views[return_id] = view
+                if view["status"] in RETURN_ENDS or view["stuck"]:
+                    break
+                if view["status"] == "AWAITING_INSPECTION":
+                    time.sleep(TRANSIT)
+                    self._inspect(return_id, until)
+                    continue
+            except GaveUp:
+                break
+            time.sleep(0.3)
+        return view
+
+    def _inspect(self, return_id: str, until: float) -> None:
+        accept = self.returns[return_id].accept
+        body = {"accepted": accept, "note": "as described" if accept else "worn"}
+        answer = self.client.call(
+            "inspect", "POST", f"/returns/{return_id}/inspection", json=body, deadline=until
+        )
+        with self._lock:
+            key = str(answer.status_code)
+            self.inspections[key] = self.inspections.get(key, 0) + 1
+
+    def returning(self) -> int:
+        """Returns requested and not yet ended (or stuck), as last seen."""
+        with self._lock:
+            return sum(
+                1 for return_id in self.returns if not _settled(self.return_views.get(return_id))
+            )
+
+    def unsettled_returns(self) -> list[str]:
+        with self._lock:
+            return [r for r in self.returns if not _settled(self.return_views.get(r))]
 
     def unfinished(self) -> list[str]:
         with self._lock:
@@ -192,3 +303,7 @@ class Load:
             with self._lock:
                 key = str(answer.status_code)
                 self.reviews[key] = self.reviews.get(key, 0) + 1
+
+
+def _settled(view: dict[str, Any] | None) -> bool:
+    return view is not None and (view["status"] in RETURN_ENDS or bool(view["stuck"]))

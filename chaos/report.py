@@ -15,7 +15,10 @@ def render(report: Report) -> str:
     databases = "PostgreSQL" if o.postgres else "SQLite"
     outage = f"{report.outage[0]} {report.outage[1]:.1f}s" if report.outage else "none"
     facts = [
-        ("run", f"{o.orders} orders at concurrency {o.concurrency}, seed {o.seed}"),
+        (
+            "run",
+            f"{o.orders} orders at concurrency {o.concurrency}, {o.returns} returns, seed {o.seed}",
+        ),
         ("stack", f"file-backed dev server, {topology}, {databases} service databases"),
         ("load / settle", f"{report.load_seconds:.1f}s / {report.settle_seconds:.1f}s"),
         ("orders by outcome", _counts(report.outcomes)),
@@ -25,6 +28,15 @@ def render(report: Report) -> str:
         ("SIGKILL exit statuses", _counts(report.kill_statuses)),
         ("temporal restarts", f"{report.temporal_restarts} (after {o.temporal_down:g}s dead)"),
         ("db outage", outage),
+        ("returns by outcome", _counts(report.returns)),
+        ("inspections", _counts(report.inspections)),
+        ("return consumers killed mid-chain", str(report.kills_mid_return)),
+        (
+            "event store outage",
+            f"{report.event_store_outage:.1f}s, {report.returns_during_outage} returns running"
+            if report.event_store_outage is not None
+            else "none",
+        ),
         (
             "client retries (503, drop)",
             f"{sum(report.retries.values())} ({_counts(report.retries)})",

@@ -9,8 +9,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, text
 
@@ -45,6 +47,8 @@ class Options:
     temporal_down: float = 3.0
     follow_seconds: float = 5.0
     seed: int = 1
+    returns: int = 30
+    """Completed orders returned (part or whole, some rejected, one refund refused for good)."""
     settle_timeout: float = 120.0
     data_dir: Path | None = None
     """Where the stack keeps its state (default: a temporary directory, removed afterwards)."""
@@ -68,6 +72,14 @@ class Report:
     settings: Settings
     states: list[OrderState]
     """The orders' last states seen (what the books are checked against)."""
+    returns: dict[str, int] = field(default_factory=dict)
+    """The returns by how they ended (their status; stuck ones as ``<status> (stuck)``)."""
+    inspections: dict[str, int] = field(default_factory=dict)
+    return_views: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    """Every return as ``GET /returns/{id}`` showed it before the stack stopped."""
+    kills_mid_return: int = 0
+    event_store_outage: float | None = None
+    returns_during_outage: int = 0
     fault_log: list[str] = field(default_factory=list)
     kept: Path | None = None
     """Where the run's state and logs (``logs/stack.log``) were kept."""
@@ -103,7 +115,7 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
         settings, settings_env(settings), output=log, persist=True, split=options.split
     )
     rng = random.Random(options.seed)
-    planned = plan(options.orders, options.seed)
+    planned = plan(options.orders, options.seed, options.returns)
     statuses: dict[str, int] = {}
     stack.start()
     assert settings.operator_token is not None  # throwaway settings always have one
@@ -117,9 +129,12 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
         progress=lambda: load.done / max(1, len(planned)),
         rng=rng,
         admin=admin,
+        returning=load.returning,
+        return_workers=return_workers(stack) if options.returns else (),
     )
     reviewing = threading.Event()
     reviewer: threading.Thread | None = None
+    views: dict[str, dict[str, Any] | None] = {}
     try:
         reviewer = load.review_in_background(reviewing)
         started = time.monotonic()
@@ -130,6 +145,8 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
         settled = time.monotonic()
         _settle(load, settled + options.settle_timeout)
         running = wait_until_closed(settings, settled + options.settle_timeout)
+        _settle_returns(load, settled + options.settle_timeout)
+        views = _return_views(load, settings)
         settle_seconds = time.monotonic() - settled
         replayed = replay_failures(settings, load.order_ids.values())
         _wait_for_projector(settings, time.monotonic() + 60)
@@ -144,7 +161,7 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
     states = {order_id: load.states.get(order_id) for order_id in load.order_ids.values()}
     ended = [OrderState.model_validate(s) for s in states.values() if s is not None]
     found = [checks.terminal(states, options.settle_timeout, running)]
-    found += books(settings, ended, len(states))
+    found += books(settings, ended, len(states), views)
     found.append(checks.exit_statuses(statuses, faults.unexpected))
     found.append(checks.api_answers(client.unexpected, load.gave_up, load.placed))
     found.append(checks.histories_replay(*replayed))
@@ -168,8 +185,59 @@ def _run(options: Options, data_dir: Path, *, admin: Engine | None, urls: dict[s
         exit_statuses=statuses,
         settings=settings,
         states=ended,
+        returns=dict(
+            Counter(
+                f"{v['status']} (stuck)" if v["stuck"] else v["status"]
+                for v in views.values()
+                if v is not None
+            )
+        ),
+        inspections=load.inspections,
+        return_views=views,
+        kills_mid_return=faults.kills_mid_return,
+        event_store_outage=faults.event_store_outage,
+        returns_during_outage=faults.returns_during_outage,
         fault_log=faults.log,
     )
+
+
+def return_workers(stack: DevStack) -> tuple[str, ...]:
+    """The processes running the return saga's consumers: one each when split, else the
+    subscribers' process."""
+    split = tuple(n for n in stack.worker_names if n.endswith("-returns"))
+    return split or tuple(n for n in stack.worker_names if n == "worker-subscribers")
+
+
+def _settle_returns(load: Load, deadline: float) -> None:
+    """Follow every return that has not ended (or got stuck) yet, inspecting its parcel."""
+    while time.monotonic() < deadline:
+        unsettled = load.unsettled_returns()
+        if not unsettled:
+            return
+        for return_id in unsettled:
+            load.follow_return(return_id, min(deadline, time.monotonic() + 1))
+        time.sleep(0.3)
+
+
+def _return_views(load: Load, settings: Settings) -> dict[str, dict[str, Any] | None]:
+    """Every return the store holds (the customers' and any other), as ``GET /returns/{id}``
+    shows it now: the stack still runs."""
+    store = create_db_engine(settings.db_url("event_store"), pool_size=1)
+    try:
+        with store.connect() as connection:
+            ids = connection.execute(
+                text("SELECT correlation_id FROM events WHERE event_type = 'ReturnRequested'")
+            ).scalars()
+            return_ids = sorted({*ids, *load.returns})
+    finally:
+        store.dispose()
+    views: dict[str, dict[str, Any] | None] = {}
+    for return_id in return_ids:
+        answer = load.client.call(
+            "poll", "GET", f"/returns/{return_id}", deadline=time.monotonic() + 10
+        )
+        views[return_id] = answer.json() if answer.status_code == 200 else None
+    return views
 
 
 def _settle(load: Load, deadline: float) -> None:
@@ -231,9 +299,15 @@ def _stop(stack: DevStack) -> dict[str, int]:
     return statuses
 
 
-def books(settings: Settings, states: list[OrderState], orders: int) -> list[checks.Check]:
-    """The checks of the stopped stack's databases: the services' books, the event store, and
-    the projections against a rebuild (done in place: nothing else writes any more)."""
+def books(
+    settings: Settings,
+    states: list[OrderState],
+    orders: int,
+    views: dict[str, dict[str, Any] | None],
+) -> list[checks.Check]:
+    """The checks of the stopped stack's databases: the services' books, the event store, the
+    returns' (``views``: each return as ``GET /returns/{id}`` last showed it), and the
+    projections against a rebuild (done in place: nothing else writes any more)."""
     engines = {name: create_db_engine(settings.db_url(name), pool_size=1) for name in DATABASES}
     projector = build_projector(settings)
     try:
@@ -247,6 +321,7 @@ def books(settings: Settings, states: list[OrderState], orders: int) -> list[che
         )
         found = checks.book_checks(by_area, orders)
         found.append(checks.events_once(checks.event_rows(engines["event_store"]), states))
+        found += checks.return_checks(checks.return_books(engines), views)
         found.append(checks.projections_equal_rebuild(projector))
         return found
     finally:

@@ -1,5 +1,6 @@
-"""The chaos run (``make chaos``), short: 40 orders while the worker is SIGKILLed every 2.5 s,
-Temporal once and a service database goes away; every check passes. Then each check is shown to
+"""The chaos run (``make chaos``), short: 40 orders, 5 of them returned, while the worker is
+SIGKILLed every 2.5 s (the return consumers' process while returns run), Temporal once, a
+service database and the event store's go away; every check passes. Then each check is shown to
 fail when the books it reads are broken: a check that cannot fail proves nothing."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from chaos.replay import replay_each
 from chaos.report import render
 from chaos.run import Options, Report, books, run
 from cloudmart.contracts.orders import OrderItem, OrderState, OrderStatus
+from cloudmart.settings import DATABASES
 from services.database import create_db_engine
 from tests.support import TEST_CONVERTER
 from tests.workflows.test_replay import HISTORIES
@@ -32,6 +34,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
         outage_seconds=4,
         settle_timeout=90,
         seed=7,
+        returns=5,
         data_dir=tmp_path_factory.mktemp("chaos"),
     )
     return run(options)
@@ -47,6 +50,12 @@ def test_a_short_chaos_run_breaks_nothing(report: Report) -> None:
     assert sum(report.outcomes.values()) == 40
     assert {"COMPLETED", "FAILED"} <= set(report.outcomes)
     assert "VERDICT: PASS" in render(report)
+    # Returns: part and whole, accepted and rejected, one refund refused for good (stuck), while
+    # their consumers were killed and the event store was away.
+    assert sum(report.returns.values()) == 5, report.returns
+    assert report.returns.keys() == {"RETURNED", "REJECTED", "REFUND_REFUSED (stuck)"}
+    assert report.kills_mid_return >= 1
+    assert report.event_store_outage is not None and report.event_store_outage >= 4
 
 
 def sql(report: Report, database: str, statement: str, **params: str) -> None:
@@ -59,12 +68,17 @@ def sql(report: Report, database: str, statement: str, **params: str) -> None:
 
 
 def failing(report: Report) -> dict[str, list[str]]:
-    found = books(report.settings, report.states, len(report.states))
+    found = books(report.settings, report.states, len(report.states), report.return_views)
     return {check.name: check.violations for check in found if not check.passed}
 
 
 def test_the_checks_fail_on_broken_books_after_a_run(report: Report) -> None:
-    done = next(s.order_id for s in report.states if s.status is OrderStatus.COMPLETED)
+    returned = {v["order_id"] for v in report.return_views.values() if v}
+    done = next(
+        s.order_id
+        for s in report.states
+        if s.status is OrderStatus.COMPLETED and s.order_id not in returned
+    )
     failed = next(s.order_id for s in report.states if s.status is OrderStatus.FAILED)
     assert failing(report) == {}
 
@@ -111,6 +125,95 @@ def test_the_checks_fail_on_broken_books_after_a_run(report: Report) -> None:
         engine.dispose()
     assert f"order {done}: OrderPlaced appended 2 times" in events
     assert f"order {done} is COMPLETED; its stream ends OrderPlaced" in events
+
+
+def test_the_return_checks_fail_on_broken_books_after_a_run(report: Report) -> None:
+    """Each invariant of the returns, broken in the books the run left: a unit counted sold
+    again, a refund beyond the charge, points revoked beyond those awarded, a label lost, and a
+    return shown waiting without being stuck."""
+    views = report.return_views
+    refunded = next(v for v in views.values() if v and v["status"] == "RETURNED")
+    order_id, sku = refunded["order_id"], refunded["lines"][0]["sku"]
+    sql(
+        report,
+        "inventory",
+        "UPDATE products SET sold = sold + 1, stock_on_hand = stock_on_hand - 1 WHERE sku = :s",
+        s=sku,
+    )
+    sql(
+        report,
+        "payment",
+        "UPDATE return_refunds SET amount_cents = 99999999 WHERE return_id = :r",
+        r=refunded["return_id"],
+    )
+    sql(
+        report,
+        "loyalty",
+        "UPDATE known_orders SET points_revoked = points_awarded + 1 WHERE order_id = :o",
+        o=order_id,
+    )
+    sql(
+        report,
+        "shipping",
+        "DELETE FROM return_shipments WHERE return_id = :r",
+        r=refunded["return_id"],
+    )
+    waiting = {
+        **refunded,
+        "status": "REFUNDING",
+        "stuck": False,
+        "waiting": {"service": "payment", "awaits": "a refund", "reason": "not read that far"},
+    }
+    engines = {
+        name: create_db_engine(report.settings.db_url(name), pool_size=1) for name in DATABASES
+    }
+    try:
+        found = checks.return_checks(
+            checks.return_books(engines), {**views, refunded["return_id"]: waiting}
+        )
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    broken = {c.name: c.violations for c in found if not c.passed}
+    assert len(broken) == 5, broken
+    assert f"order {order_id}: refunded 99999999 > charged" in " ".join(
+        broken["returns: refunds never exceed charges per order"]
+    )
+    assert any(
+        v.startswith(f"{sku}: ")
+        for v in broken["returns: restocked units = accepted units - unrestocked"]
+    )
+    assert any(order_id in v for v in broken["loyalty points never negative"])
+    assert broken["every return terminal or visibly stuck"] == [
+        f"return {refunded['return_id']} is REFUNDING, waiting for payment: not read that far"
+    ]
+    assert (
+        f"return {refunded['return_id']}: 0 labels"
+        in (broken["returns: no event handled twice (inboxes, effects)"])
+    )
+
+
+def test_a_balance_below_zero_on_the_way_or_an_event_handled_twice_fails() -> None:
+    """What the broken books above cannot show: a balance negative between two events (its
+    total back at zero), and a consumer's inbox holding an event twice."""
+    events = [
+        ("c-1", 1, "PointsAwarded", {"points": 5, "order_id": "o-1"}),
+        ("c-1", 2, "PointsRevoked", {"points": 7, "order_id": "o-1"}),
+        ("c-1", 3, "PointsAwarded", {"points": 2, "order_id": "o-2"}),
+    ]
+    assert checks.points_never_negative(checks.ReturnBooks(account_events=events)).violations == [
+        "account c-1: -2 after #2"
+    ]
+    requested = {
+        "event_id": "e-1",
+        "aggregate_id": "order-returns-o-1",
+        "sequence": 1,
+        "event_type": "ReturnRequested",
+        "correlation_id": "r-1",
+        "data": {"order_id": "o-1", "lines": []},
+    }
+    twice = checks.ReturnBooks(events=[requested], inboxes={"shipping-returns": ["e-1", "e-1"]})
+    assert checks.handled_once(twice).violations == ["shipping-returns handled event e-1 2 times"]
 
 
 NOW = datetime.now(UTC)
