@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from api.auth import Caller, CallerDep, Operator
 from api.deps import AppState, State
@@ -77,6 +77,18 @@ class NotParkedHere(ApiError):
 # --- requesting a return ---------------------------------------------------------------------
 
 
+ReturnKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retrying with the same key answers the same return; never a second one.",
+    ),
+]
+
+
 @router.post(
     "/orders/{order_id}/returns",
     status_code=status.HTTP_201_CREATED,
@@ -84,16 +96,122 @@ class NotParkedHere(ApiError):
     tags=["orders"],
 )
 def request_return(
-    order_id: UUID, request: RequestReturn, response: Response, state: State, caller: CallerDep
+    order_id: UUID,
+    request: RequestReturn,
+    response: Response,
+    state: State,
+    caller: CallerDep,
+    idempotency_key: ReturnKey = None,
 ) -> ReturnAccepted:
     """Return lines of a COMPLETED order, within the return window (30 days after it completed
     by default): 201 with the return's id, to follow at ``GET /returns/{id}``. The customer's
     own order only (another's is a 404, as for cancel). 409 unless the order has completed, or
     past the window; 422 naming the line for a product the order did not have, or more than
-    was bought minus what its other returns (not rejected ones) already take back."""
+    was bought minus what its other returns (not rejected ones) already take back. With an
+    ``Idempotency-Key``, a retry (its answer lost, say) answers the return the key opened, as
+    it stands now; the same key with other lines or reason is a 422."""
     events = state.events.stream(str(order_id))
     if not events or not caller.sees(_placed_by(events[0])):
         raise OrderNotFound(str(order_id))
+    stream = returns_stream(str(order_id))
+    keyed = None if idempotency_key is None else _keyed_id(order_id, idempotency_key)
+    for _ in range(APPEND_ATTEMPTS):
+        returns = state.events.stream(stream)
+        if keyed is not None and (earlier := _requested(returns, keyed)) is not None:
+            return _again(state, earlier, request, caller, response)
+        bought = _returnable(state, order_id, events, request)
+        returned = _returned(returns)
+        for index, line in enumerate(request.lines):
+            quantity, _price = bought[line.sku]
+            left = quantity - returned[line.sku]
+            if line.quantity > left:
+                _refuse(
+                    index,
+                    "quantity",
+                    f"at most {left} of {line.sku} left to return (bought {quantity}, "
+                    f"{returned[line.sku]} in other returns)",
+                    "less_than_equal",
+                )
+        return_id = keyed or str(uuid.uuid4())
+        lines = [
+            PricedLine(sku=line.sku, quantity=line.quantity, unit_price_cents=bought[line.sku][1])
+            for line in request.lines
+        ]
+        data = {
+            "return_id": return_id,
+            "order_id": str(order_id),
+            "customer_id": _placed_by(events[0]) or "",
+            "lines": [line.model_dump() for line in lines],
+            "amount_cents": amount_of(lines),
+            "reason": request.reason,
+        }
+        # Two racing requests with one key take the same sequence: the later one is refused
+        # by the store and, looking again, answers the earlier one's return.
+        requested = _event(stream, returns, ReturnEvent.RETURN_REQUESTED, data, caller, None)
+        try:
+            state.events.append([requested])
+        except (ConcurrencyConflict, OutOfOrder):
+            continue  # another return of the order came first: look again
+        response.headers["Location"] = f"/returns/{return_id}"
+        return ReturnAccepted(
+            return_id=return_id,
+            order_id=str(order_id),
+            status=ReturnStatus.REQUESTED,
+            lines=lines,
+            amount_cents=amount_of(lines),
+        )
+    raise ReturnConflict(f"order {order_id}'s returns are busy; try again")
+
+
+def _keyed_id(order_id: UUID, idempotency_key: str) -> str:
+    """The return an ``Idempotency-Key`` opens on this order (only its customer and operators
+    may request one, so the order scopes the key)."""
+    return str(uuid.uuid5(NAMESPACE, f"{order_id}/returns/{idempotency_key}"))
+
+
+def _requested(returns: Sequence[StoredEvent], return_id: str) -> StoredEvent | None:
+    return next(
+        (
+            e
+            for e in returns
+            if e.event_type == ReturnEvent.RETURN_REQUESTED and e.data["return_id"] == return_id
+        ),
+        None,
+    )
+
+
+def _again(
+    state: AppState,
+    earlier: StoredEvent,
+    request: RequestReturn,
+    caller: Caller,
+    response: Response,
+) -> ReturnAccepted:
+    """The answer to a retry: the return the key opened, if the request is the same."""
+    asked = [(line.sku, line.quantity) for line in request.lines]
+    opened = [(line["sku"], line["quantity"]) for line in earlier.data["lines"]]
+    if (asked, request.reason) != (opened, earlier.data["reason"]):
+        raise UnprocessableField(
+            ("header", "Idempotency-Key"),
+            "this Idempotency-Key was already used with a different request body",
+            "idempotency_conflict",
+        )
+    return_id = earlier.data["return_id"]
+    response.headers["Location"] = f"/returns/{return_id}"
+    return ReturnAccepted(
+        return_id=return_id,
+        order_id=earlier.data["order_id"],
+        status=_view(state, return_id, caller).status,
+        lines=[PricedLine(**line) for line in earlier.data["lines"]],
+        amount_cents=earlier.data["amount_cents"],
+    )
+
+
+def _returnable(
+    state: AppState, order_id: UUID, events: Sequence[StoredEvent], request: RequestReturn
+) -> dict[str, tuple[int, int]]:
+    """What the order bought, per sku, once it is sure the request may return from it: the
+    order completed within the window, and each line names a product it bought, once."""
     completed = next((e for e in events if e.event_type == EventType.ORDER_COMPLETED), None)
     if completed is None:
         raise OrderConflict(
@@ -112,49 +230,7 @@ def request_return(
             _refuse(index, "sku", f"{line.sku} is listed twice", "value_error")
         if line.sku not in bought:
             _refuse(index, "sku", f"order {order_id} has no {line.sku}", "value_error")
-    customer_id = _placed_by(events[0]) or ""
-    stream = returns_stream(str(order_id))
-    for _ in range(APPEND_ATTEMPTS):
-        returns = state.events.stream(stream)
-        returned = _returned(returns)
-        for index, line in enumerate(request.lines):
-            quantity, _price = bought[line.sku]
-            left = quantity - returned[line.sku]
-            if line.quantity > left:
-                _refuse(
-                    index,
-                    "quantity",
-                    f"at most {left} of {line.sku} left to return (bought {quantity}, "
-                    f"{returned[line.sku]} in other returns)",
-                    "less_than_equal",
-                )
-        return_id = str(uuid.uuid4())
-        lines = [
-            PricedLine(sku=line.sku, quantity=line.quantity, unit_price_cents=bought[line.sku][1])
-            for line in request.lines
-        ]
-        data = {
-            "return_id": return_id,
-            "order_id": str(order_id),
-            "customer_id": customer_id,
-            "lines": [line.model_dump() for line in lines],
-            "amount_cents": amount_of(lines),
-            "reason": request.reason,
-        }
-        requested = _event(stream, returns, ReturnEvent.RETURN_REQUESTED, data, caller, None)
-        try:
-            state.events.append([requested])
-        except (ConcurrencyConflict, OutOfOrder):
-            continue  # another return of the order came first: look again
-        response.headers["Location"] = f"/returns/{return_id}"
-        return ReturnAccepted(
-            return_id=return_id,
-            order_id=str(order_id),
-            status=ReturnStatus.REQUESTED,
-            lines=lines,
-            amount_cents=amount_of(lines),
-        )
-    raise ReturnConflict(f"order {order_id}'s returns are busy; try again")
+    return bought
 
 
 def _refuse(index: int, field: str, detail: str, error_type: str) -> None:

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from cloudmart.contracts.events import CURRENT_VERSION, Event, EventType, event_id
 from cloudmart.contracts.orders import OrderItem
-from cloudmart.contracts.returns import CONSUMERS
+from cloudmart.contracts.returns import CONSUMERS, returns_stream
 from cloudmart.settings import Settings
 from services.choreography.consumer import Consumer
 from services.database import utcnow
@@ -111,10 +111,22 @@ def settle(services: Services, consumers: Services) -> None:
 
 
 async def request(
-    http: httpx.AsyncClient, order_id: str, lines: dict[str, int], customer: str = "c-1"
+    http: httpx.AsyncClient,
+    order_id: str,
+    lines: dict[str, int],
+    customer: str = "c-1",
+    key: str | None = None,
 ) -> httpx.Response:
     body = {"lines": [{"sku": sku, "quantity": q} for sku, q in lines.items()]}
-    return await http.post(f"/orders/{order_id}/returns", json=body, headers=as_customer(customer))
+    headers = as_customer(customer) | ({"Idempotency-Key": key} if key else {})
+    return await http.post(f"/orders/{order_id}/returns", json=body, headers=headers)
+
+
+def requested(services: Services, order_id: str) -> list[str]:
+    """The return ids the order's returns stream holds a request for, in order."""
+    assert services.event_store
+    stream = services.event_store.stream(returns_stream(order_id))
+    return [e.data["return_id"] for e in stream if e.event_type == "ReturnRequested"]
 
 
 async def inspect(http: httpx.AsyncClient, return_id: str, accepted: bool) -> httpx.Response:
@@ -304,6 +316,56 @@ async def test_two_racing_requests_never_return_more_than_was_bought(
     order_id = complete_order(services)
     answers = await asyncio.gather(*(request(http, order_id, {"SKU-A": 2}) for _ in range(4)))
     assert sorted(a.status_code for a in answers) == [201, 422, 422, 422]
+
+
+async def test_a_retried_request_with_its_key_answers_the_same_return_and_opens_no_other(
+    http: httpx.AsyncClient, services: Services, consumers: Services
+) -> None:
+    """The answer to a return request was lost; the client sends it again with its key. Both
+    SKU-A are in the first return, so without the key the retry would be refused (none left)."""
+    order_id = complete_order(services)
+    first = await request(http, order_id, {"SKU-A": 2}, key="return-once")
+    assert first.status_code == 201, first.text
+    return_id = first.json()["return_id"]
+    settle(services, consumers)
+    again = await request(http, order_id, {"SKU-A": 2}, key="return-once")
+    assert again.status_code == 201, again.text
+    assert again.json() | {"status": "REQUESTED"} == first.json()
+    assert again.json()["status"] == "AWAITING_INSPECTION"  # as it stands now
+    assert again.headers["Location"] == f"/returns/{return_id}"
+    assert requested(services, order_id) == [return_id]
+
+    changed = await request(http, order_id, {"SKU-A": 1}, key="return-once")
+    assert changed.status_code == 422
+    [error] = changed.json()["detail"]
+    assert error["loc"] == ["header", "Idempotency-Key"] and error["type"] == "idempotency_conflict"
+    spaced = await request(http, order_id, {"SKU-A": 2}, key="has a space")
+    assert spaced.status_code == 422
+    assert spaced.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    unkeyed = await request(http, order_id, {"SKU-A": 2})
+    assert unkeyed.status_code == 422  # a request without the key is a new one: none left
+    other_line = await request(http, order_id, {"SKU-B": 1}, key="another-key")
+    assert other_line.status_code == 201
+    assert requested(services, order_id) == [return_id, other_line.json()["return_id"]]
+    # The key names a return of this order only: on another order it opens that order's.
+    elsewhere = complete_order(services)
+    there = await request(http, elsewhere, {"SKU-A": 2}, key="return-once")
+    assert there.status_code == 201 and there.json()["return_id"] != return_id
+    assert (
+        await request(http, elsewhere, {"SKU-A": 1}, customer="c-2", key="return-once")
+    ).status_code == 404
+
+
+async def test_racing_retries_with_one_key_open_one_return(
+    http: httpx.AsyncClient, services: Services
+) -> None:
+    order_id = complete_order(services)
+    answers = await asyncio.gather(
+        *(request(http, order_id, {"SKU-A": 1}, key="raced") for _ in range(4))
+    )
+    assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
+    [return_id] = {a.json()["return_id"] for a in answers}
+    assert requested(services, order_id) == [return_id]
 
 
 async def test_a_parked_event_shows_why_the_return_is_stuck_and_an_operator_retry_frees_it(
