@@ -221,7 +221,7 @@ async def test_a_saga_started_without_the_keys_runs_no_step(
 
 
 @pytest.fixture(scope="module")
-def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+def module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     """`make up` as it runs on a laptop: Web UI on, Temporal's state on disk, every process's
     output in ``stack.log`` (Temporal's in ``logs/temporal.log``)."""
     data_dir = tmp_path_factory.mktemp("encrypted-stack")
@@ -240,7 +240,17 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
             stack.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
+def ui_stack(module_stack: DevStack) -> DevStack:
+    """The module's stack, running. The secret scan below stops it to read what it wrote, and
+    `--dist worksteal` may hand this worker more of the module's tests after that one: they get
+    the stack started again on the same data directory."""
+    if not module_stack.processes:
+        module_stack.start()
+    return module_stack
+
+
+@pytest.fixture
 def api(ui_stack: DevStack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=ui_stack.api_url, timeout=15) as client:
         yield client
@@ -552,7 +562,8 @@ def test_only_the_web_ui_origin_may_call_the_codec_server(
 async def test_no_payment_token_or_address_reaches_a_log_or_temporals_database(
     ui_stack: DevStack, api: httpx.Client
 ) -> None:
-    """Runs last in this module: it stops the stack to read everything it wrote."""
+    """Stops the stack to read everything it wrote (the `ui_stack` fixture starts it again for
+    any test this worker runs after it)."""
     marker = uuid.uuid4().hex[:12]
     token = f"tok_secret_{marker}"  # unknown to the provider: declined, compensated
     street = f"Geheimweg {marker}"
