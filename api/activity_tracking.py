@@ -253,6 +253,31 @@ async def _cancelled(x: Exchange) -> list[Action]:
     return [Action(customer, ActivityType.ORDER_CANCELLED, subject=order_id, natural_key=order_id)]
 
 
+async def _returned(x: Exchange) -> list[Action]:
+    caller = await x.caller()
+    if caller is not None and caller.operator:
+        return []  # the operator's action, not the customer's: the audit log's
+    answer = x.json(x.answer)
+    return_id = answer.get("return_id")
+    if not isinstance(return_id, str):
+        return []
+    lines = [
+        {"sku": line.get("sku"), "quantity": line.get("quantity")}
+        for line in answer.get("lines") or []
+        if isinstance(line, dict)
+    ]
+    # None: stored under the order's customer. A retry with its key answers the same return.
+    return [
+        Action(
+            caller.customer_id if caller is not None else None,
+            ActivityType.ORDER_RETURNED,
+            subject=x.match["order_id"],
+            data={"return_id": return_id, "lines": lines},
+            natural_key=return_id,
+        )
+    ]
+
+
 async def _rated(x: Exchange) -> list[Action]:
     rating = x.json(x.answer)
     customer, sku = rating.get("customer_id"), rating.get("sku")
@@ -290,6 +315,13 @@ TRACKED = (
     Tracked("POST", re.compile(r"/orders"), frozenset({202}), _placed, True, True),
     Tracked(
         "POST", re.compile(rf"/orders/(?P<order_id>{_ID})/cancel"), frozenset({202}), _cancelled
+    ),
+    Tracked(
+        "POST",
+        re.compile(rf"/orders/(?P<order_id>{_ID})/returns"),
+        frozenset({201}),
+        _returned,
+        reads_answer=True,
     ),
     Tracked(
         "POST",

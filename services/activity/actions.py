@@ -24,8 +24,8 @@ class Recorded(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     customer_id: str | None
-    """None only for a cancel by a caller without a customer token: the order's customer is
-    looked up when it is stored (docs/activity.md)."""
+    """None only for a cancel or a return by a caller without a customer token: the order's
+    customer is looked up when it is stored (docs/activity.md)."""
     type: ActivityType
     subject: str | None = None
     data: dict[str, Any] = {}

@@ -20,13 +20,15 @@ from cloudmart.contracts.events import CURRENT_VERSION, Event, EventType, event_
 from cloudmart.contracts.orders import OrderItem
 from cloudmart.contracts.returns import CONSUMERS, returns_stream
 from cloudmart.settings import Settings
+from services.activity.actions import Recorded
+from services.activity.models import ActivityType
 from services.choreography.consumer import Consumer
 from services.database import utcnow
-from services.factory import Services, open_services, prepare
+from services.factory import Services, build_activity, open_services, prepare
 from services.inventory.models import Product
 from services.payment.provider import SimulatedProvider
 from services.readmodel.models import OrderSummary
-from tests.integration.test_activity_tracking import api, api_settings, as_customer
+from tests.integration.test_activity_tracking import api, api_settings, as_customer, timeline
 from tests.unit.api_stub import OPERATOR_TOKEN
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -319,7 +321,7 @@ async def test_two_racing_requests_never_return_more_than_was_bought(
 
 
 async def test_a_retried_request_with_its_key_answers_the_same_return_and_opens_no_other(
-    http: httpx.AsyncClient, services: Services, consumers: Services
+    http: httpx.AsyncClient, services: Services, consumers: Services, settings: Settings
 ) -> None:
     """The answer to a return request was lost; the client sends it again with its key. Both
     SKU-A are in the first return, so without the key the retry would be refused (none left)."""
@@ -334,6 +336,11 @@ async def test_a_retried_request_with_its_key_answers_the_same_return_and_opens_
     assert again.json()["status"] == "AWAITING_INSPECTION"  # as it stands now
     assert again.headers["Location"] == f"/returns/{return_id}"
     assert requested(services, order_id) == [return_id]
+    # The customer's timeline records the return once, under the order.
+    returned = [e for e in await timeline(http, "c-1") if e["type"] == "order_returned"]
+    assert [(e["subject"], e["data"]) for e in returned] == [
+        (order_id, {"return_id": return_id, "lines": [{"sku": "SKU-A", "quantity": 2}]})
+    ]
 
     changed = await request(http, order_id, {"SKU-A": 1}, key="return-once")
     assert changed.status_code == 422
@@ -354,6 +361,27 @@ async def test_a_retried_request_with_its_key_answers_the_same_return_and_opens_
     assert (
         await request(http, elsewhere, {"SKU-A": 1}, customer="c-2", key="return-once")
     ).status_code == 404
+    # An operator's return on the customer's behalf is the audit log's, not the timeline's
+    # (though the order is known to be the customer's there).
+    store = build_activity(settings)
+    placed = Recorded(
+        customer_id="c-1",
+        type=ActivityType.ORDER_PLACED,
+        subject=elsewhere,
+        occurred_at=utcnow(),
+        request_id="req-placed",
+        key=f"natural:{elsewhere}",
+    )
+    assert store.record([placed]) == 1
+    store.engine.dispose()
+    body = {"lines": [{"sku": "SKU-B", "quantity": 1}]}
+    by_operator = await http.post(f"/orders/{elsewhere}/returns", json=body, headers=OPERATOR)
+    assert by_operator.status_code == 201, by_operator.text
+    timelined = {
+        e["data"]["return_id"] for e in await timeline(http, "c-1") if e["type"] == "order_returned"
+    }
+    assert there.json()["return_id"] in timelined
+    assert by_operator.json()["return_id"] not in timelined
 
 
 async def test_racing_retries_with_one_key_open_one_return(
