@@ -14,6 +14,7 @@ from api.activity_tracking import (
     _placed,
     _rated,
     _registered,
+    _returned,
     _searched,
     _viewed,
     tracked,
@@ -219,6 +220,7 @@ def test_each_tracked_route_is_recognised_and_nothing_else() -> None:
         ("GET", "/products/SKU-A"): _viewed,
         ("POST", "/orders"): _placed,
         ("POST", f"/orders/{order}/cancel"): _cancelled,
+        ("POST", f"/orders/{order}/returns"): _returned,
         ("POST", "/products/SKU-A/ratings"): _rated,
         ("POST", "/customers"): _registered,
     }
@@ -232,6 +234,7 @@ def test_each_tracked_route_is_recognised_and_nothing_else() -> None:
         ("POST", "/products"),
         ("GET", "/products/SKU-A/ratings"),
         ("POST", "/orders/not-an-order/cancel"),
+        ("POST", "/orders/not-an-order/returns"),
         ("POST", f"/orders/{order}/payment-review"),
         ("GET", "/customers/c-1/activity"),
     ):
