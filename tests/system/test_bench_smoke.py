@@ -1,4 +1,4 @@
-"""The one smoke test of the benchmarks: ``make bench-idle``, tiny, end to end. The script runs
+"""A smoke test of a benchmark: ``make bench-idle``, tiny, end to end. The script runs
 its stack, loads review sagas, measures each cache size, resumes sagas to COMPLETED (it exits 1
 otherwise), and writes its result file as every benchmark does (bench/results.py), here to a
 directory of the test's own so that the committed results stay as the last real run left them."""
