@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Header, Path, status
 from api.auth import Caller, CallerDep, Operator
 from api.deps import State
 from api.errors import AUTH_RESPONSES, ERROR_RESPONSES, ApiError, CustomerNotFound, ErrorBody
+from api.headers import idempotency_key
 from api.query_params import AsOfQuery, parse_as_of
 from api.tokens import mint
 from cloudmart.contracts.customers import (
@@ -78,13 +79,10 @@ CONFLICTS: dict[int | str, dict[str, object]] = {
 
 RegistrationKey = Annotated[
     str | None,
-    Header(
-        alias="Idempotency-Key",
+    idempotency_key(
+        "A random value (at least 16 characters): a retry with it and the same e-mail answers "
+        "the same customer, with a fresh token. Keep it as secret as the token.",
         min_length=16,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description="A random value (at least 16 characters): a retry with it and the same "
-        "e-mail answers the same customer, with a fresh token. Keep it as secret as the token.",
     ),
 ]
 IfMatch = Annotated[

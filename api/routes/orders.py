@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import AwareDatetime
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +26,7 @@ from api.errors import (
     Unavailable,
     UnprocessableField,
 )
+from api.headers import idempotency_key
 from api.query_params import AsOfQuery, parse_as_of, utc_query
 from api.sagas import Sagas
 from api.tokens import STATIC_OPERATOR, mint
@@ -60,13 +61,7 @@ router = APIRouter(
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Retrying with the same key returns the same order; never a second saga.",
-    ),
+    idempotency_key("Retrying with the same key returns the same order; never a second saga."),
 ]
 
 MAX_WAIT = 60

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from api.auth import Caller, CallerDep, Operator
 from api.deps import AppState, State
@@ -27,6 +27,7 @@ from api.errors import (
     OrderNotFound,
     UnprocessableField,
 )
+from api.headers import idempotency_key
 from cloudmart.contracts.events import Event, EventType, StoredEvent
 from cloudmart.contracts.returns import (
     CONSUMER_DATABASE,
@@ -79,13 +80,7 @@ class NotParkedHere(ApiError):
 
 ReturnKey = Annotated[
     str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Retrying with the same key answers the same return; never a second one.",
-    ),
+    idempotency_key("Retrying with the same key answers the same return; never a second one."),
 ]
 
 
