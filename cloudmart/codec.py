@@ -46,6 +46,14 @@ KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _AAD_PREFIX = b"cloudmart-payload-v1:"
 
 
+SERVER_PAYLOADS = frozenset({(b"json/plain", b'"ACTIVITY_ID_NOT_STARTED"')})
+"""The payloads Temporal's server writes itself, which no worker could have encrypted: the
+details of an activity cancelled while it waits to retry. Refusing them would fail the workflow
+activation that receives the cancellation, forever, wedging the saga (an operator resolving a
+stuck compensation, or a customer cancelling while a step backs off). They carry nothing a
+client chooses, so they pass through, exactly as they are and nothing else."""
+
+
 class PayloadKeyError(ValueError):
     """The configured keys cannot be used; the message says which entry and why."""
 
@@ -140,6 +148,8 @@ class EncryptionCodec(PayloadCodec):
         return [self._decrypt_or_refuse(payload) for payload in payloads]
 
     def _decrypt_or_refuse(self, payload: Payload) -> Payload:
+        if (payload.metadata.get("encoding"), payload.data) in SERVER_PAYLOADS:
+            return payload
         try:
             return self.decrypt(payload)
         except PayloadDecryptionError as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import timedelta
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -245,6 +246,11 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         tmp_path_factory.mktemp("stack"),
         task_queue_prefix=f"api-{uuid.uuid4().hex[:8]}",
         activity_threads=8,
+        # A refund refused for good (tok_norefund) is stuck after 3 attempts (about 3 s), not
+        # 20, and retried every 2 s, not 5 min, so the console's tests can resolve one in
+        # seconds (a resolution waits for the attempt in flight). tok_flaky's charge fails twice.
+        compensation_stuck_attempts=3,
+        compensation_retry_cap=timedelta(seconds=2),
     )
 
 

@@ -125,6 +125,22 @@ async def test_a_payload_that_is_not_encrypted_is_refused_where_it_is_read() -> 
     assert await converter.decode([sealed]) == [{"token": SECRET}]
 
 
+async def test_the_servers_own_cancellation_details_pass_through_and_nothing_else() -> None:
+    """An activity cancelled while it waits to retry is recorded by the server with details it
+    writes itself, unencrypted; the saga must read them (or its activation fails forever). Only
+    that exact payload passes: the same encoding with any other data is refused."""
+    converter = encrypted_converter(parse_payload_keys(OLD))
+    server = Payload(metadata={"encoding": b"json/plain"}, data=b'"ACTIVITY_ID_NOT_STARTED"')
+    assert await converter.decode([server]) == ["ACTIVITY_ID_NOT_STARTED"]
+    for forged in (
+        Payload(metadata={"encoding": b"json/plain"}, data=b'"ACTIVITY_ID_NOT_STARTED" '),
+        Payload(metadata={"encoding": b"json/plain"}, data=b'{"approved": true}'),
+        Payload(metadata={"encoding": b"binary/plain"}, data=b'"ACTIVITY_ID_NOT_STARTED"'),
+    ):
+        with pytest.raises(PayloadDecryptionError, match="not encrypted"):
+            await converter.decode([forged])
+
+
 async def test_a_refusal_never_encodes_a_value() -> None:
     converter = encrypted_converter(parse_payload_keys(OLD))
     [plain] = converter.payload_converter.to_payloads([{"token": SECRET}])
