@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
