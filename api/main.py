@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Scope
 
-from api import activity_tracking
+from api import activity_tracking, console
 from api.audit_trail import AuditTrail
 from api.auth import check_auth_settings, document_optional_auth
 from api.deps import AppState
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.audit = AuditLog(create_db_engine(settings.db_url("audit"), pool_size=4))
         await _prepare_audit_log(app.state.audit)
         yield
+        await app.state.console.feed.close()
         for engine in databases.values():
             engine.dispose()
         app.state.audit.engine.dispose()
@@ -114,12 +115,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     app.include_router(audit.router)  # operator only: never an optional token
+    console.install(app, settings)
     if not settings.require_auth:
         document_optional_auth(app, routers)
     return app
 
 
 def _audit_log(scope: Scope) -> AuditLog | None:
+    if console.unaudited(scope["path"]):
+        return None
     return getattr(scope["app"].state, "audit", None)
 
 

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     ClaimMapper and Authorizer, or a Temporal Cloud API key. Needs TLS (never sent in clear)."""
     temporal_ui_port: int = 8233
     """The dev server's Web UI (``make up``); 0 runs the dev server headless."""
+    temporal_ui_url: str = ""
+    """Where the console links each order's execution in Temporal's Web UI; empty means the
+    dev server's UI (``http://localhost:<temporal_ui_port>``, none when that is 0)."""
     task_queue_prefix: str = Field(default="cloudmart", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
     """Task queues are ``<prefix>-orders``, ``<prefix>-inventory``, ... (one per service)."""
 
@@ -364,6 +367,13 @@ class Settings(BaseSettings):
             return ()
         port = self.temporal_ui_port
         return (f"http://localhost:{port}", f"http://127.0.0.1:{port}")
+
+    @property
+    def web_ui_url(self) -> str | None:
+        """Temporal's Web UI, as the console links it; None when there is none."""
+        if self.temporal_ui_url:
+            return self.temporal_ui_url.rstrip("/")
+        return f"http://localhost:{self.temporal_ui_port}" if self.temporal_ui_port else None
 
     @property
     def task_queues(self) -> TaskQueues:

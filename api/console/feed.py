@@ -1,0 +1,112 @@
+"""Live order pages without a query per viewer.
+
+Every open page of an order follows one watch of that order in this process: the watch asks
+the saga for its state (a Temporal query) and the event store for the order's events once per
+``interval``, whatever the number of viewers, and pushes a snapshot to each viewer only when
+something changed. Once the order has ended it is asked nothing more: its last snapshot is the
+final one. So fifty pages open on one order cost the saga what one page costs, and fifty pages
+on fifty ended orders cost it nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("cloudmart.console")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    order: dict[str, Any]
+    """The order's state (``OrderView`` as JSON)."""
+    events: list[dict[str, Any]]
+    """Its stored events, oldest first."""
+
+    @property
+    def ended(self) -> bool:
+        return self.order.get("status") in {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+Fetch = Callable[[str], Awaitable[Snapshot]]
+
+
+@dataclass
+class _Watch:
+    viewers: set[asyncio.Queue[Snapshot]] = field(default_factory=set)
+    last: Snapshot | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class OrderFeed:
+    def __init__(self, fetch: Fetch, interval: float = 0.5) -> None:
+        self._fetch = fetch
+        self.interval = interval
+        self._watches: dict[str, _Watch] = {}
+        self.fetches = 0
+        """How many times an order was asked for (what the load of open pages costs)."""
+
+    @property
+    def watched(self) -> int:
+        return len(self._watches)
+
+    async def follow(self, order_id: str) -> AsyncIterator[Snapshot]:
+        """The order's snapshots as they change, starting with its current one; ends after the
+        snapshot in which the order has ended."""
+        watch = self._watches.setdefault(order_id, _Watch())
+        queue: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=1)
+        watch.viewers.add(queue)
+        if watch.last is not None:
+            queue.put_nowait(watch.last)
+        if watch.task is None:
+            watch.task = asyncio.create_task(self._run(order_id, watch))
+        try:
+            while True:
+                snapshot = await queue.get()
+                yield snapshot
+                if snapshot.ended:
+                    return
+        finally:
+            watch.viewers.discard(queue)
+            if not watch.viewers:
+                self._stop(order_id, watch)
+
+    def _stop(self, order_id: str, watch: _Watch) -> None:
+        if self._watches.get(order_id) is watch:
+            del self._watches[order_id]
+        if watch.task is not None:
+            watch.task.cancel()
+
+    async def _run(self, order_id: str, watch: _Watch) -> None:
+        while watch.viewers:
+            try:
+                self.fetches += 1
+                snapshot = await self._fetch(order_id)
+            except Exception as err:  # a viewer keeps the last snapshot; the next round retries
+                log.info("order %s: live update failed: %s", order_id, err)
+            else:
+                if snapshot != watch.last:
+                    watch.last = snapshot
+                    for queue in watch.viewers:
+                        _replace(queue, snapshot)
+                if snapshot.ended:
+                    return  # asked nothing more; the watch ends with its last viewer
+            await asyncio.sleep(self.interval)
+
+    async def close(self) -> None:
+        for order_id, watch in list(self._watches.items()):
+            self._stop(order_id, watch)
+            if watch.task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch.task
+
+
+def _replace(queue: asyncio.Queue[Snapshot], snapshot: Snapshot) -> None:
+    """A slow viewer gets the newest snapshot, never a backlog of old ones."""
+    with contextlib.suppress(asyncio.QueueEmpty):
+        queue.get_nowait()
+    queue.put_nowait(snapshot)

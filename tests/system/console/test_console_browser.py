@@ -1,0 +1,134 @@
+"""Every path of the saga, one click away in the console, watched in a real browser: an order that
+completes, a declined payment unwinding in reverse, an operator approving a held payment while the
+customer's page follows it live, a cancel (and its refusal once too late), and an operator
+resolving a stuck compensation."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+
+SKU = "CABLE-USBC-2M"  # plenty in stock, whatever else the shared stack's tests order
+
+
+def checkout(page: Page, token: str, country: str = "DE", shopper: str = "c-42") -> str:
+    """Shop as ``shopper``, put one ``SKU`` in the cart, place the order; its id."""
+    page.goto("/console")
+    page.select_option("#shopper", shopper)
+    page.click("button:has-text('Switch')")
+    page.click(f"[data-testid=add-{SKU}]")
+    page.wait_for_url("**/console/cart")
+    page.check(f"input[value={token}]")
+    page.select_option("#country", country)
+    page.click("button:has-text('Place order')")
+    page.wait_for_url(re.compile(r".*/console/orders/[0-9a-f-]{36}$"))
+    return page.url.rsplit("/", 1)[1]
+
+
+def status(page: Page, expected: str) -> None:
+    expect(page.get_by_test_id("status")).to_have_text(expected, timeout=20_000)
+
+
+def items(page: Page, test_id: str, word: int = 0) -> list[str]:
+    """The ``<li>`` texts of a list, each reduced to one word (a step's name, an event's type)."""
+    texts = page.get_by_test_id(test_id).locator("li").all_inner_texts()
+    return [text.split()[word] for text in texts]
+
+
+def test_an_order_placed_in_the_shop_completes(page: Page) -> None:
+    order_id = checkout(page, "tok_ok")
+    status(page, "COMPLETED")
+    assert items(page, "steps") == [
+        "customers.ensure",
+        "inventory.reserve",
+        "payment.check_fraud",
+        "payment.charge",
+        "shipping.create",
+        "inventory.commit",
+    ]
+    expect(page.get_by_test_id("events").locator("li").last).to_contain_text("OrderCompleted")
+    page.goto("/console/account")
+    expect(page.get_by_test_id("orders")).to_contain_text(order_id[:8], timeout=10_000)
+
+
+def test_a_declined_payment_shows_its_compensations_in_reverse(page: Page) -> None:
+    checkout(page, "tok_decline")
+    status(page, "FAILED")
+    expect(page.get_by_test_id("failure")).to_contain_text("PaymentDeclined")
+    # Done: the reservation, then the charge's attempt; undone: the charge's, then the reservation.
+    assert items(page, "compensations") == ["payment.refund", "inventory.release"]
+    events = items(page, "events", word=1)
+    assert events[events.index("PaymentDeclined") :] == [
+        "PaymentDeclined",
+        "CompensationStarted",
+        "PaymentRefunded",
+        "InventoryReleased",
+        "OrderFailed",
+    ]
+
+
+def test_an_operator_approves_a_held_payment_and_the_order_page_follows(
+    page: Page, operator_page: Page
+) -> None:
+    order_id = checkout(page, "tok_review")
+    status(page, "AWAITING_PAYMENT_REVIEW")
+    # A mark in the page's own memory: if the page reloaded, it would be gone.
+    page.evaluate("window.notReloaded = true")
+
+    operator_page.goto("/console/operator")
+    operator_page.get_by_test_id(f"approve-{order_id}").click()
+    operator_page.wait_for_url("**/console/operator")
+
+    status(page, "COMPLETED")
+    assert page.evaluate("window.notReloaded") is True
+    expect(page.locator("#live")).to_have_attribute("data-ended", "true")
+    expect(page.get_by_test_id("cancel")).to_have_count(0)
+
+
+def test_a_customer_cancels_a_held_order(page: Page) -> None:
+    checkout(page, "tok_review")
+    status(page, "AWAITING_PAYMENT_REVIEW")
+    page.get_by_test_id("cancel").click()
+    status(page, "CANCELLED")
+    assert items(page, "compensations") == ["payment.refund", "inventory.release"]
+
+
+def test_a_cancel_too_late_shows_the_sagas_refusal(page: Page, operator_page: Page) -> None:
+    # Without scripts, the page is not updated live: it still offers Cancel after the approval.
+    order_id = checkout(page, "tok_review")
+    status(page, "AWAITING_PAYMENT_REVIEW")
+    still = page.context.browser.new_context(  # type: ignore[union-attr]
+        base_url=page.url.split("/console")[0], java_script_enabled=False
+    )
+    still.add_cookies(page.context.cookies())
+    stale = still.new_page()
+    stale.goto(f"/console/orders/{order_id}")
+    operator_page.goto("/console/operator")
+    operator_page.get_by_test_id(f"approve-{order_id}").click()
+    status(page, "COMPLETED")
+
+    stale.get_by_test_id("cancel").click()
+    expect(stale.get_by_test_id("error")).to_contain_text("already COMPLETED")
+    still.close()
+
+
+def test_an_operator_resolves_a_stuck_compensation(page: Page, operator_page: Page) -> None:
+    # A refund the provider refuses for good, needed because Japan is not delivered to.
+    order_id = checkout(page, "tok_norefund", country="JP")
+    status(page, "COMPENSATION_STUCK")
+    expect(page.get_by_test_id("stuck")).to_contain_text("payment.refund")
+
+    operator_page.goto("/console/operator")
+    operator_page.fill(f"#note-{order_id}", "refunded from the provider's dashboard")
+    operator_page.get_by_test_id(f"resolve-{order_id}").click()
+    operator_page.wait_for_url("**/console/operator")
+
+    status(page, "FAILED")
+    compensations = page.get_by_test_id("compensations").locator("li").all_inner_texts()
+    assert [text.split()[0] for text in compensations] == [
+        "shipping.cancel",
+        "payment.refund",
+        "inventory.release",
+    ]
+    assert "RESOLVED" in compensations[1]
