@@ -31,5 +31,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.console = Console(Sealer(settings), ConsoleBackend(app), feed)
     for module in (shop, orders, signin, operator):
         # Pages, not API: out of the OpenAPI schema (and so out of its fuzzing).
-        app.include_router(module.router, prefix=PATH, include_in_schema=False)
+        app.include_router(module.router, include_in_schema=False)
     app.mount(f"{PATH}/static", StaticFiles(directory=HERE / "static"), name="console-static")

@@ -15,9 +15,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.console.backend import ApiAnswer
 from api.console.common import Console, ConsoleDep, FormSession, SessionDep, go, page, refused
-from api.console.session import Session
+from api.console.session import PATH, Session
 
-router = APIRouter(prefix="/operator")
+router = APIRouter(prefix=f"{PATH}/operator")
 
 HERE = "/console/operator"
 AUDIT_WINDOW = timedelta(minutes=30)

@@ -24,11 +24,11 @@ from api.console.common import (
     templates,
 )
 from api.console.feed import Snapshot
-from api.console.session import Session
+from api.console.session import PATH, Session
 from api.deps import AppState
 from services.event_store.aggregate import replay
 
-router = APIRouter()
+router = APIRouter(prefix=PATH)
 
 CANCELLABLE = {"PENDING", "RESERVING_INVENTORY", "CHARGING_PAYMENT", "AWAITING_PAYMENT_REVIEW"}
 """Where the page offers Cancel; the saga decides (a refusal is shown as it says it)."""

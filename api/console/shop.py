@@ -20,8 +20,9 @@ from api.console.common import (
     page,
     refused,
 )
+from api.console.session import PATH
 
-router = APIRouter()
+router = APIRouter(prefix=PATH)
 
 SORTS = {"name": "name", "price": "price, lowest first", "rating": "rating, highest first"}
 

@@ -12,9 +12,10 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from api.auth import Caller, get_caller, require_operator
 from api.console.common import ConsoleDep, FormSession, SessionDep, app_state, go, page
+from api.console.session import PATH
 from api.errors import ApiError
 
-router = APIRouter()
+router = APIRouter(prefix=PATH)
 
 MAX_TOKEN = 4096
 
