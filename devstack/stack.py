@@ -432,6 +432,7 @@ def banner(stack: DevStack) -> str:
         customers = "off (anyone may call them; CLOUDMART_REQUIRE_AUTH=true requires tokens)"
     return (
         "\n"
+        f"  Console         {stack.api_url}/console  (shop, live orders, operator)\n"
         f"  API + docs      {stack.api_url}/docs\n"
         f"  Temporal UI     {stack.ui_url}\n"
         f"  Temporal gRPC   {settings.temporal_address}\n"
@@ -442,6 +443,7 @@ def banner(stack: DevStack) -> str:
         "    operator actions send it as a bearer token, e.g.\n"
         f"    curl -X POST {stack.api_url}/projections/rebuild \\\n"
         f'         -H "Authorization: Bearer {sent}"\n'
+        f"  The console's operator page: sign in with it at {stack.api_url}/console/signin\n"
         f"  Decrypted payloads in the Web UI: sign in with it at {stack.codec_url}/session\n"
         "    (then the UI's Codec Server settings, as docs/security.md says)\n"
         f"  Customer tokens {customers}\n"

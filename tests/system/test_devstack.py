@@ -135,6 +135,8 @@ def test_the_banner_says_where_the_operator_token_is_and_how_to_use_it_never_wha
     assert f"curl -X POST {stack.api_url}/projections/rebuild" in text
     assert f'-H "Authorization: Bearer $(cat {stored})"' in text
     assert f"sign in with it at {stack.codec_url}/session" in text
+    assert f"  Console         {stack.api_url}/console " in text
+    assert f"sign in with it at {stack.api_url}/console/signin" in text
     assert "Customer tokens off" in text
     required = banner(DevStack(settings.model_copy(update={"require_auth": True}), {}))
     assert "make token CUSTOMER=<customer id>" in required
