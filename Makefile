@@ -8,6 +8,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 # The venv's bin first, so `temporal` and `temporal-test-server` are the pinned ones.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
+.PHONY: screenshots
 .PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-activity bench-read bench-customers bench-history bench-idle bench-styles chaos load rebuild-projections token audit-verify clean install
 
 up: $(INSTALLED)
@@ -27,6 +28,10 @@ rebuild-projections: $(INSTALLED)
 token: $(INSTALLED)
 	@test -n "$(CUSTOMER)$(OPERATOR)" || { echo "usage: make token CUSTOMER=<customer id> | OPERATOR=<name>" >&2; exit 2; }
 	@$(BIN)/python -m api.tokens $(if $(CUSTOMER),'$(CUSTOMER)') $(if $(OPERATOR),--operator '$(OPERATOR)')
+
+# The README's pictures of the console (docs/images/), taken from a stack of its own in Chromium.
+screenshots: $(INSTALLED)
+	$(BIN)/python -m devstack.screenshots
 
 # Walk the audit log's hash chain: exit 0 with the count, 1 naming the first broken entry.
 audit-verify: $(INSTALLED)
