@@ -52,6 +52,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.customers import CustomersActivities
@@ -59,6 +60,7 @@ from activities.event_store import EventStoreActivities
 from activities.inventory import InventoryActivities
 from activities.payment import PaymentActivities
 from activities.shipping import ShippingActivities
+from cloudmart import metrics
 from cloudmart.contracts.routing import TaskQueues
 from cloudmart.process import exit_now
 from cloudmart.settings import SERVICES, Settings, get_settings
@@ -69,7 +71,10 @@ from cloudmart.temporal import (
     is_unreachable,
     unreachable_hint,
 )
+from services import lag_metrics
 from services.factory import Services, open_services, prepare
+from services.lag_metrics import LagGauges
+from services.readmodel.queries import ReadModel
 from workflows.order_saga import OrderSaga
 
 SUBSCRIBERS = (
@@ -190,7 +195,9 @@ CATALOG_SYNC = 10.0
 
 
 @asynccontextmanager
-async def running_subscribers(services: Services, stop: asyncio.Event) -> AsyncIterator[None]:
+async def running_subscribers(
+    services: Services, stop: asyncio.Event, meter: MetricMeter | None = None
+) -> AsyncIterator[None]:
     """Follow the event store: the projector, loyalty, shipping's address eraser and/or the
     return saga's consumers, each in its own loop."""
     loops: list[tuple[str, Callable[[], int], float]] = []
@@ -210,6 +217,12 @@ async def running_subscribers(services: Services, stop: asyncio.Event) -> AsyncI
         loops.append(("shipping eraser", eraser, IDLE))
     for consumer in services.consumers:  # the return saga's (docs/returns.md)
         loops.append((consumer.name, functools.partial(consumer.run_once, BATCH), IDLE))
+    if loops and meter is not None:
+        followers = {"projector": services.projector, "loyalty": services.loyalty}
+        followers |= {consumer.name: consumer for consumer in services.consumers}
+        read = ReadModel(services.projector.engine) if services.projector is not None else None
+        hosted = {name: f for name, f in followers.items() if f is not None}
+        loops.append(("metrics", LagGauges(meter, hosted, read).measure, lag_metrics.EVERY))
     tasks = [asyncio.create_task(_follow(*loop, stop)) for loop in loops]
     try:
         yield
@@ -262,7 +275,7 @@ async def serve(
                 max_cached_workflows=settings.max_cached_workflows,
                 sandboxed=settings.workflow_sandbox,
             ) as workers,
-            running_subscribers(services, stop),
+            running_subscribers(services, stop, metrics.meter(settings)),
         ):
             queues = ", ".join(w.task_queue for w in workers) or "no task queue"
             said = _saga_worker(workers)

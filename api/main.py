@@ -17,6 +17,7 @@ from api.auth import check_auth_settings, document_optional_auth
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit, LastResort
+from api.request_metrics import RequestMetrics
 from api.routes import (
     audit,
     codec,
@@ -29,6 +30,7 @@ from api.routes import (
     returns,
 )
 from api.sagas import Sagas
+from cloudmart import metrics
 from cloudmart.settings import SERVICES, Settings, get_settings
 from cloudmart.temporal import connect
 from services.audit.log import AuditLog
@@ -97,8 +99,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(LastResort)
     # Outside LastResort: even an unexpected error's 500 is recorded, with whoever caused it.
     app.add_middleware(AuditTrail, audit=_audit_log)
-    # Outermost: even an error answer to the Web UI carries the CORS headers it needs to read it.
+    # Outermost but for the metrics: even an error answer to the Web UI carries the CORS headers
+    # it needs to read it.
     app.add_middleware(codec.CodecCORS, origins=settings.codec_origins)
+    app.add_middleware(RequestMetrics, meter=metrics.meter(settings))  # every answer, counted
     routers = [
         module.router
         for module in (

@@ -179,6 +179,13 @@ class Settings(BaseSettings):
     """Web UI origins allowed to call the API's codec server (comma-separated); empty means the
     dev server's UI, ``http://localhost:<temporal_ui_port>`` and ``http://127.0.0.1:<port>``."""
 
+    metrics_address: str = Field(default="", pattern=r"^$|^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$")
+    """Where this process serves Prometheus metrics, ``host:port`` (the SDK's and ours:
+    cloudmart/metrics.py); empty: none. ``make up`` gives each process its own."""
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """``make up``'s first metrics port: the API serves at it, each worker process at the next
+    ones, the dev server after them; 0: no metrics."""
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_max_body_bytes: int = 64 * 1024

@@ -19,6 +19,7 @@ from temporalio.converter import (
 )
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
+from cloudmart import metrics
 from cloudmart.codec import (
     EncryptionCodec,
     PayloadDecryptionError,
@@ -122,6 +123,7 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
         tls=tls_config(settings),
         api_key=None if api_key is None else api_key.get_secret_value(),
         lazy=lazy,
+        runtime=metrics.runtime(settings),  # serves this process's metrics, where configured
     )
 
 

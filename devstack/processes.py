@@ -129,6 +129,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_range(count: int) -> int:
+    """The first of ``count`` consecutive ports free now (for a stack's metrics ports)."""
+    while True:
+        first = free_port()
+        if first + count <= 65535 and all(port_is_free(first + i) for i in range(count)):
+            return first
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

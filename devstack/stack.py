@@ -83,6 +83,7 @@ def temporal_server_command(
     db_file: Path | None,
     log_level: str = "warn",
     codec_endpoint: str | None = None,
+    metrics_port: int | None = None,
 ) -> list[str]:
     """The dev server's command line: the same flags for `make up`, tests and benchmarks."""
     command = [
@@ -105,6 +106,8 @@ def temporal_server_command(
         command += ["--ui-codec-endpoint", codec_endpoint]
     if db_file is not None:
         command += ["--db-filename", str(db_file)]
+    if metrics_port:
+        command += ["--metrics-port", str(metrics_port)]  # the server's own, for Prometheus
     return command
 
 
@@ -167,6 +170,7 @@ def throwaway_settings(data_dir: Path, **overrides: object) -> Settings:
         "temporal_address": f"127.0.0.1:{free_port()}",
         "temporal_ui_port": 0,
         "api_port": free_port(),
+        "metrics_port": 0,  # stacks side by side would want the same ports; tests choose theirs
         **{f"{database}_db_url": "" for database in DATABASES},
     }
     return with_dev_payload_keys(Settings(**{**defaults, **overrides}))  # type: ignore[arg-type]
@@ -305,6 +309,7 @@ class DevStack:
                     ui_port=self.settings.temporal_ui_port or None,
                     db_file=data_dir / "temporal.db" if self.persist else None,
                     codec_endpoint=self.codec_url,
+                    metrics_port=self.metrics_ports.get("temporal"),
                 ),
                 env=self.env,
                 output=self._temporal_log,
@@ -317,9 +322,23 @@ class DevStack:
                 if attempt == TEMPORAL_START_ATTEMPTS or not _lost_a_port_race(temporal, port):
                     raise
 
+    @property
+    def metrics_ports(self) -> dict[str, int]:
+        """Where each process serves its metrics: from CLOUDMART_METRICS_PORT on, the API, each
+        worker process, then the dev server (none when that setting is 0)."""
+        base = self.settings.metrics_port
+        if not base:
+            return {}
+        names = ("api", *self.worker_names, "temporal")
+        return {name: base + offset for offset, name in enumerate(names)}
+
     def _python(self, name: str, args: list[str], ready: str) -> ManagedProcess:
+        env = dict(self.env)
+        env.pop("CLOUDMART_METRICS_ADDRESS", None)  # each process its own, or none
+        if name in self.metrics_ports:
+            env["CLOUDMART_METRICS_ADDRESS"] = f"127.0.0.1:{self.metrics_ports[name]}"
         process = ManagedProcess.start(
-            name, [sys.executable, *args], env=self.env, output=self.output, ready_marker=ready
+            name, [sys.executable, *args], env=env, output=self.output, ready_marker=ready
         )
         self.processes[name] = process
         return process
@@ -331,6 +350,8 @@ class DevStack:
         }
         if self.settings.temporal_ui_port:
             wanted["the Web UI (CLOUDMART_TEMPORAL_UI_PORT)"] = self.settings.temporal_ui_port
+        for name, port in self.metrics_ports.items():
+            wanted[f"{name}'s metrics (CLOUDMART_METRICS_PORT)"] = port
         for what, port in wanted.items():
             if not port_is_free(port):
                 raise StackError(
@@ -410,6 +431,13 @@ class DevStack:
             print(f"[supervisor] {message}", file=self.output, flush=True)
 
 
+def _metrics_line(stack: DevStack) -> str:
+    ports = stack.metrics_ports
+    if not ports:
+        return "off (CLOUDMART_METRICS_PORT=0)"
+    return ", ".join(f"{name} :{port}" for name, port in ports.items()) + " (/metrics)"
+
+
 def banner(stack: DevStack) -> str:
     """What `make up` prints once everything runs: where things are, and how to authenticate.
     Never a secret itself: the output ends up in terminals' scrollback and in logs, so it says
@@ -436,6 +464,7 @@ def banner(stack: DevStack) -> str:
         f"  API + docs      {stack.api_url}/docs\n"
         f"  Temporal UI     {stack.ui_url}\n"
         f"  Temporal gRPC   {settings.temporal_address}\n"
+        f"  Metrics         {_metrics_line(stack)}\n"
         f"  State           {data_dir} (logs in logs/)\n"
         f"  Payload keys    {keys_from}\n"
         "\n"

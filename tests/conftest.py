@@ -20,6 +20,7 @@ from cloudmart.process import exit_now
 from cloudmart.settings import DATABASES, SERVICES, Settings
 from cloudmart.temporal import register_search_attributes
 from devstack.binaries import find_binary
+from devstack.processes import free_port_range
 from devstack.stack import DevStack, settings_env, throwaway_settings
 from services.factory import Services, open_services, prepare
 from tests.support import CATALOG, TEST_CONVERTER, TEST_PAYLOAD_KEYS, operator_headers
@@ -251,6 +252,8 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         # seconds (a resolution waits for the attempt in flight). tok_flaky's charge fails twice.
         compensation_stuck_attempts=3,
         compensation_retry_cap=timedelta(seconds=2),
+        # Each process serves its metrics, as under make up (tests/system/test_metrics.py).
+        metrics_port=free_port_range(4),
     )
 
 

@@ -18,6 +18,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from cloudmart.contracts.saga import CUSTOMER_ID, ORDER_STATUS
 
+from workflows.saga_metrics import SagaMetrics
+
 SYSTEM, OPERATOR = "system", "operator"
 """Who caused an event, besides the customer: the saga itself, or an operator."""
 LASTING = frozenset(
@@ -40,6 +42,8 @@ class OrderProgress:
     def __init__(self, order: OrderSagaInput) -> None:
         now = workflow.now()
         self._customer_id = order.customer_id
+        self._metrics = SagaMetrics()
+        self._started = False
         self.state = OrderState(
             order_id=order.order_id,
             customer_id=order.customer_id,
@@ -51,6 +55,8 @@ class OrderProgress:
 
     def set_status(self, status: OrderStatus) -> None:
         unstuck = self.state.status is OrderStatus.STEP_STUCK  # listed as stuck no longer
+        self._metrics.status(self.state.status if self._started else None, status)
+        self._started = True
         self.state.status = status
         self.state.updated_at = workflow.now()
         if status not in LASTING and not unstuck and not _search_attributes_missing():
@@ -68,7 +74,12 @@ class OrderProgress:
         return record
 
     def end(self, record: StepRecord, status: StepStatus, detail: str | None = None) -> None:
+        began = record.at
         record.status = status
+        if any(undo is record for undo in self.state.compensations):
+            self._metrics.compensation(record)
+        else:
+            self._metrics.step(record, began)
         record.at = workflow.now()
         record.detail = detail
         self.state.updated_at = record.at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
@@ -217,6 +218,18 @@ class ReadModel:
         rows = rows[:limit]
         next_cursor = _encode(rows[-1].created_at, rows[-1].order_id) if more else None
         return OrderListing(items=rows, next_cursor=next_cursor)
+
+    def count_by_status(self, statuses: Iterable[OrderStatus]) -> dict[OrderStatus, int]:
+        """How many orders are in each of ``statuses`` now (0 for none)."""
+        wanted = list(statuses)
+        statement = (
+            select(OrderSummary.status, func.count())
+            .where(col(OrderSummary.status).in_(wanted))
+            .group_by(OrderSummary.status)
+        )
+        with Session(self.engine) as session:
+            found = {OrderStatus(status): count for status, count in session.execute(statement)}
+        return {status: found.get(status, 0) for status in wanted}
 
     def stats(self) -> SalesStats:
         with Session(self.engine) as session:

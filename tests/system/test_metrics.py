@@ -1,0 +1,93 @@
+"""Every process of the stack serves Prometheus metrics, and ours count what happened: a few
+orders placed over HTTP, then each process's ``/metrics`` read before and after."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from devstack.stack import DevStack
+from tests.system.api.test_api import order_body
+
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([0-9.eE+-]+|NaN|[+-]Inf)$")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(port: int) -> Samples:
+    answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert answer.status_code == 200, answer.text
+    samples: Samples = {}
+    for line in answer.text.splitlines():
+        if found := SAMPLE.match(line):
+            name, labels, value = found.groups()
+            samples[(name, frozenset(LABEL.findall(labels or "")))] = float(value)
+    return samples
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, have), v in samples.items() if n == name and wanted <= have)
+
+
+def names(samples: Samples) -> set[str]:
+    return {name for name, _ in samples}
+
+
+@pytest.fixture(scope="module")
+def api(dev_stack: DevStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=dev_stack.api_url, timeout=40) as client:
+        yield client
+
+
+def test_each_process_serves_the_sdks_metrics_and_ours_counts_the_orders(
+    api: httpx.Client, dev_stack: DevStack
+) -> None:
+    ports = dev_stack.metrics_ports
+    assert set(ports) == {"api", "worker", "worker-subscribers", "temporal"}
+    before = {name: scrape(port) for name, port in ports.items() if name != "temporal"}
+
+    outcomes = []
+    for token, country in (("tok_ok", "DE"), ("tok_ok", "DE"), ("tok_ok", "JP")):
+        body = order_body(items=[("CABLE-USBC-2M", 1)], token=token, country=country)
+        placed = api.post("/orders", json=body, params={"wait": 20})
+        assert placed.status_code == 202, placed.text
+        outcomes.append(placed.json()["state"]["status"])
+    assert outcomes == ["COMPLETED", "COMPLETED", "FAILED"]
+    time.sleep(6)  # the subscribers measure their lag every 5 s (services/lag_metrics.py)
+
+    after = {name: scrape(port) for name, port in ports.items()}
+
+    api_now, api_then = after["api"], before["api"]
+    posted = total(api_now, "cloudmart_api_requests", route="/orders", method="POST", status="202")
+    assert posted - total(api_then, "cloudmart_api_requests", route="/orders", status="202") >= 3
+    assert total(api_now, "cloudmart_api_request_latency_count", route="/orders") >= 3
+    assert "temporal_request" in names(api_now)  # the SDK's client metrics, same endpoint
+
+    worker, then = after["worker"], before["worker"]
+
+    def grew(name: str, **labels: str) -> float:
+        return total(worker, name, **labels) - total(then, name, **labels)
+
+    assert grew("cloudmart_orders_started") >= 3
+    assert grew("cloudmart_orders_ended", outcome="COMPLETED") >= 2
+    assert grew("cloudmart_orders_ended", outcome="FAILED") >= 1
+    assert grew("cloudmart_step_latency_count", step="payment.charge", outcome="COMPLETED") >= 3
+    assert grew("cloudmart_step_latency_count", step="shipping.create", outcome="FAILED") >= 1
+    assert grew("cloudmart_compensations", step="payment.refund", outcome="COMPLETED") >= 1
+    assert grew("cloudmart_compensations", step="inventory.release", outcome="COMPLETED") >= 1
+    sdk = names(worker)
+    assert {"temporal_workflow_task_execution_latency_bucket", "temporal_sticky_cache_size"} <= sdk
+
+    subscribers = after["worker-subscribers"]
+    assert ("cloudmart_subscriber_lag", frozenset({("subscriber", "projector")})) in subscribers
+    stuck_now = {dict(labels)["status"] for name, labels in subscribers if "stuck_now" in name}
+    assert stuck_now == {"COMPENSATION_STUCK", "STEP_STUCK"}
+
+    assert len(after["temporal"]) > 0  # the dev server's own metrics
