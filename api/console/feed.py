@@ -35,9 +35,13 @@ class Snapshot:
 Fetch = Callable[[str], Awaitable[Snapshot]]
 
 
+CLOSED = None
+"""What a viewer's queue receives when the feed closes: its stream ends."""
+
+
 @dataclass
 class _Watch:
-    viewers: set[asyncio.Queue[Snapshot]] = field(default_factory=set)
+    viewers: set[asyncio.Queue[Snapshot | None]] = field(default_factory=set)
     last: Snapshot | None = None
     task: asyncio.Task[None] | None = None
 
@@ -58,7 +62,7 @@ class OrderFeed:
         """The order's snapshots as they change, starting with its current one; ends after the
         snapshot in which the order has ended."""
         watch = self._watches.setdefault(order_id, _Watch())
-        queue: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=1)
+        queue: asyncio.Queue[Snapshot | None] = asyncio.Queue(maxsize=1)
         watch.viewers.add(queue)
         if watch.last is not None:
             queue.put_nowait(watch.last)
@@ -67,6 +71,8 @@ class OrderFeed:
         try:
             while True:
                 snapshot = await queue.get()
+                if snapshot is CLOSED:
+                    return
                 yield snapshot
                 if snapshot.ended:
                     return
@@ -98,14 +104,20 @@ class OrderFeed:
             await asyncio.sleep(self.interval)
 
     async def close(self) -> None:
+        """Stop every watch and end every viewer's stream (the API is shutting down)."""
+        tasks = []
         for order_id, watch in list(self._watches.items()):
+            for queue in watch.viewers:
+                _replace(queue, CLOSED)
             self._stop(order_id, watch)
             if watch.task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watch.task
+                tasks.append(watch.task)
+        # Cancelled tasks end with CancelledError, which gather returns; a cancel of close()
+        # itself still reaches its caller.
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _replace(queue: asyncio.Queue[Snapshot], snapshot: Snapshot) -> None:
+def _replace(queue: asyncio.Queue[Snapshot | None], snapshot: Snapshot | None) -> None:
     """A slow viewer gets the newest snapshot, never a backlog of old ones."""
     with contextlib.suppress(asyncio.QueueEmpty):
         queue.get_nowait()

@@ -73,7 +73,14 @@ class Session:
     def signed_in(self, *, bearer: str, role: str, who: str) -> Session:
         # A new CSRF token with every change of identity: a token seen before signing in
         # (in a page's source, say) is worth nothing after.
-        return replace(self, bearer=bearer, role=role, who=who, csrf=secrets.token_urlsafe(24))
+        return replace(
+            self,
+            bearer=bearer,
+            role=role,
+            who=who,
+            csrf=secrets.token_urlsafe(24),
+            expires=int(time.time()) + SESSION_SECONDS,  # a sign-in's own working day
+        )
 
     def signed_out(self) -> Session:
         return Session(shopper=self.shopper, cart=self.cart)
