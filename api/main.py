@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await _prepare_audit_log(app.state.audit)
         yield
         await app.state.console.feed.close()
+        await app.state.console.load.close()
         for engine in databases.values():
             engine.dispose()
         app.state.audit.engine.dispose()

@@ -18,12 +18,15 @@ from api.console.feed import OrderFeed
 from api.console.session import PATH, Sealer
 from cloudmart.settings import Settings
 
+AUDITED = frozenset({f"{PATH}/signin", f"{PATH}/operator/load"})
+"""The console's own actions: signing in (who tried, and the outcome), and starting a load run
+(its orders are recorded as their own requests, not who started them)."""
+
 
 def unaudited(path: str) -> bool:
     """Console forms the audit trail leaves out: each action they take reaches the API as a
-    request of its own, which is recorded with the visitor as its caller. Signing in is
-    recorded (who tried which kind of token, and the outcome)."""
-    return path.startswith(f"{PATH}/") and path != f"{PATH}/signin"
+    request of its own, which is recorded with the visitor as its caller."""
+    return path.startswith(f"{PATH}/") and path not in AUDITED
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -67,14 +67,32 @@ class ConsoleBackend:
         """``method path`` on the API as the session's visitor, from the visitor's address (so
         the audit log records where the action came from)."""
         sent = dict(headers or {})
-        if session.bearer is not None:
-            sent["Authorization"] = f"Bearer {session.bearer}"
         for forwarded in ("user-agent", "x-request-id"):
             if forwarded in request.headers:
                 sent.setdefault(forwarded, request.headers[forwarded])
         client = (request.client.host, request.client.port) if request.client else ("", 0)
+        return await self.call_as(
+            session.bearer, method, path, json=json, params=params, headers=sent, client=client
+        )
+
+    async def call_as(
+        self,
+        bearer: str | None,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        client: tuple[str, int] = ("127.0.0.1", 0),
+    ) -> ApiAnswer:
+        """``method path`` with ``bearer`` (None: no token), from ``client``."""
+        sent = dict(headers or {})
+        if bearer is not None:
+            sent["Authorization"] = f"Bearer {bearer}"
         transport = httpx.ASGITransport(app=self._app, client=client)
-        async with httpx.AsyncClient(transport=transport, base_url=INTERNAL) as http:
+        # No client timeout: a long poll (?wait=) ends on the API's own bound.
+        async with httpx.AsyncClient(transport=transport, base_url=INTERNAL, timeout=None) as http:
             answer = await http.request(method, path, json=json, params=params, headers=sent)
         try:
             body = answer.json()

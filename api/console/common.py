@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.console.backend import ApiAnswer, ConsoleBackend
 from api.console.feed import OrderFeed
+from api.console.load import LoadGenerator
 from api.console.session import Sealer, Session
 from api.deps import AppState
 from api.errors import Forbidden
@@ -45,6 +46,7 @@ class Console:
         self.sealer = sealer
         self.backend = backend
         self.feed = feed
+        self.load = LoadGenerator(backend)
 
 
 async def get_console(request: Request) -> Console:

@@ -6,16 +6,31 @@ log and the order's events name that operator)."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
 
+from api.auth import require_operator
 from api.console.backend import ApiAnswer
-from api.console.common import Console, ConsoleDep, FormSession, SessionDep, go, page, refused
+from api.console.common import (
+    Console,
+    ConsoleDep,
+    FormSession,
+    SessionDep,
+    app_state,
+    go,
+    page,
+    refused,
+)
+from api.console.load import MAX_RATE, MAX_SECONDS, MIX
 from api.console.session import PATH, Session
+from api.errors import ApiError
 
 router = APIRouter(prefix=f"{PATH}/operator")
 
@@ -55,6 +70,10 @@ async def operator_page(
         health=health.body if isinstance(health.body, dict) else None,
         stats=stats.body if stats.ok else None,
         audit=audit.body["entries"][-20:][::-1] if audit.ok else [],
+        mix=MIX,
+        max_rate=MAX_RATE,
+        max_seconds=MAX_SECONDS,
+        load=console.load.run,
     )
 
 
@@ -137,3 +156,74 @@ async def abort(
 ) -> HTMLResponse | RedirectResponse:
     path = f"/orders/{order_id}/abort"
     return await _act(request, console, session, path, {"reason": reason})
+
+
+# --- the load generator ---------------------------------------------------------------------
+
+
+async def _operator_now(request: Request, session: Session) -> None:
+    """The session's token is the operator's still (the API's own check: raises its 401/403/503),
+    and the audit log records the action under the operator's name."""
+    bearer = HTTPAuthorizationCredentials(scheme="Bearer", credentials=session.bearer or "")
+    await require_operator(None if session.bearer is None else bearer, app_state(request))
+
+
+@router.post("/load", response_model=None)
+async def start_load(
+    request: Request,
+    console: ConsoleDep,
+    session: FormSession,
+    rate: Annotated[float, Form(gt=0, le=MAX_RATE)],
+    seconds: Annotated[int, Form(ge=1, le=MAX_SECONDS)],
+    mix_tok_ok: Annotated[int, Form(ge=0, le=100)] = 0,
+    mix_tok_decline: Annotated[int, Form(ge=0, le=100)] = 0,
+    mix_undeliverable: Annotated[int, Form(ge=0, le=100)] = 0,
+    mix_tok_flaky: Annotated[int, Form(ge=0, le=100)] = 0,
+    mix_tok_fraud: Annotated[int, Form(ge=0, le=100)] = 0,
+) -> HTMLResponse | RedirectResponse:
+    """Start a run: ``rate`` orders per second for ``seconds``, mixed by the weights given."""
+    try:
+        await _operator_now(request, session)
+    except ApiError as err:
+        answer = ApiAnswer(err.status_code, {"detail": err.detail})
+        return refused(request, console, session, answer, back=HERE)
+    if console.load.running:
+        answer = ApiAnswer(409, {"detail": "a load run is still going: wait for its orders to end"})
+        return refused(request, console, session, answer, back=HERE)
+    given = {
+        "tok_ok": mix_tok_ok,
+        "tok_decline": mix_tok_decline,
+        "undeliverable": mix_undeliverable,
+        "tok_flaky": mix_tok_flaky,
+        "tok_fraud": mix_tok_fraud,
+    }
+    mix = {kind: weight for kind, weight in given.items() if weight}
+    if not mix:
+        answer = ApiAnswer(422, {"detail": "mix: give at least one outcome a weight above 0"})
+        return refused(request, console, session, answer, back=HERE)
+    console.load.start(app_state(request), rate, seconds, mix)
+    return go(HERE, console, session)
+
+
+@router.get("/load/live")
+async def load_live(request: Request, console: ConsoleDep, session: SessionDep) -> Any:
+    """Server-sent events: the current run's figures every second, until its last order ended."""
+    try:
+        await _operator_now(request, session)
+    except ApiError as err:
+        return refused(
+            request, console, session, ApiAnswer(err.status_code, {"detail": err.detail})
+        )
+
+    async def stream() -> AsyncIterator[str]:
+        while True:
+            run = console.load.run
+            figures = run.as_json() if run is not None else None
+            yield f"event: load\ndata: {json.dumps(figures)}\n\n"
+            if figures is None or figures["done"]:
+                return
+            await asyncio.sleep(1)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )

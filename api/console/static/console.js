@@ -22,6 +22,40 @@ function follow(panel) {
   });
 }
 
+// The operator's load generator: its figures every second, drawn as lines (no chart library).
+function draw(svg, values) {
+  const line = svg.querySelector("polyline");
+  const known = values.map((v) => (v === null ? 0 : v));
+  const top = Math.max(1, ...known);
+  const step = 300 / Math.max(1, known.length - 1);
+  line.setAttribute(
+    "points",
+    known.map((v, i) => `${(i * step).toFixed(1)},${(78 - (v / top) * 74).toFixed(1)}`).join(" "),
+  );
+  svg.dataset.points = String(known.length);
+  svg.dataset.top = String(top);
+}
+
+function watchLoad(panel) {
+  const source = new EventSource(panel.dataset.loadLive);
+  source.addEventListener("load", (message) => {
+    const run = JSON.parse(message.data);
+    if (run === null) { source.close(); return; }
+    for (const name of ["placed", "ended", "in_flight", "p50_ms"]) {
+      panel.querySelector(`[data-field="${name}"]`).textContent = run[name] ?? "—";
+    }
+    panel.querySelector('[data-field="state"]').textContent = run.done ? "done" : "running";
+    panel.querySelector('[data-field="outcomes"]').textContent = Object.entries(run.outcomes)
+      .map(([outcome, count]) => `${outcome} ${count}`).join(" · ");
+    panel.querySelectorAll("[data-chart]").forEach((svg) => {
+      draw(svg, run.series.map((second) => second[svg.dataset.chart]));
+    });
+    panel.dataset.done = String(run.done);
+    if (run.done) source.close();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-live]").forEach(follow);
+  document.querySelectorAll("[data-load-live]").forEach(watchLoad);
 });

@@ -132,3 +132,30 @@ def test_an_operator_resolves_a_stuck_compensation(page: Page, operator_page: Pa
         "inventory.release",
     ]
     assert "RESOLVED" in compensations[1]
+
+
+def test_the_load_generator_runs_with_its_charts_moving_and_every_order_ends(
+    operator_page: Page,
+) -> None:
+    page = operator_page
+    page.fill("input[name=rate]", "4")
+    page.fill("input[name=seconds]", "3")
+    page.get_by_test_id("start-load").click()
+    page.wait_for_url("**/console/operator")
+
+    ended = page.locator("[data-chart=ended]")
+    expect(ended).to_have_attribute("data-points", re.compile(r"^[2-9]|\d\d+$"), timeout=15_000)
+    panel = page.locator("[data-load-live]")
+    expect(panel).to_have_attribute("data-done", "true", timeout=40_000)
+
+    figures = {
+        name: page.locator(f'[data-load-live] [data-field="{name}"]').inner_text()
+        for name in ("placed", "ended", "in_flight")
+    }
+    assert figures == {"placed": "12", "ended": "12", "in_flight": "0"}, figures
+    outcomes = page.locator('[data-load-live] [data-field="outcomes"]').inner_text()
+    counted = {
+        part.rsplit(" ", 1)[0]: int(part.rsplit(" ", 1)[1]) for part in outcomes.split(" · ")
+    }
+    assert set(counted) <= {"COMPLETED", "FAILED"}, counted  # every order ended, none in flight
+    assert sum(counted.values()) == 12

@@ -5,6 +5,7 @@ for the operator, tokens never shown, and nothing a visitor could not do through
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -228,3 +229,34 @@ def test_with_tokens_required_a_guest_checkout_signs_the_guest_in(
     with httpx.Client(base_url=auth_browser.base_url, cookies={COOKIE: before}) as second:
         again = second.post("/console/checkout", data=form)
     assert again.status_code == 303 and again.headers["location"] == placed.headers["location"]
+
+
+def test_only_the_operator_starts_a_load_run_and_it_is_audited(
+    browser: httpx.Client, dev_stack: DevStack, as_operator: dict[str, str]
+) -> None:
+    started = datetime.now(UTC)
+    run = {"rate": "1", "seconds": "1", "mix_tok_ok": "1"}
+    refused = browser.post("/console/operator/load", data=run | {"csrf": csrf_of(browser)})
+    assert refused.status_code == 401, refused.text
+    assert "operator token" in refused.text
+
+    sign_in(browser, operator_token(dev_stack.settings))
+    csrf = csrf_of(browser, "/console/operator")
+    no_mix = browser.post(
+        "/console/operator/load", data={"rate": "1", "seconds": "1", "csrf": csrf}
+    )
+    assert no_mix.status_code == 422 and "mix" in no_mix.text
+    accepted = browser.post("/console/operator/load", data=run | {"csrf": csrf})
+    assert accepted.status_code == 303, accepted.text
+    # Its figures stream until its one order has ended (and the next run may start).
+    with browser.stream("GET", "/console/operator/load/live") as live:
+        figures = [json.loads(line[6:]) for line in live.iter_lines() if line.startswith("data:")]
+    assert figures[-1]["done"] and figures[-1]["placed"] == figures[-1]["ended"] == 1
+
+    since = {"since": started.isoformat(), "action": "POST /console/operator/load"}
+    entries = browser.get("/audit", params=since, headers=as_operator).json()["entries"]
+    assert [(e["actor"], e["outcome"]) for e in entries] == [
+        ("anonymous", "401"),
+        ("operator", "422"),
+        ("operator", "303"),
+    ]
