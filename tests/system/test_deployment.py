@@ -69,6 +69,8 @@ def test_images_are_pinned_to_the_reference_tags() -> None:
     assert images["temporal"] == "temporalio/server:1.30.1"
     assert images["temporal-schema"] == images["temporal-setup"] == "temporalio/admin-tools:1.30.1"
     assert images["temporal-ui"] == "temporalio/ui:2.34.0"
+    assert images["prometheus"] == "prom/prometheus:v2.53.0"
+    assert images["grafana"] == "grafana/grafana:11.1.0"
     assert not any("auto-setup" in (image or "") for image in images.values())
     for name in (*WORKERS, "api"):
         assert SERVICES_IN_COMPOSE[name]["build"] == "."
@@ -98,6 +100,8 @@ def test_ports_are_the_documented_ones() -> None:
     assert published("api") == [("", "8000", "8000")]
     assert published("temporal-ui") == [("127.0.0.1", "8080", "8080")]
     assert published("temporal") == [("127.0.0.1", "7233", "7233")]
+    assert published("prometheus") == [("127.0.0.1", "9090", "9090")]
+    assert published("grafana") == [("127.0.0.1", "3000", "3000")]
 
 
 @pytest.mark.parametrize(
@@ -326,3 +330,45 @@ def test_the_installed_package_carries_its_migrations(tmp_path: Path) -> None:
 def test_each_service_has_one_migration_history(service: str) -> None:
     assert (ROOT / "services" / service / "alembic.ini").exists()
     assert list((ROOT / "services" / service / "migrations" / "versions").glob("0001_*.py"))
+
+
+PROMETHEUS = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+
+
+def scraped() -> dict[str, set[str]]:
+    """Prometheus's targets, ``host:port``, by job."""
+    return {
+        job["job_name"]: {t for config in job["static_configs"] for t in config["targets"]}
+        for job in PROMETHEUS["scrape_configs"]
+    }
+
+
+def test_prometheus_scrapes_every_process_where_it_serves_its_metrics() -> None:
+    targets = scraped()
+    cloudmart = targets["cloudmart-api"] | targets["cloudmart-workers"]
+    for name in (*WORKERS, "api"):
+        address = environment(name)["CLOUDMART_METRICS_ADDRESS"]
+        assert Settings(metrics_address=address).metrics_address == address
+        assert f"{name}:{address.rsplit(':', 1)[1]}" in cloudmart, f"{name} is not scraped"
+    assert len(cloudmart) == len(WORKERS) + 1  # and nothing that does not exist
+    [temporal] = targets["temporal"]
+    assert temporal == f"temporal:{environment('temporal')['PROMETHEUS_ENDPOINT'].rsplit(':')[1]}"
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboards() -> None:
+    grafana = SERVICES_IN_COMPOSE["grafana"]
+    mounts = dict(volume.rsplit(":", 2)[:2] for volume in grafana["volumes"])
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    sources = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
+    [source] = sources["datasources"]
+    [(_, prometheus_port, _)] = published("prometheus")
+    assert source["url"] == f"http://prometheus:{prometheus_port}" and source["uid"] == "prometheus"
+    providers = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/dashboards/dashboards.yml").read_text()
+    )
+    [provider] = providers["providers"]
+    assert provider["options"]["path"] == mounts["./deploy/grafana/dashboards"]
+    dashboards = sorted(p.name for p in (ROOT / "deploy/grafana/dashboards").glob("*.json"))
+    assert dashboards == ["cloudmart.json", "temporal-sdk.json"]

@@ -3,9 +3,11 @@ orders placed over HTTP, then each process's ``/metrics`` read before and after.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +15,8 @@ import pytest
 from devstack.stack import DevStack
 from tests.system.api.test_api import order_body
 
+DASHBOARDS = Path(__file__).parents[2] / "deploy" / "grafana" / "dashboards"
+METRIC = re.compile(r"\b((?:cloudmart|temporal)_[a-z_]+)\b")
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([0-9.eE+-]+|NaN|[+-]Inf)$")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
@@ -46,9 +50,18 @@ def api(dev_stack: DevStack) -> Iterator[httpx.Client]:
         yield client
 
 
+def until(api: httpx.Client, order_id: str, status: str) -> None:
+    deadline = time.monotonic() + 30
+    while (now := api.get(f"/orders/{order_id}").json()["status"]) != status:
+        assert time.monotonic() < deadline, (order_id, now)
+        time.sleep(0.3)
+
+
 def test_each_process_serves_the_sdks_metrics_and_ours_counts_the_orders(
-    api: httpx.Client, dev_stack: DevStack
+    api: httpx.Client, dev_stack: DevStack, as_operator: dict[str, str]
 ) -> None:
+    """Also: the Grafana dashboards (deploy/grafana) chart only metrics these processes
+    export."""
     ports = dev_stack.metrics_ports
     assert set(ports) == {"api", "worker", "worker-subscribers", "temporal"}
     before = {name: scrape(port) for name, port in ports.items() if name != "temporal"}
@@ -60,6 +73,16 @@ def test_each_process_serves_the_sdks_metrics_and_ours_counts_the_orders(
         assert placed.status_code == 202, placed.text
         outcomes.append(placed.json()["state"]["status"])
     assert outcomes == ["COMPLETED", "COMPLETED", "FAILED"]
+    # And one that gets stuck (a refund refused for good), resolved by the operator.
+    stuck = order_body(items=[("CABLE-USBC-2M", 1)], token="tok_norefund", country="JP")
+    stuck_id = api.post("/orders", json=stuck).json()["order_id"]
+    until(api, stuck_id, "COMPENSATION_STUCK")
+    resolution = {"step": "payment.refund", "note": "refunded by hand"}
+    resolved = api.post(
+        f"/orders/{stuck_id}/compensation/resolve", json=resolution, headers=as_operator
+    )
+    assert resolved.status_code == 202, resolved.text
+    until(api, stuck_id, "FAILED")
     time.sleep(6)  # the subscribers measure their lag every 5 s (services/lag_metrics.py)
 
     after = {name: scrape(port) for name, port in ports.items()}
@@ -75,7 +98,9 @@ def test_each_process_serves_the_sdks_metrics_and_ours_counts_the_orders(
     def grew(name: str, **labels: str) -> float:
         return total(worker, name, **labels) - total(then, name, **labels)
 
-    assert grew("cloudmart_orders_started") >= 3
+    assert grew("cloudmart_orders_started") >= 4
+    assert grew("cloudmart_orders_stuck", kind="compensation") >= 1
+    assert grew("cloudmart_compensations", step="payment.refund", outcome="RESOLVED") >= 1
     assert grew("cloudmart_orders_ended", outcome="COMPLETED") >= 2
     assert grew("cloudmart_orders_ended", outcome="FAILED") >= 1
     assert grew("cloudmart_step_latency_count", step="payment.charge", outcome="COMPLETED") >= 3
@@ -91,3 +116,19 @@ def test_each_process_serves_the_sdks_metrics_and_ours_counts_the_orders(
     assert stuck_now == {"COMPENSATION_STUCK", "STEP_STUCK"}
 
     assert len(after["temporal"]) > 0  # the dev server's own metrics
+
+    # A dashboard charting a metric nobody exports shows an empty panel and no error.
+    exported = set().union(
+        *(names(after[name]) for name in ("api", "worker", "worker-subscribers"))
+    )
+    for dashboard in sorted(DASHBOARDS.glob("*.json")):
+        panels = json.loads(dashboard.read_text())["panels"]
+        charted = {
+            m for panel in panels for t in panel["targets"] for m in METRIC.findall(t["expr"])
+        }
+        assert charted, dashboard.name
+        assert charted <= exported, (dashboard.name, sorted(charted - exported))
+
+
+DASHBOARDS = Path(__file__).parents[2] / "deploy" / "grafana" / "dashboards"
+METRIC = re.compile(r"\b((?:cloudmart|temporal)_[a-z_]+)\b")
