@@ -29,8 +29,12 @@ def chromium_path() -> Path:
     return Path(configured)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module, not per session: while Playwright's synchronous API is started, its event
+    loop counts as running in this thread, and every later test that runs one of its own
+    (``asyncio.run``, pytest-asyncio) would fail. Stopped after the module's tests, it leaves
+    the process as it found it."""
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
         yield launched
