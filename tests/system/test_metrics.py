@@ -11,11 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from devstack.stack import DevStack
 from tests.system.api.test_api import order_body
 
 DASHBOARDS = Path(__file__).parents[2] / "deploy" / "grafana" / "dashboards"
+ALERTS = Path(__file__).parents[2] / "deploy" / "prometheus" / "alerts.yml"
 METRIC = re.compile(r"\b((?:cloudmart|temporal)_[a-z_]+)\b")
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([0-9.eE+-]+|NaN|[+-]Inf)$")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -128,7 +130,13 @@ def test_each_process_serves_the_sdks_metrics_and_ours_counts_the_orders(
         }
         assert charted, dashboard.name
         assert charted <= exported, (dashboard.name, sorted(charted - exported))
+    # The same for the alerts: one on a metric nobody exports would never fire.
+    rules = yaml.safe_load(ALERTS.read_text())["groups"][0]["rules"]
+    for rule in rules:
+        watched = set(METRIC.findall(rule["expr"]))
+        assert watched and watched <= exported, (rule["alert"], sorted(watched - exported))
 
 
 DASHBOARDS = Path(__file__).parents[2] / "deploy" / "grafana" / "dashboards"
+ALERTS = Path(__file__).parents[2] / "deploy" / "prometheus" / "alerts.yml"
 METRIC = re.compile(r"\b((?:cloudmart|temporal)_[a-z_]+)\b")
