@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.console import operator, orders, shop, signin
+from api.console import operator, orders, returns, shop, signin
 from api.console.backend import ConsoleBackend
 from api.console.common import HERE, Console
 from api.console.feed import OrderFeed
@@ -32,7 +32,7 @@ def unaudited(path: str) -> bool:
 def install(app: FastAPI, settings: Settings) -> None:
     feed = OrderFeed(lambda order_id: orders.fetch_snapshot(app.state.cloudmart, order_id))
     app.state.console = Console(Sealer(settings), ConsoleBackend(app), feed)
-    for module in (shop, orders, signin, operator):
+    for module in (shop, orders, returns, signin, operator):
         # Pages, not API: out of the OpenAPI schema (and so out of its fuzzing).
         app.include_router(module.router, include_in_schema=False)
     app.mount(f"{PATH}/static", StaticFiles(directory=HERE / "static"), name="console-static")

@@ -4,6 +4,7 @@ execution in Temporal's Web UI, and a Cancel button while a cancel is still acce
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
@@ -70,6 +71,8 @@ def _context(request: Request, snapshot: Snapshot) -> dict[str, Any]:
     ui = settings.web_ui_url
     order_id = snapshot.order["order_id"]
     return {
+        # A return form's key: a resent form (a double click) opens one return, not two.
+        "attempt": secrets.token_urlsafe(16),
         "order": snapshot.order,
         "events": snapshot.events,
         "cancellable": snapshot.order["status"] in CANCELLABLE,

@@ -90,6 +90,28 @@ async def product(request: Request, sku: str, console: ConsoleDep, session: Sess
     return page(request, console, session, "product.html", product=answer.body)
 
 
+@router.post("/products/{sku}/ratings", response_model=None)
+async def rate(
+    request: Request,
+    sku: str,
+    console: ConsoleDep,
+    session: FormSession,
+    stars: Annotated[int, Form()],
+    comment: Annotated[str, Form()] = "",
+) -> HTMLResponse | RedirectResponse:
+    """``POST /products/{sku}/ratings`` as the shopper: the API decides who may (a completed
+    order with the product) and refuses the rest with its 403, 409 or 422."""
+    rating: dict[str, object] = {"stars": stars, "comment": comment or None}
+    if session.role != "customer":  # with a customer token the API takes the token's
+        rating["customer_id"] = session.customer_id
+    answer = await console.backend.call(
+        request, session, "POST", f"/products/{sku}/ratings", json=rating
+    )
+    if not answer.ok:
+        return refused(request, console, session, answer, back=f"{PATH}/products/{sku}")
+    return go(f"{PATH}/products/{sku}", console, session)
+
+
 @router.post("/cart")
 async def add_to_cart(
     console: ConsoleDep,
@@ -193,6 +215,12 @@ async def account(request: Request, console: ConsoleDep, session: SessionDep) ->
     orders = await console.backend.call(
         request, session, "GET", "/orders", params={"customer_id": customer_id, "page_size": 50}
     )
+    activity = await console.backend.call(
+        request, session, "GET", f"/customers/{customer_id}/activity", params={"limit": 20}
+    )
+    recommended = await console.backend.call(
+        request, session, "GET", f"/customers/{customer_id}/recommendations"
+    )
     loyalty = await console.backend.call(
         request, session, "GET", f"/customers/{customer_id}/loyalty"
     )
@@ -205,4 +233,6 @@ async def account(request: Request, console: ConsoleDep, session: SessionDep) ->
         orders=orders.body["items"] if orders.ok else [],
         orders_error=None if orders.ok else orders.message,
         loyalty=loyalty.body if loyalty.ok else None,
+        activity=activity.body["items"] if activity.ok else [],
+        recommendations=recommended.body if recommended.ok else [],
     )

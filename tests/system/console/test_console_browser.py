@@ -6,6 +6,8 @@ resolving a stuck compensation."""
 from __future__ import annotations
 
 import re
+import time
+from urllib.parse import urlparse
 
 from playwright.sync_api import Page, expect
 
@@ -159,3 +161,43 @@ def test_the_load_generator_runs_with_its_charts_moving_and_every_order_ends(
     }
     assert set(counted) <= {"COMPLETED", "FAILED"}, counted  # every order ended, none in flight
     assert sum(counted.values()) == 12
+
+
+def reloaded_until(page: Page, test_id: str, text: str, seconds: float = 30) -> None:
+    """Reload ``page`` until its ``test_id`` element reads ``text`` (a page without live
+    updates, following a choreography)."""
+    deadline = time.monotonic() + seconds
+    while (shown := page.get_by_test_id(test_id).inner_text()) != text:
+        assert time.monotonic() < deadline, f"{test_id} still {shown!r}, not {text!r}"
+        time.sleep(0.5)
+        page.reload()
+
+
+def test_a_customer_returns_an_order_and_the_operator_inspects_it(
+    page: Page, operator_page: Page
+) -> None:
+    checkout(page, "tok_ok")
+    status(page, "COMPLETED")
+    page.get_by_test_id("return").click()
+    page.wait_for_url(re.compile(r".*/console/returns/[0-9a-f-]{36}$"))
+    reloaded_until(page, "return-status", "AWAITING_INSPECTION")  # shipping made a label
+
+    operator_page.goto(urlparse(page.url).path)
+    operator_page.get_by_test_id("accept-return").click()
+
+    reloaded_until(page, "return-status", "RETURNED")
+    rows = page.get_by_test_id("chain").locator("tbody tr").all_inner_texts()
+    chain = [row.split("\t")[2] for row in rows]  # the event of each row
+    assert chain[0] == "ReturnRequested" and "ReturnAccepted" in chain, chain
+    assert {"StockRestocked", "ReturnRefunded", "PointsRevoked"} <= set(chain), chain
+
+
+def test_a_customer_rates_what_they_received(page: Page) -> None:
+    checkout(page, "tok_ok")
+    status(page, "COMPLETED")
+    page.goto(f"/console/products/{SKU}")
+    page.select_option("#stars", "4")
+    page.fill("#comment", "does what it says")
+    page.get_by_test_id("rate").click()
+    page.wait_for_url(f"**/console/products/{SKU}")
+    expect(page.get_by_test_id("error")).to_have_count(0)
