@@ -9,8 +9,11 @@ import re
 import time
 from urllib.parse import urlparse
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
+from devstack.stack import DevStack
+
+PHONE_WIDTH = 375
 SKU = "CABLE-USBC-2M"  # plenty in stock, whatever else the shared stack's tests order
 
 
@@ -201,3 +204,37 @@ def test_a_customer_rates_what_they_received(page: Page) -> None:
     page.get_by_test_id("rate").click()
     page.wait_for_url(f"**/console/products/{SKU}")
     expect(page.get_by_test_id("error")).to_have_count(0)
+
+
+def test_every_page_fits_a_phone_and_the_keyboard_reaches_the_content(
+    browser: Browser, dev_stack: DevStack, page: Page
+) -> None:
+    order_id = checkout(page, "tok_decline")
+    status(page, "FAILED")
+    phone = browser.new_context(
+        base_url=dev_stack.api_url,
+        viewport={"width": PHONE_WIDTH, "height": 700},
+        is_mobile=True,
+    )
+    phone.add_cookies(page.context.cookies())
+    small = phone.new_page()
+    for path in (
+        "/console",
+        f"/console/products/{SKU}",
+        "/console/cart",
+        "/console/account",
+        f"/console/orders/{order_id}",
+        "/console/signin",
+    ):
+        small.goto(path)
+        # Against the phone's width itself: a mobile browser widens its layout viewport to
+        # content wider than the screen (and zooms out), so innerWidth would follow it.
+        wide = small.evaluate("document.documentElement.scrollWidth")
+        assert wide <= PHONE_WIDTH, f"{path} is {wide} px wide, wider than a phone"
+    # The first Tab reaches the skip link, which takes the keyboard past the navigation.
+    small.goto("/console")
+    small.keyboard.press("Tab")
+    assert small.evaluate("document.activeElement.className") == "skip"
+    small.keyboard.press("Enter")
+    assert small.evaluate("location.hash") == "#main"
+    phone.close()
