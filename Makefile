@@ -9,7 +9,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: screenshots
-.PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-activity bench-read bench-customers bench-history bench-idle bench-styles chaos load rebuild-projections token audit-verify clean install
+.PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-activity bench-read bench-customers bench-history bench-idle bench-styles bench-observability chaos load rebuild-projections token audit-verify clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m devstack
@@ -123,6 +123,11 @@ bench-idle: $(INSTALLED)
 # event store), one at a time on one stack: p50 and p95 of their automated parts, the events each
 # writes, where to look when one goes wrong, and their code; docs/orchestration-vs-choreography.md
 # includes the result (~1 minute).
+# What watching costs the sagas: metrics on against off (two stacks taking turns), and fifty
+# open console pages. Writes bench/results/observability.md.
+bench-observability: $(INSTALLED)
+	$(BIN)/python -m bench.observability $(BENCH_ARGS)
+
 bench-styles: $(INSTALLED)
 	$(BIN)/python -m bench.saga_styles $(BENCH_ARGS)
 
