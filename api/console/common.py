@@ -130,6 +130,22 @@ def go(url: str, console: Console, session: Session) -> RedirectResponse:
     return response
 
 
+async def post_then(
+    request: Request,
+    console: Console,
+    session: Session,
+    path: str,
+    body: dict[str, Any],
+    then: str,
+) -> HTMLResponse | RedirectResponse:
+    """A form's action: ``POST path`` on the API as the visitor, then to ``then`` (303), or the
+    API's refusal with a way back to ``then``."""
+    answer = await console.backend.call(request, session, "POST", path, json=body)
+    if not answer.ok:
+        return refused(request, console, session, answer, back=then)
+    return go(then, console, session)
+
+
 def money(cents: int | None) -> str:
     return "—" if cents is None else f"€{cents / 100:,.2f}"
 

@@ -26,6 +26,7 @@ from api.console.common import (
     app_state,
     go,
     page,
+    post_then,
     refused,
 )
 from api.console.load import MAX_RATE, MAX_SECONDS, MIX
@@ -100,10 +101,7 @@ async def _with_state(
 async def _act(
     request: Request, console: Console, session: Session, path: str, body: dict[str, Any]
 ) -> HTMLResponse | RedirectResponse:
-    answer = await console.backend.call(request, session, "POST", path, json=body)
-    if not answer.ok:
-        return refused(request, console, session, answer, back=HERE)
-    return go(HERE, console, session)
+    return await post_then(request, console, session, path, body, HERE)
 
 
 @router.post("/orders/{order_id}/review", response_model=None)

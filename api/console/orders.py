@@ -19,8 +19,8 @@ from api.console.common import (
     FormSession,
     SessionDep,
     app_state,
-    go,
     page,
+    post_then,
     refused,
     templates,
 )
@@ -135,9 +135,5 @@ async def cancel(
     session: FormSession,
     reason: Annotated[str, Form()] = "cancelled by customer",
 ) -> HTMLResponse | RedirectResponse:
-    answer = await console.backend.call(
-        request, session, "POST", f"/orders/{order_id}/cancel", json={"reason": reason}
-    )
-    if not answer.ok:
-        return refused(request, console, session, answer, back=f"/console/orders/{order_id}")
-    return go(f"/console/orders/{order_id}", console, session)
+    path, then = f"/orders/{order_id}/cancel", f"{PATH}/orders/{order_id}"
+    return await post_then(request, console, session, path, {"reason": reason}, then)

@@ -10,7 +10,15 @@ from uuid import UUID
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from api.console.common import ConsoleDep, FormSession, SessionDep, go, page, refused
+from api.console.common import (
+    ConsoleDep,
+    FormSession,
+    SessionDep,
+    go,
+    page,
+    post_then,
+    refused,
+)
 from api.console.session import PATH
 
 router = APIRouter(prefix=PATH)
@@ -61,14 +69,6 @@ async def inspect(
     accepted: Annotated[bool, Form()],
     note: Annotated[str, Form()],
 ) -> HTMLResponse | RedirectResponse:
-    answer = await console.backend.call(
-        request,
-        session,
-        "POST",
-        f"/returns/{return_id}/inspection",
-        json={"accepted": accepted, "note": note},
-    )
-    back = f"{PATH}/returns/{return_id}"
-    if not answer.ok:
-        return refused(request, console, session, answer, back=back)
-    return go(back, console, session)
+    path, then = f"/returns/{return_id}/inspection", f"{PATH}/returns/{return_id}"
+    body = {"accepted": accepted, "note": note}
+    return await post_then(request, console, session, path, body, then)

@@ -18,6 +18,7 @@ from api.console.common import (
     app_state,
     go,
     page,
+    post_then,
     refused,
 )
 from api.console.session import PATH
@@ -104,12 +105,8 @@ async def rate(
     rating: dict[str, object] = {"stars": stars, "comment": comment or None}
     if session.role != "customer":  # with a customer token the API takes the token's
         rating["customer_id"] = session.customer_id
-    answer = await console.backend.call(
-        request, session, "POST", f"/products/{sku}/ratings", json=rating
-    )
-    if not answer.ok:
-        return refused(request, console, session, answer, back=f"{PATH}/products/{sku}")
-    return go(f"{PATH}/products/{sku}", console, session)
+    path, then = f"/products/{sku}/ratings", f"{PATH}/products/{sku}"
+    return await post_then(request, console, session, path, rating, then)
 
 
 @router.post("/cart")
