@@ -6,6 +6,12 @@ the saga for its state (a Temporal query) and the event store for the order's ev
 something changed. Once the order has ended it is asked nothing more: its last snapshot is the
 final one. So fifty pages open on one order cost the saga what one page costs, and fifty pages
 on fifty ended orders cost it nothing.
+
+An order that is not changing (held for a payment review, stuck waiting for an operator) is
+asked less and less often, the pause doubling up to ``slowest``; the first change brings it back
+to ``interval``. Fifty pages open on fifty held orders measurably slowed the other sagas while
+each was asked twice a second (docs/performance.md); a held order's page now shows a decision
+within ``slowest`` seconds, and a running one its steps within ``interval``.
 """
 
 from __future__ import annotations
@@ -47,9 +53,10 @@ class _Watch:
 
 
 class OrderFeed:
-    def __init__(self, fetch: Fetch, interval: float = 0.5) -> None:
+    def __init__(self, fetch: Fetch, interval: float = 0.5, slowest: float = 4.0) -> None:
         self._fetch = fetch
         self.interval = interval
+        self.slowest = max(slowest, interval)
         self._watches: dict[str, _Watch] = {}
         self.fetches = 0
         """How many times an order was asked for (what the load of open pages costs)."""
@@ -88,6 +95,7 @@ class OrderFeed:
             watch.task.cancel()
 
     async def _run(self, order_id: str, watch: _Watch) -> None:
+        pause = self.interval
         while watch.viewers:
             try:
                 self.fetches += 1
@@ -97,11 +105,14 @@ class OrderFeed:
             else:
                 if snapshot != watch.last:
                     watch.last = snapshot
+                    pause = self.interval
                     for queue in watch.viewers:
                         _replace(queue, snapshot)
+                else:
+                    pause = min(pause * 2, self.slowest)
                 if snapshot.ended:
                     return  # asked nothing more; the watch ends with its last viewer
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(pause)
 
     async def close(self) -> None:
         """Stop every watch and end every viewer's stream (the API is shutting down)."""
