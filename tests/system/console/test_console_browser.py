@@ -35,6 +35,17 @@ def status(page: Page, expected: str) -> None:
     expect(page.get_by_test_id("status")).to_have_text(expected, timeout=20_000)
 
 
+def operator_listing(operator_page: Page, test_id: str, seconds: float = 20) -> None:
+    """Open the operator's page and reload it until ``test_id`` is on it: its lists are read
+    from the projection, which follows the saga by a moment."""
+    operator_page.goto("/console/operator")
+    deadline = time.monotonic() + seconds
+    while operator_page.get_by_test_id(test_id).count() == 0:
+        assert time.monotonic() < deadline, f"{test_id} never on the operator's page"
+        time.sleep(0.3)
+        operator_page.reload()
+
+
 def items(page: Page, test_id: str, word: int = 0) -> list[str]:
     """The ``<li>`` texts of a list, each reduced to one word (a step's name, an event's type)."""
     texts = page.get_by_test_id(test_id).locator("li").all_inner_texts()
@@ -81,7 +92,7 @@ def test_an_operator_approves_a_held_payment_and_the_order_page_follows(
     # A mark in the page's own memory: if the page reloaded, it would be gone.
     page.evaluate("window.notReloaded = true")
 
-    operator_page.goto("/console/operator")
+    operator_listing(operator_page, f"approve-{order_id}")
     operator_page.get_by_test_id(f"approve-{order_id}").click()
     operator_page.wait_for_url("**/console/operator")
 
@@ -109,7 +120,7 @@ def test_a_cancel_too_late_shows_the_sagas_refusal(page: Page, operator_page: Pa
     still.add_cookies(page.context.cookies())
     stale = still.new_page()
     stale.goto(f"/console/orders/{order_id}")
-    operator_page.goto("/console/operator")
+    operator_listing(operator_page, f"approve-{order_id}")
     operator_page.get_by_test_id(f"approve-{order_id}").click()
     status(page, "COMPLETED")
 
@@ -124,7 +135,7 @@ def test_an_operator_resolves_a_stuck_compensation(page: Page, operator_page: Pa
     status(page, "COMPENSATION_STUCK")
     expect(page.get_by_test_id("stuck")).to_contain_text("payment.refund")
 
-    operator_page.goto("/console/operator")
+    operator_listing(operator_page, f"resolve-{order_id}")
     operator_page.fill(f"#note-{order_id}", "refunded from the provider's dashboard")
     operator_page.get_by_test_id(f"resolve-{order_id}").click()
     operator_page.wait_for_url("**/console/operator")

@@ -147,8 +147,7 @@ def test_an_operators_decision_is_the_apis_and_audited_under_their_name(
     placed = browser.post("/orders", json=order_body(token="tok_review"), params={"wait": 0})
     order_id = placed.json()["order_id"]
     _wait_for(browser, order_id, "AWAITING_PAYMENT_REVIEW")
-    operator_page = browser.get("/console/operator")
-    assert order_id in operator_page.text
+    operator_page = _operator_page_listing(browser, order_id)
     decided = browser.post(
         f"/console/operator/orders/{order_id}/review",
         data={"csrf": CSRF.search(operator_page.text).group(1), "approved": "true"},  # type: ignore[union-attr]
@@ -165,6 +164,17 @@ def test_an_operators_decision_is_the_apis_and_audited_under_their_name(
     everything = browser.get("/audit", params=since, headers=as_operator).json()["entries"]
     console = {(e["actor"], e["action"]) for e in everything if "/console/" in e["action"]}
     assert console == {("alice", "POST /console/signin")}, console
+
+
+def _operator_page_listing(client: httpx.Client, order_id: str) -> httpx.Response:
+    # The operator's lists are read from the projection, which follows the saga by a moment.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        page = client.get("/console/operator")
+        if order_id in page.text:
+            return page
+        time.sleep(0.2)
+    raise AssertionError(f"order {order_id} never listed on the operator's page")
 
 
 def _wait_for(client: httpx.Client, order_id: str, status: str) -> bool:
