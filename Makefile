@@ -9,7 +9,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: screenshots
-.PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-activity bench-read bench-customers bench-history bench-idle bench-styles bench-observability chaos load rebuild-projections token audit-verify clean install
+.PHONY: up up-split test test-fast mutation lint format bench bench-install bench-api bench-activity bench-read bench-customers bench-history bench-idle bench-styles bench-observability bench-tracing chaos load rebuild-projections token audit-verify clean install
 
 up: $(INSTALLED)
 	$(BIN)/python -m devstack
@@ -74,9 +74,12 @@ format: $(INSTALLED)
 
 # The saga against Temporal's floors and DBOS at concurrency 1, 10 and 50; PostgreSQL; 1/2/4
 # workers; the sandbox off. Writes bench/results/saga.md and .png, which docs/performance.md
-# includes (~14 minutes; BENCH_ARGS="--scale 0.3" is quicker).
+# includes (~14 minutes; BENCH_ARGS="--scale 0.3" is quicker). Then what watching costs it:
+# metrics and tracing, each on against off (bench-observability, bench-tracing; ~6 minutes).
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench.saga_vs_floor $(BENCH_ARGS)
+	$(BIN)/python -m bench.observability
+	$(BIN)/python -m bench.tracing_overhead
 
 # The benchmarks' extra (dbos, the peer baseline; matplotlib, the plot): never part of
 # `make install`.
@@ -119,15 +122,20 @@ bench-history: $(INSTALLED)
 bench-idle: $(INSTALLED)
 	$(BIN)/python -m bench.idle_sagas $(BENCH_ARGS)
 
+# What watching costs the sagas: metrics on against off (two stacks taking turns), and fifty
+# open console pages. Writes bench/results/observability.md (~3 minutes).
+bench-observability: $(INSTALLED)
+	$(BIN)/python -m bench.observability $(BENCH_ARGS)
+
+# Tracing exporting over OTLP/HTTP to a local collector against tracing off (two stacks taking
+# turns), and the spans per order. Writes bench/results/tracing.md (~3 minutes).
+bench-tracing: $(INSTALLED)
+	$(BIN)/python -m bench.tracing_overhead $(BENCH_ARGS)
+
 # The order saga (orchestrated, on Temporal) beside the return saga (choreographed, over the
 # event store), one at a time on one stack: p50 and p95 of their automated parts, the events each
 # writes, where to look when one goes wrong, and their code; docs/orchestration-vs-choreography.md
 # includes the result (~1 minute).
-# What watching costs the sagas: metrics on against off (two stacks taking turns), and fifty
-# open console pages. Writes bench/results/observability.md.
-bench-observability: $(INSTALLED)
-	$(BIN)/python -m bench.observability $(BENCH_ARGS)
-
 bench-styles: $(INSTALLED)
 	$(BIN)/python -m bench.saga_styles $(BENCH_ARGS)
 

@@ -60,7 +60,7 @@ from activities.event_store import EventStoreActivities
 from activities.inventory import InventoryActivities
 from activities.payment import PaymentActivities
 from activities.shipping import ShippingActivities
-from cloudmart import metrics
+from cloudmart import metrics, tracing
 from cloudmart.contracts.routing import TaskQueues
 from cloudmart.process import exit_now
 from cloudmart.settings import SERVICES, Settings, get_settings
@@ -315,9 +315,14 @@ def main(argv: list[str] | None = None) -> None:
         help="run one service's worker, or a group of them (default: all in this process)",
     )
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.addFilter(tracing.TraceIds())  # a line written within a span ends with its trace id
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s%(trace)s",
+        handlers=[handler],
     )
+    tracing.setup("cloudmart-worker" if args.service == "all" else f"cloudmart-{args.service}")
     settings = get_settings()
     roles = GROUPS.get(args.service, (args.service,))
     status = 0

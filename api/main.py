@@ -30,7 +30,7 @@ from api.routes import (
     returns,
 )
 from api.sagas import Sagas
-from cloudmart import metrics
+from cloudmart import metrics, tracing
 from cloudmart.settings import SERVICES, Settings, get_settings
 from cloudmart.temporal import connect
 from services.audit.log import AuditLog
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Orders as durable sagas on Temporal over inventory, payment and shipping.",
         lifespan=lifespan,
+        telemetry=tracing.fastapi_telemetry(),
     )
     install_error_handlers(app, settings.temporal_address)
     activity_tracking.install(app, settings)  # innermost: records each final answer

@@ -16,8 +16,11 @@ import os
 import sys
 from typing import NoReturn
 
+from cloudmart import tracing
+
 
 def exit_now(status: int) -> NoReturn:
+    tracing.shutdown()  # the spans still buffered: the provider's own atexit will not run
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe

@@ -19,7 +19,7 @@ from temporalio.converter import (
 )
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
-from cloudmart import metrics
+from cloudmart import metrics, tracing
 from cloudmart.codec import (
     EncryptionCodec,
     PayloadDecryptionError,
@@ -124,6 +124,8 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
         api_key=None if api_key is None else api_key.get_secret_value(),
         lazy=lazy,
         runtime=metrics.runtime(settings),  # serves this process's metrics, where configured
+        # Traces the client's calls, and the workflows and activities of the workers it serves.
+        interceptors=tracing.interceptors(),
     )
 
 

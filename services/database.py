@@ -15,6 +15,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel
 
+from cloudmart import tracing
+
 ModelT = TypeVar("ModelT", bound=SQLModel)
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
@@ -134,8 +136,16 @@ def read_only(engine: Engine) -> Engine:
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commits on success, rolls back on any exception."""
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    """One unit of work: commits on success, rolls back on any exception. Traced (a span in the
+    trace of the step, request or batch it serves), where tracing is on."""
+    with (
+        tracing.span(
+            "transaction",
+            {"db.system.name": engine.dialect.name, "db.namespace": engine.url.database or ""},
+        ),
+        Session(engine, expire_on_commit=False) as session,
+        session.begin(),
+    ):
         yield session
 
 

@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: a small catalog, order builders, a gate, the books."""
+"""Helpers shared by the tests: a small catalog, order builders, a gate, the books, processes, a
+trace collector."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from cloudmart.codec import parse_payload_keys
 from cloudmart.contracts.customers import Guest
@@ -205,3 +209,46 @@ def worker_process(settings: Settings, *args: str) -> Iterator[ManagedProcess]:
         yield worker
     finally:
         assert worker.stop() == 0, worker.failure("did not exit 0")
+
+
+class OtlpCollector:
+    """An OTLP/HTTP trace receiver on a free local port, serving in a thread: what a process
+    whose ``OTEL_EXPORTER_OTLP_ENDPOINT`` is ``endpoint`` exports (cloudmart/tracing.py)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str, bytes]] = []
+        """Each request: its path, content type and body."""
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                collector.received.append((self.path, self.headers["Content-Type"], body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
+
+    def __enter__(self) -> OtlpCollector:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def spans(self) -> list[tuple[str, Span]]:
+        """Every span received, with the ``service.name`` of the process that sent it."""
+        found = []
+        for _, _, body in list(self.received):
+            for resource in ExportTraceServiceRequest.FromString(body).resource_spans:
+                named = {a.key: a.value.string_value for a in resource.resource.attributes}
+                for scope in resource.scope_spans:
+                    found.extend((named["service.name"], span) for span in scope.spans)
+        return found

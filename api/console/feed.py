@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -74,7 +75,11 @@ class OrderFeed:
         if watch.last is not None:
             queue.put_nowait(watch.last)
         if watch.task is None:
-            watch.task = asyncio.create_task(self._run(order_id, watch))
+            # Its own context, not the first viewer's: the watch outlives that request, and
+            # under tracing would keep adding spans to its trace.
+            watch.task = asyncio.create_task(
+                self._run(order_id, watch), context=contextvars.Context()
+            )
         try:
             while True:
                 snapshot = await queue.get()

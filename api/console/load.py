@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import statistics
@@ -116,7 +117,9 @@ class LoadGenerator:
         return run
 
     def _spawn(self, work: Any) -> None:
-        task = asyncio.create_task(work)
+        # Its own context, not the operator's request: under tracing each generated order is a
+        # trace of its own rather than hundreds of children of one click.
+        task = asyncio.create_task(work, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

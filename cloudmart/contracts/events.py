@@ -146,6 +146,10 @@ class StoredEvent(Event):
 
     position: int
     recorded_at: datetime
+    traceparent: str | None = None
+    """The W3C traceparent of the append that stored it (tracing on): where a subscriber's
+    handling of it joins the trace of what caused it. Never shown by the API (its routes answer
+    ``Event``)."""
 
 
 class AppendEvents(BaseModel):

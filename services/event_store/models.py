@@ -43,3 +43,6 @@ class EventRow(EventStoreTable, table=True):
     """The business transaction across streams (a return's id); indexed to read its chain."""
     causation_id: str | None = Field(default=None, max_length=36)
     """The event this one reacts to."""
+    traceparent: str | None = Field(default=None, max_length=55)
+    """The W3C traceparent of the append that stored it, where tracing is on: the projector, in
+    another process, continues the order's trace from it (cloudmart/tracing.py)."""

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from cloudmart import tracing
 from cloudmart.contracts.events import Event, StoredEvent
 from services.database import read_only, transaction
 from services.event_store.models import EventRow
@@ -75,7 +76,14 @@ class EventStore:
         """
         if not events:
             return 0
-        with transaction(self.engine) as session:
+        attributes = {
+            "cloudmart.aggregate_id": events[0].aggregate_id,
+            "cloudmart.events": len(events),
+        }
+        with (
+            tracing.span("event_store.append", attributes) as appending,
+            transaction(self.engine) as session,
+        ):
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": APPEND_LOCK})
             stored = {
@@ -97,7 +105,8 @@ class EventStore:
                     )
             new = [e for e in events if e.event_id not in stored]
             _refuse_gaps(session, new)
-            session.add_all(EventRow(**e.model_dump()) for e in new)
+            traceparent = tracing.traceparent(appending)  # the projector continues it
+            session.add_all(EventRow(**e.model_dump(), traceparent=traceparent) for e in new)
             try:
                 session.flush()
             except IntegrityError as err:
@@ -168,4 +177,5 @@ def _read(row: EventRow) -> StoredEvent:
         recorded_at=row.recorded_at,
         correlation_id=row.correlation_id,
         causation_id=row.causation_id,
+        traceparent=row.traceparent,
     )

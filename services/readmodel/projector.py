@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Engine, delete, event, select
 from sqlmodel import Session, col
 
+from cloudmart import tracing
 from cloudmart.contracts.events import EventType, StoredEvent
 from cloudmart.contracts.orders import OrderStatus
 from cloudmart.contracts.ratings import ProductRated
@@ -87,7 +89,7 @@ class Projector:
             # Caught up: two reads instead of a write transaction (the worker asks 20 times a
             # second, busy or idle).
             return 0
-        with transaction(self.engine) as session:
+        with tracing.span("projector.batch"), transaction(self.engine) as session:
             _hold_rows(session)
             checkpoint = _locked_checkpoint(session)
             projected, erased = self._project(session, checkpoint, limit, live=True)
@@ -150,8 +152,22 @@ class Projector:
         """Apply the next ``limit`` events; returns how many, and whether a customer among them
         was erased."""
         events = self.store.read_after(checkpoint.position, limit)
-        for stored in events:
-            _apply(session, stored, self._catalog, self.profiles)
+        # The events of one append are consecutive in the store (appends are serialised), so
+        # each run of one traceparent is one append's: its projection joins that order's trace.
+        # A rebuild's would land in traces long closed: it joins none.
+        for traceparent, run in groupby(events, key=_traceparent if live else lambda _: None):
+            with tracing.continued(traceparent, "projector.project") as span:
+                appended = list(run)
+                if span is not None:
+                    span.set_attributes(
+                        {
+                            "cloudmart.aggregate_id": appended[0].aggregate_id,
+                            "cloudmart.events": len(appended),
+                            "cloudmart.event_types": [e.event_type for e in appended],
+                        }
+                    )
+                for stored in appended:
+                    _apply(session, stored, self._catalog, self.profiles)
         if events:
             now = datetime.now(UTC)
             checkpoint.position = events[-1].position
@@ -165,6 +181,10 @@ class Projector:
         """Bring in products the catalog has and the search does not (and their static facts)."""
         with transaction(self.engine) as session:
             _sync_catalog(session, self._catalog)
+
+
+def _traceparent(stored: StoredEvent) -> str | None:
+    return stored.traceparent
 
 
 def _hold_rows(session: Session) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -221,3 +222,47 @@ async def test_close_cancels_every_watch_and_ends_every_viewers_stream() -> None
     calls = dict(fake.calls)
     await asyncio.sleep(5 * INTERVAL)
     assert dict(fake.calls) == calls
+
+
+async def test_an_unchanged_order_is_asked_less_often_and_a_change_restores_the_pace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    same, changed = snapshot("o-1"), snapshot("o-1", events=1)
+    fake = FakeOrders({"o-1": [same] * 5 + [changed] * 5})
+    feed = OrderFeed(fake, interval=INTERVAL, slowest=8 * INTERVAL)
+    pauses: list[float] = []
+    sleep = asyncio.sleep
+
+    async def recorded(seconds: float) -> None:
+        task = asyncio.current_task()
+        if task is not None and task.get_coro().__qualname__ == "OrderFeed._run":  # type: ignore[union-attr]
+            pauses.append(seconds)
+            seconds = 0
+        await sleep(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded)
+    async with contextlib.aclosing(feed.follow("o-1")) as stream:
+        assert await read(stream, 2) == [same, changed]
+        await eventually(lambda: len(pauses) >= 8)
+
+    expected = [1, 2, 4, 8, 8, 1, 2, 4]  # doubling up to slowest; the change at the sixth ask
+    assert pauses[:8] == [INTERVAL * factor for factor in expected]
+
+
+VIEWER: contextvars.ContextVar[str] = contextvars.ContextVar("viewer", default="none")
+
+
+async def test_a_watch_runs_in_its_own_context_not_its_first_viewers() -> None:
+    # The first viewer's request context (under tracing, its span) must not follow the watch
+    # that outlives it.
+    seen: list[str] = []
+
+    async def fetch(order_id: str) -> Snapshot:
+        seen.append(VIEWER.get())
+        return snapshot(order_id)
+
+    feed = OrderFeed(fetch, interval=INTERVAL)
+    VIEWER.set("first request")
+    async with contextlib.aclosing(feed.follow("o-1")) as stream:
+        await read(stream, 1)
+    assert seen and set(seen) == {"none"}
