@@ -15,6 +15,7 @@ import pytest
 import yaml
 from sqlalchemy import make_url
 
+from cloudmart import tracing
 from cloudmart.codec import new_key_entry
 from cloudmart.settings import DATABASES, Settings
 from devstack.stack import WORKER_ROLES
@@ -71,6 +72,7 @@ def test_images_are_pinned_to_the_reference_tags() -> None:
     assert images["temporal-ui"] == "temporalio/ui:2.34.0"
     assert images["prometheus"] == "prom/prometheus:v2.53.0"
     assert images["grafana"] == "grafana/grafana:11.1.0"
+    assert images["jaeger"] == "jaegertracing/all-in-one:1.60.0"
     assert not any("auto-setup" in (image or "") for image in images.values())
     for name in (*WORKERS, "api"):
         assert SERVICES_IN_COMPOSE[name]["build"] == "."
@@ -102,6 +104,7 @@ def test_ports_are_the_documented_ones() -> None:
     assert published("temporal") == [("127.0.0.1", "7233", "7233")]
     assert published("prometheus") == [("127.0.0.1", "9090", "9090")]
     assert published("grafana") == [("127.0.0.1", "3000", "3000")]
+    assert published("jaeger") == [("127.0.0.1", "16686", "16686")]  # its UI; OTLP stays inside
 
 
 @pytest.mark.parametrize(
@@ -372,3 +375,17 @@ def test_grafana_is_provisioned_with_prometheus_and_the_dashboards() -> None:
     assert provider["options"]["path"] == mounts["./deploy/grafana/dashboards"]
     dashboards = sorted(p.name for p in (ROOT / "deploy/grafana/dashboards").glob("*.json"))
     assert dashboards == ["cloudmart.json", "temporal-sdk.json"]
+
+
+def test_every_process_sends_its_traces_to_jaeger() -> None:
+    """Compose's processes trace (cloudmart/tracing.py turns on from the standard variable),
+    each under its own service name, to the trace backend compose runs, on its OTLP/HTTP port."""
+    for name in (*WORKERS, "api"):
+        env = environment(name)
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318", name
+        assert tracing.exporters(env) == ["otlp"], name
+        assert "OTEL_SERVICE_NAME" not in env  # cloudmart-<service>, from worker.py --service
+    assert "jaeger" in SERVICES_IN_COMPOSE
+    assert (SERVICES_IN_COMPOSE["jaeger"].get("environment") or {}).get(
+        "COLLECTOR_OTLP_ENABLED", "true"
+    ) == "true"  # all-in-one receives OTLP by default since 1.35
