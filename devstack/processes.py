@@ -5,6 +5,7 @@ workers, restarted after a crash with a growing delay (:class:`Backoff`)."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 
@@ -123,17 +125,34 @@ class Backoff:
         self.started_at = now
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10_000
+_chooser = random.SystemRandom()  # not the seeded one: parallel test processes share a seed
+
+
+def _ports() -> range:
+    """Where we choose ports: below the kernel's ephemeral range. The dev server asks the kernel
+    for any free port for each of its internal services; from the ephemeral range it could get
+    the port we chose for its frontend, released and not yet bound (its frontend then fails, or
+    it crashes)."""
+    try:
+        low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768  # Linux's default
+    return range(LOWEST_PORT, max(low, LOWEST_PORT + 1_000))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free now on the loopback interface, outside the kernel's ephemeral range."""
+    return free_port_range(1)
 
 
 def free_port_range(count: int) -> int:
     """The first of ``count`` consecutive ports free now (for a stack's metrics ports)."""
+    ports = _ports()
     while True:
-        first = free_port()
-        if first + count <= 65535 and all(port_is_free(first + i) for i in range(count)):
+        first = _chooser.randrange(ports.start, ports.stop - count + 1)
+        if all(port_is_free(first + i) for i in range(count)):
             return first
 
 
