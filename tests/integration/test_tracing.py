@@ -99,7 +99,10 @@ async def test_an_order_is_one_trace_from_its_request_to_its_projection(
     # Every step, then every compensation in reverse, each an activity in the order's trace,
     # a child of the saga's start of it, holding its own transactions on its service's database.
     ran = sorted(spans.prefixed("RunActivity:"), key=lambda s: s.start_time or 0)
-    steps = [s for s in ran if s.name != f"RunActivity:{APPEND}"]
+    # An attempt that outlives its timeout on a loaded machine is tried again, under the same
+    # StartActivity span: each scheduled activity counts once, by its last attempt.
+    last_attempts = {s.parent.span_id: s for s in ran if s.parent is not None}
+    steps = [s for s in last_attempts.values() if s.name != f"RunActivity:{APPEND}"]
     assert [s.name.removeprefix("RunActivity:") for s in steps] == list(STEPS)
     for step in steps:
         name = step.name.removeprefix("RunActivity:")
