@@ -218,7 +218,7 @@ def test_a_customer_rates_what_they_received(page: Page) -> None:
 
 
 def test_every_page_fits_a_phone_and_the_keyboard_reaches_the_content(
-    browser: Browser, dev_stack: DevStack, page: Page
+    browser: Browser, dev_stack: DevStack, page: Page, operator_page: Page
 ) -> None:
     order_id = checkout(page, "tok_decline")
     status(page, "FAILED")
@@ -229,19 +229,25 @@ def test_every_page_fits_a_phone_and_the_keyboard_reaches_the_content(
     )
     phone.add_cookies(page.context.cookies())
     small = phone.new_page()
-    for path in (
+    customer_pages = (
         "/console",
         f"/console/products/{SKU}",
         "/console/cart",
         "/console/account",
         f"/console/orders/{order_id}",
         "/console/signin",
-    ):
-        small.goto(path)
-        # Against the phone's width itself: a mobile browser widens its layout viewport to
-        # content wider than the screen (and zooms out), so innerWidth would follow it.
-        wide = small.evaluate("document.documentElement.scrollWidth")
-        assert wide <= PHONE_WIDTH, f"{path} is {wide} px wide, wider than a phone"
+    )
+    for path in customer_pages:
+        fits_a_phone(small, path)
+    # The operator's page, with its lists, charts and load generator, signed in on the phone.
+    operator_phone = browser.new_context(
+        base_url=dev_stack.api_url,
+        viewport={"width": PHONE_WIDTH, "height": 700},
+        is_mobile=True,
+    )
+    operator_phone.add_cookies(operator_page.context.cookies())
+    fits_a_phone(operator_phone.new_page(), "/console/operator")
+    operator_phone.close()
     # The first Tab reaches the skip link, which takes the keyboard past the navigation.
     small.goto("/console")
     small.keyboard.press("Tab")
@@ -249,3 +255,12 @@ def test_every_page_fits_a_phone_and_the_keyboard_reaches_the_content(
     small.keyboard.press("Enter")
     assert small.evaluate("location.hash") == "#main"
     phone.close()
+
+
+def fits_a_phone(page: Page, path: str) -> None:
+    page.goto(path)
+    assert urlparse(page.url).path == path, f"{path} went to {page.url}"
+    # Against the phone's width itself: a mobile browser widens its layout viewport to content
+    # wider than the screen (and zooms out), so innerWidth would follow it.
+    wide = page.evaluate("document.documentElement.scrollWidth")
+    assert wide <= PHONE_WIDTH, f"{path} is {wide} px wide, wider than a phone"
