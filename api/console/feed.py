@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,10 +55,16 @@ class _Watch:
 
 
 class OrderFeed:
-    def __init__(self, fetch: Fetch, interval: float = 0.5, slowest: float = 4.0) -> None:
+    def __init__(
+        self, fetch: Fetch, interval: float = 0.5, slowest: float = 4.0, jitter: float = 0.25
+    ) -> None:
         self._fetch = fetch
         self.interval = interval
         self.slowest = max(slowest, interval)
+        self.jitter = jitter
+        """Each pause is longer or shorter by up to this fraction, at random: pages opened
+        together would otherwise keep asking together, a burst of queries every few seconds
+        that delays whatever saga runs at that moment."""
         self._watches: dict[str, _Watch] = {}
         self.fetches = 0
         """How many times an order was asked for (what the load of open pages costs)."""
@@ -117,7 +124,7 @@ class OrderFeed:
                     pause = min(pause * 2, self.slowest)
                 if snapshot.ended:
                     return  # asked nothing more; the watch ends with its last viewer
-            await asyncio.sleep(pause)
+            await asyncio.sleep(pause * random.uniform(1 - self.jitter, 1 + self.jitter))
 
     async def close(self) -> None:
         """Stop every watch and end every viewer's stream (the API is shutting down)."""

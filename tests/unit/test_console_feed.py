@@ -229,7 +229,35 @@ async def test_an_unchanged_order_is_asked_less_often_and_a_change_restores_the_
 ) -> None:
     same, changed = snapshot("o-1"), snapshot("o-1", events=1)
     fake = FakeOrders({"o-1": [same] * 5 + [changed] * 5})
-    feed = OrderFeed(fake, interval=INTERVAL, slowest=8 * INTERVAL)
+    feed = OrderFeed(fake, interval=INTERVAL, slowest=8 * INTERVAL, jitter=0)
+    pauses = record_pauses(monkeypatch)
+    async with contextlib.aclosing(feed.follow("o-1")) as stream:
+        assert await read(stream, 2) == [same, changed]
+        await eventually(lambda: len(pauses) >= 8)
+
+    expected = [1, 2, 4, 8, 8, 1, 2, 4]  # doubling up to slowest; the change at the sixth ask
+    assert pauses[:8] == [INTERVAL * factor for factor in expected]
+
+
+async def test_watches_opened_together_do_not_keep_asking_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeOrders({f"o-{n}": [snapshot(f"o-{n}")] for n in range(20)})
+    feed = OrderFeed(fake, interval=INTERVAL, slowest=INTERVAL, jitter=0.25)
+    pauses = record_pauses(monkeypatch)
+    streams = [feed.follow(f"o-{n}") for n in range(20)]
+    for stream in streams:
+        await read(stream, 1)
+    await eventually(lambda: len(pauses) >= 60)
+    for stream in streams:
+        await stream.aclose()
+
+    assert all(0.75 * INTERVAL <= pause <= 1.25 * INTERVAL for pause in pauses)
+    assert len(set(pauses)) > len(pauses) // 2  # spread, not one shared beat
+
+
+def record_pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses the watches take between asks, recorded, and not waited for."""
     pauses: list[float] = []
     sleep = asyncio.sleep
 
@@ -241,12 +269,7 @@ async def test_an_unchanged_order_is_asked_less_often_and_a_change_restores_the_
         await sleep(seconds)
 
     monkeypatch.setattr(asyncio, "sleep", recorded)
-    async with contextlib.aclosing(feed.follow("o-1")) as stream:
-        assert await read(stream, 2) == [same, changed]
-        await eventually(lambda: len(pauses) >= 8)
-
-    expected = [1, 2, 4, 8, 8, 1, 2, 4]  # doubling up to slowest; the change at the sixth ask
-    assert pauses[:8] == [INTERVAL * factor for factor in expected]
+    return pauses
 
 
 VIEWER: contextvars.ContextVar[str] = contextvars.ContextVar("viewer", default="none")
