@@ -17,18 +17,21 @@ not requests, so no context reaches it in a call: the event store keeps with eac
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
+import random
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.util.types import Attributes
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from cloudmart.contracts.failures import BusinessFailure
 
@@ -228,12 +231,130 @@ def interceptors() -> list[Interceptor]:
     """Temporal's tracing interceptor, for a client (its workers take it from the client); none
     with tracing off. It passes the context in each call's headers, which Temporal stores in
     clear (the codec encodes payloads, not headers): a traceparent, which says nothing of an
-    order."""
+    order. It traces through a ``TypeOnly`` tracer: its spans keep a failure's type, not its
+    message."""
     if _tracer is None:
         return []
     from temporalio.contrib.opentelemetry import TracingInterceptor
 
-    return [TracingInterceptor(_tracer)]
+    return [TracingInterceptor(TypeOnly(_tracer))]
+
+
+class TypeOnly(trace.Tracer):
+    """A tracer whose spans record an exception by its type alone: no message, no stack trace,
+    in an event or a status. Temporal's interceptor records each failure it sees, and a
+    refusal's message can name an amount or quote a payment provider."""
+
+    def __init__(self, inner: trace.Tracer) -> None:
+        self._inner = inner
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> Span:
+        started = self._inner.start_span(
+            name, context, kind, attributes, links, start_time, False, False
+        )
+        return _TypeOnlySpan(started)
+
+    @contextmanager  # type: ignore[override]
+    def start_as_current_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[Span]:
+        with self._inner.start_as_current_span(
+            name, context, kind, attributes, links, start_time, False, False, end_on_exit
+        ) as started:
+            current = _TypeOnlySpan(started)
+            try:
+                yield current
+            except Exception as err:
+                if record_exception:
+                    current.record_exception(err)
+                if set_status_on_exception:
+                    current.set_status(Status(StatusCode.ERROR, type(err).__name__))
+                raise
+
+
+class _TypeOnlySpan(trace.Span):
+    def __init__(self, inner: Span) -> None:
+        self._inner = inner
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        kind = type(exception).__name__
+        self._inner.set_attribute("error.type", kind)
+        self._inner.add_event("exception", {"exception.type": kind}, timestamp)
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        # The interceptor's description is "<type>: <message>": the type is kept.
+        if isinstance(status, Status):
+            status, description = status.status_code, status.description
+        kind = (description or "").partition(":")[0] or None
+        self._inner.set_status(Status(status, kind if status is StatusCode.ERROR else None))
+
+    def end(self, end_time: int | None = None) -> None:
+        self._inner.end(end_time)
+
+    def get_span_context(self) -> trace.SpanContext:
+        return self._inner.get_span_context()
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        self._inner.set_attributes(attributes)
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        self._inner.set_attribute(key, value)
+
+    def add_event(
+        self, name: str, attributes: Attributes = None, timestamp: int | None = None
+    ) -> None:
+        self._inner.add_event(name, attributes, timestamp)
+
+    def add_link(self, context: trace.SpanContext, attributes: Attributes = None) -> None:
+        self._inner.add_link(context, attributes)
+
+    def update_name(self, name: str) -> None:
+        self._inner.update_name(name)
+
+    def is_recording(self) -> bool:
+        return self._inner.is_recording()
+
+
+def untraced() -> contextvars.Context:
+    """A fresh context for background work that starts no trace (the console's polling of open
+    pages): its current span is an unsampled one, which the default, parent-based, sampler
+    follows. Without it, each poll would be a trace of its own."""
+    fresh = contextvars.Context()
+    unsampled = trace.NonRecordingSpan(
+        trace.SpanContext(
+            trace_id=random.getrandbits(128) | 1,
+            span_id=random.getrandbits(64) | 1,
+            is_remote=False,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
+        )
+    )
+    fresh.run(otel_context.attach, trace.set_span_in_context(unsampled))
+    return fresh
 
 
 SHUTDOWN_WAIT = 5.0

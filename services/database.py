@@ -134,6 +134,13 @@ def read_only(engine: Engine) -> Engine:
     return engine.execution_options(**{READ_ONLY: True})
 
 
+def database_name(engine: Engine) -> str:
+    """The database's name: a SQLite file's name without its directory (which would name the
+    machine's user), PostgreSQL's database."""
+    database = engine.url.database or ""
+    return Path(database).name if engine.dialect.name == "sqlite" else database
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commits on success, rolls back on any exception. Traced (a span in the
@@ -141,7 +148,7 @@ def transaction(engine: Engine) -> Iterator[Session]:
     with (
         tracing.span(
             "transaction",
-            {"db.system.name": engine.dialect.name, "db.namespace": engine.url.database or ""},
+            {"db.system.name": engine.dialect.name, "db.namespace": database_name(engine)},
         ),
         Session(engine, expire_on_commit=False) as session,
         session.begin(),

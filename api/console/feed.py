@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from cloudmart import tracing
 
 log = logging.getLogger("cloudmart.console")
 
@@ -83,10 +84,8 @@ class OrderFeed:
             queue.put_nowait(watch.last)
         if watch.task is None:
             # Its own context, not the first viewer's: the watch outlives that request, and
-            # under tracing would keep adding spans to its trace.
-            watch.task = asyncio.create_task(
-                self._run(order_id, watch), context=contextvars.Context()
-            )
+            # under tracing would keep adding spans to its trace. Nor is each poll a trace.
+            watch.task = asyncio.create_task(self._run(order_id, watch), context=tracing.untraced())
         try:
             while True:
                 snapshot = await queue.get()

@@ -106,7 +106,9 @@ class EventStore:
             new = [e for e in events if e.event_id not in stored]
             _refuse_gaps(session, new)
             traceparent = tracing.traceparent(appending)  # the projector continues it
-            session.add_all(EventRow(**e.model_dump(), traceparent=traceparent) for e in new)
+            session.add_all(
+                EventRow(**(e.model_dump() | {"traceparent": traceparent})) for e in new
+            )
             try:
                 session.flush()
             except IntegrityError as err:

@@ -16,13 +16,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from sqlalchemy import make_url
+from sqlalchemy import create_engine
 from temporalio.testing import WorkflowEnvironment
 
 from cloudmart import tracing
 from cloudmart.contracts.saga import workflow_id
 from cloudmart.settings import DATABASES, Settings
 from cloudmart.temporal import connect
+from services.database import database_name
 from services.factory import Services
 from tests.integration.test_activity_tracking import api, api_settings, as_customer
 from tests.support import place_order
@@ -115,6 +116,14 @@ async def test_an_order_is_one_trace_from_its_request_to_its_projection(
     # A business refusal is recorded by its type, not as an error (nor is the activity).
     assert refused.attributes["error.type"] == "Undeliverable"
     assert refused.status.status_code == StatusCode.UNSET == steps[4].status.status_code
+    # A failure's message ("we do not deliver to JP; ...") is in no span, only its type: the
+    # messages of refusals can name amounts, or quote a payment provider.
+    exceptions = [e for span in spans.all for e in span.events if e.name == "exception"]
+    assert exceptions and all(set(e.attributes or {}) == {"exception.type"} for e in exceptions)
+    for span in spans.all:
+        texts = [span.status.description or "", *map(str, (span.attributes or {}).values())]
+        texts += [str(v) for e in span.events for v in (e.attributes or {}).values()]
+        assert not any("deliver to" in text for text in texts), span.name
 
     # Each append of the order's events: the activity, the store's append, its transaction.
     appends = [
@@ -146,7 +155,9 @@ class Spans:
     def __init__(self, spans: Sequence[ReadableSpan], settings: Settings) -> None:
         self.all = list(spans)
         self.by_id = {s.context.span_id: s for s in self.all}
-        self._databases = {make_url(settings.db_url(name)).database: name for name in DATABASES}
+        self._databases = {
+            database_name(create_engine(settings.db_url(name))): name for name in DATABASES
+        }
 
     def named(self, name: str) -> list[ReadableSpan]:
         return [s for s in self.all if s.name == name]

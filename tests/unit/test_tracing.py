@@ -5,6 +5,8 @@ spans (tests/integration/test_tracing.py follows a whole order)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import logging
 import subprocess
@@ -18,8 +20,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from api.console.feed import OrderFeed, Snapshot
 from api.main import create_app
 from cloudmart import tracing
 from tests.support import OtlpCollector
@@ -155,3 +158,58 @@ async def test_a_request_span_is_named_by_its_route_and_continues_the_callers_tr
     assert f"{docs.context.trace_id:032x}" == caller_trace
     assert docs.parent is not None and f"{docs.parent.span_id:016x}" == caller_span
     assert unrouted.name == "GET" and unrouted.parent is None  # a trace of its own
+
+
+def test_work_in_an_untraced_context_exports_nothing(exported: InMemorySpanExporter) -> None:
+    def poll() -> None:
+        with tracing.span("poll"):
+            pass
+
+    tracing.untraced().run(poll)
+    assert exported.get_finished_spans() == ()
+    poll()  # elsewhere, the same work is traced
+    assert [s.name for s in exported.get_finished_spans()] == ["poll"]
+
+
+async def test_the_consoles_polling_of_open_pages_starts_no_trace(
+    exported: InMemorySpanExporter,
+) -> None:
+    async def fetch(order_id: str) -> Snapshot:
+        with tracing.span("fetch"):
+            return Snapshot(order={"order_id": order_id, "status": "RUNNING"}, events=[])
+
+    feed = OrderFeed(fetch, interval=0.01)
+    with tracing.span("GET /console/orders/{order_id}/live"):
+        async with contextlib.aclosing(feed.follow("o-1")) as stream:
+            await anext(stream)
+            await asyncio.sleep(0.05)  # a few more polls
+    assert [s.name for s in exported.get_finished_spans()] == [
+        "GET /console/orders/{order_id}/live"
+    ]
+
+
+def test_temporals_spans_keep_a_failures_type_not_its_message(
+    exported: InMemorySpanExporter,
+) -> None:
+    # What Temporal's interceptor does with the tracer it is given, on a failed activity.
+    tracer = tracing.TypeOnly(trace.get_tracer("test", tracer_provider=tracing._provider))
+    with (
+        pytest.raises(ValueError),
+        tracer.start_as_current_span(
+            "RunActivity:payment.refund", set_status_on_exception=False
+        ) as span,
+    ):
+        span.set_status(Status(StatusCode.ERROR, "ValueError: refund of 2000 cents refused"))
+        raise ValueError("refund of 2000 cents refused")
+    marked = tracer.start_span("CompleteWorkflow:OrderSaga")
+    marked.record_exception(ValueError("refund of 2000 cents refused"))
+    marked.end()
+
+    for done in exported.get_finished_spans():
+        assert "2000" not in repr(done.to_json()), done.name
+        assert [dict(e.attributes or {}) for e in done.events] == [{"exception.type": "ValueError"}]
+    refund = exported.get_finished_spans()[0]
+    assert (refund.status.status_code, refund.status.description) == (
+        StatusCode.ERROR,
+        "ValueError",
+    )
