@@ -127,6 +127,7 @@ class Backoff:
 
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 LOWEST_PORT = 10_000
+ENOUGH_PORTS = 1_000
 _chooser = random.SystemRandom()  # not the seeded one: parallel test processes share a seed
 
 
@@ -136,10 +137,14 @@ def _ports() -> range:
     the port we chose for its frontend, released and not yet bound (its frontend then fails, or
     it crashes)."""
     try:
-        low = int(EPHEMERAL_RANGE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32_768  # Linux's default
-    return range(LOWEST_PORT, max(low, LOWEST_PORT + 1_000))
+        low, high = (int(bound) for bound in EPHEMERAL_RANGE.read_text().split()[:2])
+    except (OSError, ValueError):
+        low, high = 32_768, 60_999  # Linux's default
+    if low - LOWEST_PORT >= ENOUGH_PORTS:
+        return range(LOWEST_PORT, low)
+    if 65_535 - high >= ENOUGH_PORTS:
+        return range(high + 1, 65_536)
+    return range(LOWEST_PORT, 65_536)  # no room outside it: the race is back, if rarely
 
 
 def free_port() -> int:

@@ -53,3 +53,21 @@ def test_a_port_in_use_is_never_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
         port = taken.getsockname()[1]
         monkeypatch.setattr(processes, "_ports", lambda: range(port, port + 2))
         assert {free_port() for _ in range(50)} == {port + 1}
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [
+        ("32768\t60999\n", range(10_000, 32_768)),
+        ("1024 40000", range(40_001, 65_536)),  # no room below: above it
+        ("1024 65000", range(10_000, 65_536)),  # no room either side: anywhere
+        ("", range(10_000, 32_768)),  # unreadable: Linux's default
+    ],
+)
+def test_ports_are_chosen_outside_the_ephemeral_range_wherever_it_is(
+    configured: str, expected: range, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setting = tmp_path / "ip_local_port_range"
+    setting.write_text(configured)
+    monkeypatch.setattr(processes, "EPHEMERAL_RANGE", setting)
+    assert processes._ports() == expected
